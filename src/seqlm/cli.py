@@ -1,0 +1,321 @@
+"""Command line: one subcommand per API function of the same name; parse, call, print.  No logic here.
+
+Results go to stdout (text, or JSON with --json); logs and progress go to stderr.  Every SeqlmError is
+printed as one line ``seqlm: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Sequence
+
+from .errors import SeqlmError
+
+EXAMPLES = {
+    "train": """examples:
+  SEQLM_DATA=../shared/data seqlm train --corpus ptb --model kn --order 5 --out runs/kn5
+  seqlm train --corpus ptb-char --model kn --order 7 --out runs/char7 --arpa runs/char7.arpa.gz
+  seqlm train --train my.txt --valid dev.txt --model add-k --k 0.1 --order 2 --out runs/addk
+  seqlm train --text book.txt --split-ratio 0.9,0.05,0.05 --level char --order 6 --out runs/book""",
+    "evaluate": """examples:
+  SEQLM_DATA=../shared/data seqlm evaluate runs/kn5 --corpus ptb --split test --json
+  seqlm evaluate runs/kn5 --file my_test.txt --mode sentence
+  seqlm evaluate lm.arpa.gz --file test.txt --json""",
+    "score": """examples:
+  printf 'there is a\\nihra s eet\\n' | seqlm score runs/char7 --json
+  seqlm score runs/kn5 --file sentences.txt --per token --json
+  echo "the market rose" | seqlm score runs/kn5 --per corpus""",
+    "predict": """examples:
+  echo "the students opened their" | seqlm predict runs/kn5 --top-k 5
+  seqlm predict runs/kn5 --prompt "the market" --top-k 10 --json""",
+    "generate": """examples:
+  seqlm generate runs/kn5 --prompt "the market" --seed 1
+  seqlm generate runs/kn5 --num 5 --temperature 0.8 --top-p 0.9 --seed 7 --json
+  seqlm generate runs/char7 --prompt "the " --greedy --max-tokens 80""",
+    "export": """examples:
+  seqlm export runs/kn5 kn5.arpa
+  seqlm export runs/kn5 kn5.arpa.gz""",
+    "demo": """examples:
+  seqlm demo
+  seqlm demo --json""",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seqlm", description="Train, evaluate, score with and generate from "
+                                "language models.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="run 'seqlm COMMAND --help' for a command's options and examples")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def data_args(q: argparse.ArgumentParser, files: bool = True) -> None:
+        g = q.add_argument_group("data")
+        g.add_argument("--corpus", help="registered corpus: ptb, ptb-char")
+        g.add_argument("--data-dir", help="folder holding corpus files (else $SEQLM_DATA, the cache, download)")
+        if files:
+            g.add_argument("--train", help="training text file, one sentence per line")
+            g.add_argument("--valid", help="validation text file")
+            g.add_argument("--test", help="test text file")
+            g.add_argument("--text", help="one text file, split into train/valid/test by --split-ratio")
+            g.add_argument("--split-ratio", default="0.8,0.1,0.1", help="line ratios for --text (default 0.8,0.1,0.1)")
+
+    t = cmd("train", "train (estimate) a model and save it as a folder")
+    data_args(t)
+    t.add_argument("--model", default="kn", help="mle, add-k, laplace, ikn (interpolated Kneser-Ney), mkn or kn "
+                   "(interpolated modified Kneser-Ney, as KenLM) (default kn)")
+    t.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    t.add_argument("--k", type=float, default=1.0, help="pseudo-count for add-k (default 1)")
+    t.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times or less")
+    t.add_argument("--level", choices=("word", "char"), help="tokenization (default: the corpus's, word for files)")
+    t.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    t.add_argument("--min-count", type=int, default=1, help="vocabulary: keep tokens seen this often (default 1)")
+    t.add_argument("--max-size", type=int, help="vocabulary: keep at most this many tokens")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    e = cmd("evaluate", "perplexity of a model on a corpus split or a file")
+    e.add_argument("model", help="model folder or ARPA file")
+    data_args(e, files=False)
+    e.add_argument("--split", default="test", choices=("train", "valid", "test"), help="corpus split (default test)")
+    e.add_argument("--file", help="evaluate on this text file instead of a corpus split")
+    e.add_argument("--mode", default="stream", choices=("stream", "sentence"),
+                   help="carry state across lines (stream, default) or reset per line (sentence)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = cmd("score", "log-probability of each input line (stdin or --file)")
+    s.add_argument("model", help="model folder or ARPA file")
+    s.add_argument("--file", help="read lines from this file instead of stdin")
+    s.add_argument("--per", default="line", choices=("line", "token", "corpus"), help="granularity (default line)")
+    s.add_argument("--mode", default="sentence", choices=("stream", "sentence"), help="default sentence")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    r = cmd("predict", "most probable next tokens after each prompt line (stdin or --prompt)")
+    r.add_argument("model", help="model folder or ARPA file")
+    r.add_argument("--prompt", help="the prompt (else one per stdin line)")
+    r.add_argument("--top-k", type=int, default=5, help="how many suggestions (default 5)")
+    r.add_argument("--allow-unk", action="store_true", help="may suggest <unk>")
+    r.add_argument("--json", action="store_true", help="one JSON object per prompt")
+
+    g = cmd("generate", "sample text from a model")
+    g.add_argument("model", help="model folder or ARPA file")
+    g.add_argument("--prompt", default="", help="text to continue (default: a new sentence)")
+    g.add_argument("--num", type=int, default=1, help="how many samples (default 1)")
+    g.add_argument("--max-tokens", type=int, default=50, help="stop after this many tokens (default 50)")
+    g.add_argument("--temperature", type=float, default=1.0, help="divide log-probs by this (default 1)")
+    g.add_argument("--top-k", type=int, help="sample among the k most probable tokens")
+    g.add_argument("--top-p", type=float, help="sample from the smallest set holding this much probability")
+    g.add_argument("--greedy", action="store_true", help="always take the most probable token")
+    g.add_argument("--seed", type=int, help="random seed (same seed, same text)")
+    g.add_argument("--allow-unk", action="store_true", help="may generate <unk>")
+    g.add_argument("--json", action="store_true", help="one JSON object per sample")
+
+    x = cmd("export", "write an n-gram model as an ARPA file")
+    x.add_argument("model", help="model folder")
+    x.add_argument("arpa", help="ARPA file to write (.gz to compress)")
+
+    d = cmd("demo", "train n-gram models on the bundled generated corpora and show what they do")
+    d.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(x):
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x).__name__)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}" if math.isfinite(x) else str(x)
+
+
+def _stdin_lines() -> list[str]:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SeqlmError("no input: pipe text into stdin or give --file")
+    data = sys.stdin.buffer.read()
+    from .text.corpora import decode_lines
+
+    return decode_lines(data, "stdin", keep_blank=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from .runtime import setup_logging
+
+    setup_logging(-1 if args.quiet else (1 if args.verbose else 0))
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args) or 0
+    except SeqlmError as e:
+        print(f"seqlm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seqlm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _train(args) -> int:
+    from .train import train
+
+    prune = None
+    if args.prune:
+        try:
+            prune = [int(x) for x in args.prune.split(",")]
+        except ValueError:
+            raise SeqlmError(f"--prune needs comma-separated integers, e.g. 0,0,1 (got {args.prune!r})") from None
+    try:
+        ratio = tuple(float(x) for x in args.split_ratio.split(","))
+    except ValueError:
+        raise SeqlmError(f"--split-ratio needs three numbers, e.g. 0.8,0.1,0.1 (got {args.split_ratio!r})") from None
+    files = {k: getattr(args, k) for k in ("train", "valid", "test", "text") if getattr(args, k)}
+    if args.text:
+        files["split_ratio"] = ratio
+    _, summary = train(args.corpus, model=args.model, order=args.order, k=args.k, prune=prune,
+                       level=args.level, lowercase=args.lowercase, min_count=args.min_count,
+                       max_size=args.max_size, out=args.out, arpa=args.arpa, data_dir=args.data_dir, **files)
+    if args.json:
+        _print_json(summary)
+    else:
+        m = summary["model"]
+        print(f"{m['order']}-gram {m['smoothing']}: {'/'.join(map(str, m['ngrams']))} n-grams, "
+              f"vocabulary {m['vocab_size']}, {summary['seconds']:.2f}s -> {args.out}")
+        if "valid" in summary:
+            v = summary["valid"]
+            print(f"valid perplexity {_fmt(v['perplexity'])} ({v['tokens']} tokens, {v['oov']} OOV)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+    from .models import load
+    from .text.corpora import load_corpus, read_lines
+
+    model = load(args.model)
+    if args.file:
+        if args.corpus:
+            raise SeqlmError("give either --file or --corpus, not both")
+        lines, source = read_lines(args.file), args.file
+    elif args.corpus:
+        corpus = load_corpus(args.corpus, data_dir=args.data_dir)
+        lines, source = corpus.split(args.split), f"{args.corpus}:{args.split}"
+        if corpus.level != model.vocab.tokenizer.level:
+            raise SeqlmError(f"corpus {args.corpus} is {corpus.level}-level but the model reads "
+                             f"{model.vocab.tokenizer.level}s: use the matching corpus")
+    else:
+        raise SeqlmError("nothing to evaluate on: give --corpus NAME --split SPLIT or --file FILE")
+    result = evaluate(model, lines, mode=args.mode)
+    result["data"] = source
+    if args.json:
+        _print_json(result)
+    else:
+        unit = result["unit"]
+        print(f"{source}: perplexity {_fmt(result['perplexity'])}, {result[f'bits_per_{unit}']:.4f} bits/{unit}, "
+              f"{result['tokens']} tokens, {result['oov']} OOV "
+              f"(perplexity without OOV {_fmt(result['perplexity_without_oov'])}), mode {result['mode']}")
+    return 0
+
+
+def _input_lines(args) -> list[str]:
+    from .text.corpora import read_lines
+
+    return read_lines(args.file, keep_blank=True) if args.file else _stdin_lines()
+
+
+def _score(args) -> int:
+    from .models import load
+    from .score import score
+
+    model = load(args.model)
+    rows = score(model, _input_lines(args), per=args.per, mode=args.mode)
+    for row in rows:
+        if args.json:
+            _print_json(row)
+        elif args.per == "corpus":
+            print(f"log_prob {row['log_prob']:.4f} (ln), {row['tokens']} tokens, perplexity {_fmt(row['perplexity'])}")
+        else:
+            print(f"{row['log_prob']:.4f}\t{row['text']}")
+            for t in row.get("token_log_probs", []):
+                print(f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .generate import predict
+    from .models import load
+
+    model = load(args.model)
+    prompts = [args.prompt] if args.prompt is not None else _stdin_lines()
+    for prompt in prompts:
+        preds = predict(model, prompt, top_k=args.top_k, allow_unk=args.allow_unk)
+        if args.json:
+            _print_json({"prompt": prompt, "predictions": preds})
+        else:
+            print(f"{prompt} ...")
+            for rank, p in enumerate(preds, 1):
+                print(f"  {rank}. {p['token']}\t{p['prob']:.4f}")
+    return 0
+
+
+def _generate(args) -> int:
+    from .generate import generate
+    from .models import load
+
+    if args.num < 1:
+        raise SeqlmError(f"--num must be >= 1 (got {args.num})")
+    model = load(args.model)
+    for i in range(args.num):
+        seed = None if args.seed is None else args.seed + i
+        out = generate(model, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=seed,
+                       allow_unk=args.allow_unk)
+        if args.json:
+            _print_json(out)
+        else:
+            print(out["text"])
+    return 0
+
+
+def _export(args) -> int:
+    from .models import load
+    from .ngram.arpa import write_arpa
+    from .ngram.model import NGramLM
+
+    model = load(args.model)
+    if not isinstance(model, NGramLM):
+        raise SeqlmError(f"{args.model} is a {model.kind} model: only n-gram models can be written as ARPA")
+    write_arpa(model, args.arpa)
+    print(args.arpa)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import demo
+
+    demo(as_json=args.json)
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "score": _score, "predict": _predict,
+            "generate": _generate, "export": _export, "demo": _demo}
+
+if __name__ == "__main__":
+    sys.exit(main())

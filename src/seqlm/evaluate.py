@@ -1,0 +1,68 @@
+"""evaluate: perplexity (and bits per token / character) of a model on lines of text.
+
+Counts follow interface.py: every line predicts its tokens and one ``</s>``.  OOV tokens (outside the
+vocabulary) are scored as ``<unk>``; the result also gives the perplexity without them, as KenLM does.
+The numbers do not depend on ``batch_lines``, the number of lines scored per call (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .errors import SeqlmError
+from .interface import LanguageModel, check_mode
+from .text.encode import encode_lines
+
+
+def evaluate(model: LanguageModel, lines: Sequence[str], mode: str = "stream",
+             batch_lines: int | None = None) -> dict:
+    """Perplexity of ``model`` on ``lines``; a dict with ``perplexity``, ``tokens``, ``oov``, ``mode``...."""
+    check_mode(mode)
+    if not lines:
+        raise SeqlmError("nothing to evaluate: the text has no non-blank line")
+    if batch_lines is not None and batch_lines < 1:
+        raise SeqlmError(f"batch_lines must be >= 1 (got {batch_lines})")
+    enc = encode_lines(model.vocab, lines)
+    step = batch_lines or len(enc.lines)
+    logps: list[np.ndarray] = []
+    state = None
+    for i in range(0, len(enc.lines), step):
+        chunk, state = model.score_lines(enc.lines[i:i + step], mode, state)
+        logps.extend(chunk)
+    logp = np.concatenate(logps)
+    # OOV mask per scored position: each line's tokens, then its </s> (never OOV)
+    oov = np.concatenate([np.append(m, False) for m in enc.oov])
+    return summarize(logp, oov, model, mode, lines=len(lines))
+
+
+def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:
+    tokens = int(len(logp))
+    total = float(logp.sum())
+    n_oov = int(oov.sum())
+    known = logp[~oov]
+    unit = model.vocab.tokenizer.unit
+    result = {
+        "perplexity": _ppl(total, tokens),
+        "tokens": tokens,
+        "oov": n_oov,
+        "mode": mode,
+        "lines": lines,
+        "log_prob": total,
+        "log_base": "e",
+        "unit": unit,
+        f"bits_per_{unit}": (-total / tokens / math.log(2)) if tokens else float("nan"),
+        "perplexity_without_oov": _ppl(float(known.sum()), int(len(known))),
+        "model": model.describe(),
+    }
+    return result
+
+
+def _ppl(total: float, n: int) -> float:
+    if n == 0:
+        return float("nan")
+    if not math.isfinite(total):
+        return float("inf")
+    return math.exp(-total / n)

@@ -1,0 +1,34 @@
+"""Load any saved model: a seqlm model folder (any kind) or an ARPA file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import SeqlmError
+from .interface import LanguageModel
+
+
+def load(path: str | Path) -> LanguageModel:
+    """A model from a folder written by ``seqlm train`` or from an ARPA file (``.arpa``, ``.arpa.gz``)."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqlmError(f"{path}: no such model folder or ARPA file: train one with seqlm train --out {path}")
+    if path.is_file():
+        from .ngram.arpa import read_arpa
+
+        return read_arpa(path)
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SeqlmError(f"{path} has no config.json: give a folder written by seqlm train, or an ARPA file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SeqlmError(f"{config_path} is not valid JSON ({e}): retrain the model") from None
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind == "ngram":
+        from .ngram.model import NGramLM
+
+        return NGramLM.load(path, config)
+    raise SeqlmError(f"{config_path}: unknown model kind {kind!r}: it was written by another seqlm version; "
+                     f"retrain it")

@@ -1,0 +1,195 @@
+"""NGramLM: queries on estimated tables (see smoothing.py), one at a time or vectorized.
+
+Query rule (ARPA backoff): ln p(w | h) = logprob of the longest stored n-gram ``h' w`` (h' a suffix of h)
+plus the ``logbow`` of every stored context longer than h'.  For add-k (``unseen == "uniform"``), an
+unseen word after the longest stored context h' gets bow(h') / |V| instead.
+
+Batched scoring looks up, for every position of the padded token stream and every order k, the k-gram
+ending there with one ``np.searchsorted`` per order: no Python loop per token.  The history never reaches
+back past the sentence's ``<s>``, so stream and sentence modes agree (see interface.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import SeqlmError, atomic_dir, atomic_write
+from ..interface import LanguageModel, State, check_mode
+from ..text.vocab import BOS_ID, EOS_ID, Vocab
+from .counts import pad_stream
+from .smoothing import Tables
+
+log = logging.getLogger(__name__)
+
+FORMAT = "seqlm-ngram-1"
+
+
+def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each query in sorted ``keys`` and whether it is there."""
+    if len(keys) == 0:
+        return np.zeros(len(query), np.int64), np.zeros(len(query), bool)
+    idx = np.searchsorted(keys, query)
+    np.minimum(idx, len(keys) - 1, out=idx)
+    return idx, keys[idx] == query
+
+
+class NGramLM(LanguageModel):
+    kind = "ngram"
+
+    def __init__(self, vocab: Vocab, tables: Tables, config: dict | None = None):
+        if tables.vocab_size != len(vocab):
+            raise SeqlmError(f"model tables are for {tables.vocab_size} tokens but the vocabulary has "
+                             f"{len(vocab)}: the model folder is inconsistent, retrain it")
+        self.vocab = vocab
+        self.tables = tables
+        self.order = tables.order
+        self.config = dict(config or {})
+        self._log_n_pred = np.log(len(vocab) - 1)
+
+    # -- single queries -----------------------------------------------------------------------
+    def start(self) -> State:
+        return (BOS_ID,)[-(self.order - 1):] if self.order > 1 else ()
+
+    def advance(self, state: State, token: int) -> State:
+        if self.order == 1:
+            return ()
+        if token == EOS_ID:
+            return self.start()
+        return (tuple(state) + (int(token),))[-(self.order - 1):]
+
+    def _rank(self, words: Sequence[int]) -> int | None:
+        """Index of the n-gram ``words`` in its order's table, or None if not stored."""
+        V = self.tables.vocab_size
+        r = int(words[0])
+        for j in range(1, len(words)):
+            keys = self.tables.keys[j]
+            key = r * V + int(words[j])
+            i = int(np.searchsorted(keys, key))
+            if i >= len(keys) or keys[i] != key:
+                return None
+            r = i
+        return r
+
+    def next_logprobs(self, state: State) -> np.ndarray:
+        t = self.tables
+        V = t.vocab_size
+        out = t.logprob[0].copy()
+        state = tuple(state)
+        for k in range(2, self.order + 1):
+            if len(state) < k - 1:
+                break
+            r = self._rank(state[-(k - 1):])
+            if r is None:
+                break
+            keys = t.keys[k - 1]
+            lo, hi = np.searchsorted(keys, [r * V, (r + 1) * V])
+            bow = t.logbow[k - 2][r]
+            if t.unseen == "uniform":
+                out[:] = bow - self._log_n_pred
+            else:
+                out += bow
+            out[keys[lo:hi] % V] = t.logprob[k - 1][lo:hi]
+        out[BOS_ID] = -np.inf
+        return out
+
+    # -- batched scoring ------------------------------------------------------------------------
+    def score_lines(self, lines, mode="sentence", state=None):
+        check_mode(mode)
+        lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
+        if len(lines) == 0:
+            return [], (self.start() if mode == "stream" else None)
+        ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in lines]) if lengths.sum() else \
+            np.zeros(0, np.int64)
+        logp = self.score_stream(ids, lengths)
+        bounds = np.cumsum(lengths + 1)[:-1]
+        return np.split(logp, bounds), (self.start() if mode == "stream" else None)
+
+    def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""
+        t = self.tables
+        V = t.vocab_size
+        toks, pos = pad_stream(ids, lengths)
+        target = np.flatnonzero(pos > 0)  # every predicted position
+        w = toks[target]
+        if (w < 0).any() or (w >= V).any():
+            raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary")
+        lp = t.logprob[0][w].copy()
+        rank = toks  # rank of the (k-1)-gram ending at each position of the stream
+        alive = np.ones(len(toks), dtype=bool)  # that (k-1)-gram is stored
+        for k in range(2, self.order + 1):
+            ctx_ok = (pos[target] >= k - 1) & alive[target - 1]
+            sel = target[ctx_ok]
+            ctx_rank = rank[sel - 1]
+            idx, found = _find(t.keys[k - 1], ctx_rank * V + toks[sel])
+            bow = t.logbow[k - 2][ctx_rank]
+            hit = np.flatnonzero(ctx_ok)
+            if t.unseen == "uniform":
+                lp[hit] = np.where(found, t.logprob[k - 1][idx], bow - self._log_n_pred)
+            else:
+                lp[hit] = np.where(found, t.logprob[k - 1][idx], lp[hit] + bow)
+            new_rank = np.full(len(toks), -1, dtype=np.int64)
+            new_rank[sel[found]] = idx[found]
+            alive = new_rank >= 0
+            rank = new_rank
+            if not found.any():
+                break
+        return lp
+
+    # -- persistence ----------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"kind": self.kind, "order": self.order, "smoothing": self.config.get("smoothing"),
+                "vocab_size": len(self.vocab), "ngrams": self.tables.sizes()}
+
+    def save(self, path: str | Path) -> None:
+        t = self.tables
+        arrays = {}
+        for k in range(1, self.order + 1):
+            arrays[f"keys{k}"] = t.keys[k - 1]
+            arrays[f"logprob{k}"] = t.logprob[k - 1]
+            arrays[f"logbow{k}"] = t.logbow[k - 1]
+        config = dict(self.config)
+        config.update(kind=self.kind, format=FORMAT, order=self.order, unseen=t.unseen, ngrams=t.sizes(),
+                      estimation=t.info)
+        with atomic_dir(path) as tmp:
+            np.savez(tmp / "model.npz", **arrays)
+            self.vocab.save(tmp / "vocab.json")
+            with atomic_write(tmp / "config.json") as f:
+                json.dump(config, f, indent=2, default=_jsonable)
+
+    @classmethod
+    def load(cls, path: str | Path, config: dict) -> "NGramLM":
+        path = Path(path)
+        vocab = Vocab.load(path / "vocab.json")
+        order = config.get("order")
+        if not isinstance(order, int) or order < 1:
+            raise SeqlmError(f"{path}/config.json has no valid order: retrain the model")
+        try:
+            with np.load(path / "model.npz", allow_pickle=False) as z:
+                keys = [z[f"keys{k}"] for k in range(1, order + 1)]
+                logprob = [z[f"logprob{k}"] for k in range(1, order + 1)]
+                logbow = [z[f"logbow{k}"] for k in range(1, order + 1)]
+        except FileNotFoundError:
+            raise SeqlmError(f"{path}/model.npz is missing: retrain the model") from None
+        except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError from a damaged file
+            raise SeqlmError(f"{path}/model.npz is damaged ({type(e).__name__}: {e}): retrain the model") from None
+        for k in range(order):
+            if not (len(keys[k]) == len(logprob[k]) == len(logbow[k])) or keys[k].dtype != np.int64:
+                raise SeqlmError(f"{path}/model.npz is inconsistent at order {k + 1}: retrain the model")
+            if k > 0 and len(keys[k]) > 1 and not (np.diff(keys[k]) > 0).all():
+                raise SeqlmError(f"{path}/model.npz has unsorted keys at order {k + 1}: retrain the model")
+        tables = Tables(len(vocab), keys, logprob, logbow, config.get("unseen", "backoff"),
+                        config.get("estimation", {}))
+        return cls(vocab, tables, config)
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from seqlm import toydata
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path | None:
+    env = os.environ.get("SEQLM_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if (cand / "ptb" / "ptb.train.txt").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def ptb_dir() -> Path:
+    d = shared_data()
+    if d is None:
+        pytest.skip("PTB not found: set SEQLM_DATA to the folder holding ptb/")
+    return d
+
+
+@pytest.fixture(scope="session")
+def toy_lines():
+    lines = toydata.english(3000, seed=5)
+    return lines[:2400], lines[2400:2700], lines[2700:]
+
+
+@pytest.fixture()
+def toy_files(tmp_path, toy_lines):
+    paths = {}
+    for name, lines in zip(("train", "valid", "test"), toy_lines):
+        p = tmp_path / f"{name}.txt"
+        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths[name] = p
+    return paths

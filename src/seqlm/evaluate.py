@@ -31,11 +31,8 @@ def evaluate(model: LanguageModel, lines: Sequence[str], mode: str = "stream",
     state = None
     for i in range(0, len(enc.lines), step):
         chunk, state = model.score_lines(enc.lines[i:i + step], mode, state)
-        logps.extend(chunk)
-    logp = np.concatenate(logps)
-    # OOV mask per scored position: each line's tokens, then its </s> (never OOV)
-    oov = np.concatenate([np.append(m, False) for m in enc.oov])
-    return summarize(logp, oov, model, mode, lines=len(lines))
+        logps.append(chunk)
+    return summarize(np.concatenate(logps), enc.scored_oov(), model, mode, lines=len(lines))
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:

@@ -15,7 +15,7 @@ Counting conventions (the same for every model family, and in the README):
 
 A model provides: ``vocab``; ``start()`` (state at a sentence start, after ``<s>``); ``advance(state,
 token)``; ``next_logprobs(state)`` (ln-probabilities over the whole vocabulary, ``-inf`` for ``<s>``);
-and ``score_lines`` (the per-token log-probs of many lines at once).  ``score_lines`` has a correct
+and ``score_lines`` (the per-token log-probs of many lines at once, as one flat array).  ``score_lines`` has a correct
 step-by-step default; models override it with a batched version that must give the same numbers.
 evaluate, score, predict and generate are written once against this interface.
 """
@@ -61,8 +61,9 @@ class LanguageModel(ABC):
 
     def score_lines(
         self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
-    ) -> tuple[list[np.ndarray], State]:
-        """Per-token ln-probs of each line's tokens and its ``</s>`` (len(line) + 1 values per line).
+    ) -> tuple[np.ndarray, State]:
+        """Per-token ln-probs of each line's tokens and its ``</s>``, all lines concatenated
+        (len(line) + 1 values per line, in order).
 
         In stream mode ``state`` carries the context in from a previous call and the returned state
         carries it out; in sentence mode both are ignored (None).
@@ -79,7 +80,8 @@ class LanguageModel(ABC):
                 values[i] = self.next_logprobs(state)[tok]
                 state = self.advance(state, int(tok))
             out.append(values)
-        return out, (state if mode == "stream" else None)
+        flat = np.concatenate(out) if out else np.zeros(0)
+        return flat, (state if mode == "stream" else None)
 
 
 def check_mode(mode: str) -> None:

@@ -27,12 +27,12 @@ def score(model: LanguageModel, lines: Sequence[str], per: str = "line", mode: s
         if not line.strip():
             raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
     enc = encode_lines(model.vocab, lines)
-    logps, _ = model.score_lines(enc.lines, mode)
+    flat, _ = model.score_lines(enc.lines, mode)
     if per == "corpus":
         from .evaluate import summarize
 
-        oov = np.concatenate([np.append(m, False) for m in enc.oov])
-        return [summarize(np.concatenate(logps), oov, model, mode, lines=len(lines))]
+        return [summarize(flat, enc.scored_oov(), model, mode, lines=len(lines))]
+    logps = np.split(flat, np.cumsum(enc.lengths + 1)[:-1])
     out = []
     for text, toks, lp, oov in zip(lines, enc.tokens, logps, enc.oov):
         total = float(lp.sum())

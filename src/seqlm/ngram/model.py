@@ -101,13 +101,9 @@ class NGramLM(LanguageModel):
     def score_lines(self, lines, mode="sentence", state=None):
         check_mode(mode)
         lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
-        if len(lines) == 0:
-            return [], (self.start() if mode == "stream" else None)
         ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in lines]) if lengths.sum() else \
             np.zeros(0, np.int64)
-        logp = self.score_stream(ids, lengths)
-        bounds = np.cumsum(lengths + 1)[:-1]
-        return np.split(logp, bounds), (self.start() if mode == "stream" else None)
+        return self.score_stream(ids, lengths), (self.start() if mode == "stream" else None)
 
     def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .vocab import Vocab
+from .vocab import UNK_ID, Vocab
 
 
 @dataclass
@@ -26,14 +26,23 @@ class Encoded:
     def flat(self) -> np.ndarray:
         return np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
 
+    def scored_oov(self) -> np.ndarray:
+        """OOV flag of every scored position: each line's tokens, then its ``</s>`` (never OOV)."""
+        lengths = self.lengths
+        flat = np.concatenate(self.oov) if self.oov else np.zeros(0, bool)
+        out = np.zeros(int(lengths.sum()) + len(lengths), dtype=bool)
+        line_of_token = np.repeat(np.arange(len(lengths)), lengths)
+        out[np.arange(len(flat)) + line_of_token] = flat
+        return out
+
 
 def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:
     tok = vocab.tokenizer.tokenize
     tokens = [tok(line) for line in lines]
     lengths = [len(t) for t in tokens]
-    flat_tokens = [w for t in tokens for w in t]
-    ids = vocab.encode(flat_tokens)
-    known = vocab.text_stoi
-    oov = np.fromiter((w not in known for w in flat_tokens), dtype=bool, count=len(flat_tokens))
+    get = vocab.text_stoi.get
+    ids = np.fromiter((get(w, -1) for t in tokens for w in t), dtype=np.int64, count=sum(lengths))
+    oov = ids < 0
+    ids[oov] = UNK_ID
     bounds = np.cumsum(lengths)[:-1]
     return Encoded(np.split(ids, bounds), np.split(oov, bounds), tokens)

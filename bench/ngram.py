@@ -1,0 +1,179 @@
+"""n-gram benchmark on PTB: perplexity, estimation time and memory, scoring speed, next to KenLM.
+
+    SEQLM_DATA=../shared/data python bench/ngram.py [--quick] [--results results/ngram-ptb.json]
+
+Measures, in this run:
+* estimation of the interpolated modified-KN 5-gram as a whole process from the shell
+  (``seqlm train --corpus ptb --model kn --order 5``): wall seconds and peak RSS, median of 3 runs;
+  the same for KenLM's ``lmplz -o 5 -S 1G`` when it is on PATH;
+* valid/test perplexity for orders 2-5, stream and sentence modes;
+* scoring speed (tokens/s): seqlm's batched scorer, seqlm's whole ``evaluate`` (tokenizing included),
+  and, as the peer, the ``kenlm`` Python module scoring the same sentences from seqlm's ARPA file
+  (and KenLM's ``query`` binary when on PATH);
+* agreement: the largest difference between kenlm's and seqlm's sentence log10-probabilities.
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import seqlm  # noqa: E402
+from seqlm.ngram.arpa import write_arpa  # noqa: E402
+from seqlm.runtime import git_commit, hardware  # noqa: E402
+from seqlm.text.corpora import locate  # noqa: E402
+from seqlm.text.encode import encode_lines  # noqa: E402
+
+# KenLM lmplz on these files (<unk> kept as a word, every line ending in </s>), as given in the issue
+# that pinned them; printed as the anchor when lmplz itself is not on PATH to measure.
+KENLM_REFERENCE = {"test_perplexity": {"3": 148.28, "5": 141.19}, "estimate_seconds": 1.3, "estimate_peak_mb": 232}
+
+
+def run_process(cmd: list[str], env=None) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit status of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def time_estimation(tmp: Path, repeats: int) -> dict:
+    seqlm_bin = shutil.which("seqlm") or ""
+    cmd = [seqlm_bin, "-q", "train", "--corpus", "ptb", "--model", "kn", "--order", "5", "--out", str(tmp / "kn5")]
+    if not seqlm_bin:
+        cmd = [sys.executable, "-m", "seqlm.cli"] + cmd[1:]
+    runs = [run_process(cmd) for _ in range(repeats)]
+    if any(r[2] for r in runs):
+        raise SystemExit(f"seqlm train failed: {' '.join(cmd)}")
+    return {"seconds": statistics.median(r[0] for r in runs), "peak_mb": max(r[1] for r in runs),
+            "runs": repeats, "command": " ".join(cmd[1:])}
+
+
+def time_lmplz(tmp: Path, train: Path, repeats: int) -> dict | None:
+    lmplz = shutil.which("lmplz")
+    if not lmplz:
+        return None
+    # <unk> kept as an ordinary word: lmplz would otherwise treat it as its own unknown token
+    renamed = tmp / "train.txt"
+    renamed.write_text(train.read_text().replace("<unk>", "UNK_WORD"))
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with open(renamed) as fin:
+            proc = subprocess.Popen([lmplz, "-o", "5", "-S", "1G", "-T", str(tmp), "--arpa", str(tmp / "lmplz.arpa")],
+                                    stdin=fin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+        runs.append((time.perf_counter() - t0, usage.ru_maxrss / 1024))
+    return {"seconds": statistics.median(r[0] for r in runs), "peak_mb": max(r[1] for r in runs), "runs": repeats}
+
+
+def best_rate(fn, tokens: int, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return tokens / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/ngram-ptb.json)")
+    args = ap.parse_args()
+    repeats = 1 if args.quick else 3
+    paths = locate("ptb")
+    corpus = seqlm.load_corpus("ptb")
+    out: dict = {"benchmark": "ngram-ptb", "hardware": hardware(), "commit": git_commit(REPO)}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        est = time_estimation(tmp, repeats)
+        ken = time_lmplz(tmp, paths["train"], repeats)
+        out["estimate_5gram"] = est
+        out["lmplz_5gram"] = ken if ken else {"measured": False, "why": "lmplz not on PATH",
+                                              "reference": KENLM_REFERENCE}
+        base = ken or {"seconds": KENLM_REFERENCE["estimate_seconds"]}
+        out["estimate_vs_lmplz"] = est["seconds"] / base["seconds"]
+        print(f"estimation, 5-gram, whole process: {est['seconds']:.2f}s, peak {est['peak_mb']:.0f} MB "
+              f"(lmplz: {'%.2fs' % ken['seconds'] if ken else 'not on PATH; reference 1.3s'})", file=sys.stderr)
+
+        table = []
+        models = {}
+        for order in (2, 3, 4, 5):
+            lm, _ = seqlm.train(corpus, model="kn", order=order)
+            models[order] = lm
+            row = {"order": order, "ngrams": lm.tables.sizes()}
+            for split in ("valid", "test"):
+                for mode in ("stream", "sentence"):
+                    r = seqlm.evaluate(lm, corpus.split(split), mode=mode)
+                    row[f"{split}_{mode}"] = r["perplexity"]
+                    row[f"{split}_tokens"] = r["tokens"]
+            table.append(row)
+            print(f"order {order}: valid {row['valid_stream']:.2f}, test {row['test_stream']:.2f} "
+                  f"(sentence mode: {row['valid_sentence']:.2f} / {row['test_sentence']:.2f})", file=sys.stderr)
+        out["perplexity"] = table
+        ref = KENLM_REFERENCE["test_perplexity"]
+        out["test_vs_kenlm"] = {o: next(r["test_stream"] for r in table if r["order"] == int(o)) / v - 1
+                                for o, v in ref.items()}
+
+        lm = models[5]
+        test = corpus.split("test")
+        enc = encode_lines(lm.vocab, test)
+        ids, lengths = enc.flat(), enc.lengths
+        n_tok = int(lengths.sum() + len(lengths))
+        speed = {"tokens": n_tok,
+                 "seqlm_scorer_tokens_per_s": best_rate(lambda: lm.score_stream(ids, lengths), n_tok, 5 * repeats),
+                 "seqlm_evaluate_tokens_per_s": best_rate(lambda: seqlm.evaluate(lm, test), n_tok, 2 * repeats)}
+        t0 = time.perf_counter()
+        arpa = tmp / "kn5.arpa"
+        write_arpa(lm, arpa)
+        out["arpa"] = {"write_seconds": time.perf_counter() - t0, "bytes": arpa.stat().st_size}
+        try:
+            import kenlm
+        except ImportError:
+            kenlm = None
+        if kenlm is not None:
+            km = kenlm.Model(str(arpa))
+            speed["kenlm_python_tokens_per_s"] = best_rate(lambda: [km.score(s) for s in test], n_tok, 2 * repeats)
+            ours = np.split(lm.score_stream(ids, lengths), np.cumsum(lengths + 1)[:-1])
+            diff = max(abs(km.score(s) - o.sum() / math.log(10)) for s, o in zip(test, ours))
+            out["kenlm_agreement_max_abs_log10"] = diff
+        query = shutil.which("query")
+        if query and shutil.which("lmplz"):
+            t0 = time.perf_counter()
+            subprocess.run([query, "-v", "summary", str(arpa)], input="\n".join(test), text=True,
+                           capture_output=True, check=True)
+            speed["kenlm_query_process_tokens_per_s"] = n_tok / (time.perf_counter() - t0)
+        out["scoring"] = speed
+        print(f"scoring: {speed['seqlm_scorer_tokens_per_s']:,.0f} tokens/s (seqlm scorer), "
+              f"{speed['seqlm_evaluate_tokens_per_s']:,.0f} (seqlm evaluate, tokenizing included), "
+              f"{speed.get('kenlm_python_tokens_per_s', float('nan')):,.0f} (kenlm module, per sentence)",
+              file=sys.stderr)
+    if args.results:
+        from seqlm.errors import atomic_write
+
+        with atomic_write(args.results) as f:
+            json.dump(out, f, indent=2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data() -> Path | None:
     env = os.environ.get("SEQLM_DATA")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+    for cand in ([Path(env).resolve()] if env else []) + [REPO.parent / "shared" / "data"]:
         if (cand / "ptb" / "ptb.train.txt").is_file():
             return cand
     return None

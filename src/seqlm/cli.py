@@ -19,7 +19,11 @@ EXAMPLES = {
   SEQLM_DATA=../shared/data seqlm train --corpus ptb --model kn --order 5 --out runs/kn5
   seqlm train --corpus ptb-char --model kn --order 7 --out runs/char7 --arpa runs/char7.arpa.gz
   seqlm train --train my.txt --valid dev.txt --model add-k --k 0.1 --order 2 --out runs/addk
-  seqlm train --text book.txt --split-ratio 0.9,0.05,0.05 --level char --order 6 --out runs/book""",
+  seqlm train --text book.txt --split-ratio 0.9,0.05,0.05 --level char --order 6 --out runs/book
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --results results/lstm-cpu.json
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --set train.epochs=1 --set model.hidden_size=100
+  seqlm train --corpus ptb --model lstm --backend reference --out runs/ref --set train.max_steps=50
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --resume     # continue after a stop""",
     "evaluate": """examples:
   SEQLM_DATA=../shared/data seqlm evaluate runs/kn5 --corpus ptb --split test --json
   seqlm evaluate runs/kn5 --file my_test.txt --mode sentence
@@ -68,9 +72,19 @@ def _parser() -> argparse.ArgumentParser:
             g.add_argument("--split-ratio", default="0.8,0.1,0.1", help="line ratios for --text (default 0.8,0.1,0.1)")
 
     t = cmd("train", "train (estimate) a model and save it as a folder")
+    t.add_argument("recipe", nargs="?", help="a recipe (TOML) for a neural model, e.g. recipes/ptb/lstm-cpu.toml")
     data_args(t)
-    t.add_argument("--model", default="kn", help="mle, add-k, laplace, ikn (interpolated Kneser-Ney), mkn or kn "
-                   "(interpolated modified Kneser-Ney, as KenLM) (default kn)")
+    t.add_argument("--model", help="n-gram: mle, add-k, laplace, ikn (interpolated Kneser-Ney), mkn or kn "
+                   "(interpolated modified Kneser-Ney, as KenLM; the default); neural: lstm, gru, rnn_tanh, "
+                   "rnn_relu, window")
+    t.add_argument("--backend", choices=("fused", "reference"), help="neural: fused library kernels (default) "
+                   "or the reference cells")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="neural: override a config value, e.g. --set model.hidden_size=650 --set train.epochs=1")
+    t.add_argument("--device", help="neural: auto, cpu or cuda")
+    t.add_argument("--precision", choices=("fp32", "bf16"), help="neural: fp32 or bf16 autocast")
+    t.add_argument("--resume", action="store_true", help="neural: continue the run in --out from its last checkpoint")
+    t.add_argument("--results", help="neural: also write the run's summary JSON here (results/NAME.json)")
     t.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
     t.add_argument("--k", type=float, default=1.0, help="pseudo-count for add-k (default 1)")
     t.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times or less")
@@ -174,7 +188,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .train import train
+    from .config import NEURAL_KINDS
+    from .train import train, train_neural_run
+
+    if args.recipe or (args.model in NEURAL_KINDS):
+        if args.text:
+            raise SeqlmError("neural training takes --train/--valid/--test files or --corpus, not --text")
+        if args.recipe and args.model and args.model not in NEURAL_KINDS:
+            raise SeqlmError(f"a recipe trains a neural model: drop --model {args.model} or the recipe")
+        lm, summary = train_neural_run(args.recipe, out=args.out, overrides=args.set, resume=args.resume,
+                                       results=args.results, argv=sys.argv, kind=args.model, backend=args.backend,
+                                       corpus=args.corpus, data_dir=args.data_dir, train=args.train,
+                                       valid=args.valid, test=args.test, level=args.level,
+                                       device=args.device, precision=args.precision)
+        if args.json:
+            _print_json(summary)
+        else:
+            m = summary["metrics"]
+            print(f"{summary['model']['kind']} ({summary['model']['parameters']:,} parameters): "
+                  + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in m.items())
+                  + f", {summary['wall_seconds'] / 60:.1f} min, stopped by {summary['stop']} -> {args.out}")
+        return 130 if summary.get("interrupted") else 0
+    if args.set or args.backend or args.resume or args.device or args.precision or args.results:
+        raise SeqlmError("--set/--backend/--resume/--device/--precision/--results are for neural models: "
+                         "give a recipe or --model lstm|gru|rnn_tanh|rnn_relu|window")
+    args.model = args.model or "kn"
 
     prune = None
     if args.prune:

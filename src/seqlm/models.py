@@ -18,6 +18,8 @@ def load(path: str | Path) -> LanguageModel:
         from .ngram.arpa import read_arpa
 
         return read_arpa(path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        path = path / "model"  # a training run folder: its best model
     config_path = path / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -30,5 +32,9 @@ def load(path: str | Path) -> LanguageModel:
         from .ngram.model import NGramLM
 
         return NGramLM.load(path, config)
+    if kind == "neural":
+        from .neural.lm import NeuralLM
+
+        return NeuralLM.load(path, config)
     raise SeqlmError(f"{config_path}: unknown model kind {kind!r}: it was written by another seqlm version; "
                      f"retrain it")

@@ -17,6 +17,7 @@ from .interface import LanguageModel
 from .text.corpora import Corpus, load_corpus
 from .text.tokenize import Tokenizer
 from .text.vocab import Vocab
+from .config import NEURAL_KINDS, RunConfig, apply_overrides, load_recipe
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def train(
     """
     t0 = time.perf_counter()
     if model not in NGRAM_MODELS:
-        raise SeqlmError(f"unknown --model {model!r}: choose one of {', '.join(NGRAM_MODELS)}")
+        raise SeqlmError(f"unknown --model {model!r}: choose one of {', '.join(NGRAM_MODELS + NEURAL_KINDS)}")
     if not isinstance(corpus, Corpus):
         corpus = load_corpus(corpus, data_dir=data_dir, level=level, need=("train",), **files)
     if arpa is not None and model in ("add-k", "laplace") and order > 1:
@@ -108,3 +109,31 @@ def train(
 
         summary["valid"] = {k2: v for k2, v in evaluate(lm, corpus.splits["valid"]).items() if k2 != "model"}
     return lm, summary
+
+
+def train_neural_run(
+    recipe: str | Path | None = None,
+    *,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    results: str | Path | None = None,
+    argv: list[str] | None = None,
+    **fields,
+) -> tuple[LanguageModel, dict]:
+    """Train a neural model from a recipe (TOML) and/or ``section.key=value`` overrides.
+
+    ``fields`` may set data.corpus/train/valid/test/data_dir, model.kind and model.backend directly.
+    """
+    from .neural.training import train_neural
+
+    cfg = load_recipe(recipe) if recipe else RunConfig()
+    for key, value in fields.items():
+        if value is None:
+            continue
+        section = "model" if key in ("kind", "backend") else "train" if key in ("device", "precision") else "data"
+        apply_overrides(cfg, [f"{section}.{key}={value}"])
+        if key in ("train", "valid", "test") and section == "data":
+            cfg.data.corpus = None
+    apply_overrides(cfg, overrides or [])
+    return train_neural(cfg, out, resume=resume, results=results, argv=argv)

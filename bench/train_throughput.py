@@ -1,0 +1,171 @@
+"""Training throughput (tokens/s) of every neural kind and backend, fp32 and bf16, next to a baseline.
+
+    python bench/train_throughput.py [--quick] [--sizes 200,650] [--device cpu|cuda]
+
+Baseline, measured in the same run: a plain PyTorch loop equal to the PyTorch word_language_model example
+(embedding -> 2-layer nn.LSTM -> dropout -> linear, untied, full softmax, cross-entropy, manual SGD update,
+clip 0.25; batch 20, bptt 35).  seqlm is timed through its own training step (neural/training.py
+train_step) on the same shapes.  Achieved GFLOP/s are printed against the matmul peak of the precision,
+measured here too.  The last line is one JSON object with every figure, including the ratios
+``fused_fp32_vs_baseline``, ``fused_bf16_vs_baseline`` and ``reference_vs_fused`` (2x200 LSTM, fp32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from seqlm.config import ModelConfig  # noqa: E402
+from seqlm.neural.cells import GATES  # noqa: E402
+from seqlm.neural.lm import build_module  # noqa: E402
+from seqlm.neural.training import set_threads, train_step  # noqa: E402
+from seqlm.runtime import git_commit, hardware  # noqa: E402
+
+V, B, T = 10000, 20, 35
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype, device, n=2048, reps=10) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+class ExampleModel(torch.nn.Module):
+    """The PyTorch word_language_model example's RNNModel (LSTM, untied)."""
+
+    def __init__(self, size: int, dropout: float = 0.2):
+        super().__init__()
+        self.drop = torch.nn.Dropout(dropout)
+        self.encoder = torch.nn.Embedding(V, size)
+        self.rnn = torch.nn.LSTM(size, size, 2, dropout=dropout)
+        self.decoder = torch.nn.Linear(size, V)
+
+    def forward(self, x, hidden):
+        emb = self.drop(self.encoder(x))
+        out, hidden = self.rnn(emb, hidden)
+        return self.decoder(self.drop(out)).view(-1, V), hidden
+
+
+def time_baseline(size: int, steps: int, device) -> float:
+    model = ExampleModel(size).to(device)
+    model.train()
+    x = torch.randint(0, V, (T, B), device=device)
+    y = torch.randint(0, V, (T * B,), device=device)
+    hidden = tuple(torch.zeros(2, B, size, device=device) for _ in range(2))
+    crit = torch.nn.CrossEntropyLoss()
+    lr = 20.0
+    for i in range(steps + 2):
+        if i == 2:
+            sync(device)
+            t0 = time.perf_counter()
+        hidden = tuple(h.detach() for h in hidden)
+        model.zero_grad()
+        out, hidden = model(x, hidden)
+        loss = crit(out, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+    sync(device)
+    return B * T * steps / (time.perf_counter() - t0)
+
+
+def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device) -> float:
+    cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
+                      dropout=0.2, embedding_dropout=0.2, context=4)
+    module = build_module(cfg, V).to(device)
+    module.train()
+    opt = torch.optim.SGD(module.parameters(), lr=20.0)
+    x = torch.randint(0, V, (B, T), device=device)
+    y = torch.randint(0, V, (B, T), device=device)
+    hidden = module.init_state(B, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    for i in range(steps + 2):
+        if i == 2:
+            sync(device)
+            t0 = time.perf_counter()
+        _, hidden = train_step(module, opt, x, y, hidden, autocast, 0.25)
+    sync(device)
+    return B * T * steps / (time.perf_counter() - t0)
+
+
+def flops_per_token(kind: str, size: int) -> float:
+    """Forward + backward (3x forward) multiply-adds x 2 of the matrix products."""
+    if kind == "window":
+        fwd = 4 * size * size + size * size + size * V
+    else:
+        g = GATES[kind]
+        fwd = 2 * g * size * (2 * size) + size * V
+    return 3 * 2 * fwd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer steps, 2x200 only")
+    ap.add_argument("--sizes", default=None, help="comma-separated hidden sizes (default 200, and 650 unless --quick)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    threads = set_threads(None) if device.type == "cpu" else None
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [200, 650])
+    steps = 5 if args.quick else 15
+    precisions = ["fp32", "bf16"]
+    peak = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, device) for p in precisions}
+    out = {"benchmark": "train-throughput", "device": str(device), "threads": threads, "hardware": hardware(),
+           "torch": torch.__version__, "commit": git_commit(REPO), "batch": B, "bptt": T, "vocab": V,
+           "matmul_peak_gflops": peak, "results": []}
+    print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", file=sys.stderr)
+    for size in sizes:
+        base = time_baseline(size, steps, device)
+        out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": size,
+                               "precision": "fp32", "tokens_per_s": base})
+        print(f"2x{size} baseline, PyTorch example loop, fp32: {base:,.0f} tokens/s", file=sys.stderr)
+        for kind in ("lstm", "gru", "rnn_tanh", "window"):
+            for backend in (("fused", "reference") if kind != "window" else ("fused",)):
+                for precision in precisions:
+                    if args.quick and backend == "reference" and (kind != "lstm" or precision == "bf16"):
+                        continue
+                    rate = time_seqlm(kind, backend, precision, size, steps, device)
+                    gflops = rate * flops_per_token(kind, size) / 1e9
+                    row = {"name": f"seqlm {kind} {backend}", "kind": kind, "backend": backend, "size": size,
+                           "precision": precision, "tokens_per_s": rate, "vs_baseline": rate / base,
+                           "gflops": gflops, "fraction_of_peak": gflops / peak[precision]}
+                    out["results"].append(row)
+                    print(f"2x{size} {kind:<8} {backend:<9} {precision}: {rate:>9,.0f} tokens/s  "
+                          f"{rate / base:4.2f}x baseline  {gflops:6.1f} GFLOP/s ({gflops / peak[precision]:.0%} "
+                          f"of peak)", file=sys.stderr)
+
+    def rate(kind, backend, precision, size=sizes[0]):
+        return next(r["tokens_per_s"] for r in out["results"] if r.get("kind") == kind and
+                    r.get("backend") == backend and r["precision"] == precision and r["size"] == size)
+
+    base0 = out["results"][0]["tokens_per_s"]
+    out["fused_fp32_vs_baseline"] = rate("lstm", "fused", "fp32") / base0
+    out["fused_bf16_vs_baseline"] = rate("lstm", "fused", "bf16") / base0
+    out["reference_vs_fused"] = rate("lstm", "reference", "fp32") / rate("lstm", "fused", "fp32")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

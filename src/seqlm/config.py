@@ -1,0 +1,209 @@
+"""Typed run configuration: defaults live here, documented field by field; a recipe (TOML) holds only
+overrides, and ``--set section.field=value`` overrides those.  Unknown keys and wrong types are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SeqlmError
+
+NEURAL_KINDS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "window")
+BACKENDS = ("fused", "reference")
+
+
+@dataclass
+class DataConfig:
+    corpus: str | None = "ptb"  # registered corpus (ptb, ptb-char) or None with files below
+    data_dir: str | None = None  # folder holding the corpus files (else $SEQLM_DATA, cache, download)
+    train: str | None = None  # raw text files, one sentence per line
+    valid: str | None = None
+    test: str | None = None
+    level: str | None = None  # word | char (default: the corpus's; word for files)
+    lowercase: bool = False
+    min_count: int = 1  # vocabulary: keep tokens seen this often in train
+    max_size: int | None = None  # vocabulary: keep at most this many tokens
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "lstm"  # lstm | gru | rnn_tanh | rnn_relu | window (Bengio et al. 2003 fixed window)
+    backend: str = "fused"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py)
+    embedding_dim: int = 200
+    hidden_size: int = 200
+    num_layers: int = 2  # recurrent layers (window: hidden layers)
+    context: int = 4  # window: number of previous tokens (n - 1)
+    fc_layers: int = 0  # extra fully connected ReLU layers between the recurrent stack and the output
+    fc_size: int = 0  # their width (0: hidden_size)
+    tie_weights: bool = False  # output layer shares the embedding matrix (needs equal sizes)
+    dropout: float = 0.0  # on the output of every recurrent / fully connected layer
+    embedding_dropout: float = 0.0  # on the embedding vectors
+    word_dropout: float = 0.0  # drop whole word types from the embedding matrix (Gal & Ghahramani 2016)
+    variational: bool = False  # locked dropout: one mask per sequence, shared over time steps
+    init_range: float = 0.1  # uniform(-a, a) for every weight (Zaremba et al.); 0 = PyTorch defaults
+    forget_bias: float = 0.0  # LSTM: initial forget-gate bias
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 13
+    max_steps: int | None = None  # stop after this many optimizer steps (tests, quick runs)
+    max_minutes: float | None = None  # stop training after this wall time, then evaluate the best model
+    batch_size: int = 20
+    bptt: int = 35  # truncated back-propagation through time: steps per batch
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 1.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 5.0  # gradient-norm clipping (0 = off)
+    schedule: str = "zaremba"  # zaremba (decay every epoch after decay_start) | plateau | constant
+    lr_decay: float = 0.5  # multiply the learning rate by this when the schedule says so
+    decay_start: int = 4  # zaremba: first epoch after which the learning rate decays
+    patience: int = 0  # early stopping after this many epochs without validation gain (0 = off)
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    threads: int | None = None  # CPU threads (default: the cores, never more)
+    eval_chunk: int = 2048  # tokens per step when evaluating (results do not depend on it)
+    checkpoint_every: int = 200  # steps between resume checkpoints
+    on_nan: str = "stop"  # stop | skip: what a NaN/inf loss does
+
+
+@dataclass
+class Meta:
+    title: str = ""
+    source: str = ""
+    target: dict = field(default_factory=dict)  # {"metric": "test_perplexity", "value": 114.5, "tolerance": 0.02}
+    expected_time: str = ""
+    command: str = ""
+    notes: str = ""
+
+
+@dataclass
+class RunConfig:
+    meta: Meta = field(default_factory=Meta)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = ""  # recipe name (file stem), used for results/<name>.json
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "RunConfig":
+        m, t = self.model, self.train
+        if m.kind not in NEURAL_KINDS:
+            raise SeqlmError(f"unknown model kind {m.kind!r}: choose one of {', '.join(NEURAL_KINDS)}")
+        if m.backend not in BACKENDS:
+            raise SeqlmError(f"unknown backend {m.backend!r}: choose fused or reference")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "context"):
+            if getattr(m, name) < 1:
+                raise SeqlmError(f"model.{name} must be >= 1 (got {getattr(m, name)})")
+        for name in ("dropout", "embedding_dropout", "word_dropout"):
+            if not 0 <= getattr(m, name) < 1:
+                raise SeqlmError(f"model.{name} must be in [0, 1) (got {getattr(m, name)})")
+        out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else m.hidden_size
+        if m.tie_weights and out_dim != m.embedding_dim:
+            raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "
+                             f"({m.embedding_dim}): set model.embedding_dim={out_dim} or tie_weights=false")
+        if t.optimizer not in ("sgd", "adam", "adamw"):
+            raise SeqlmError(f"unknown optimizer {t.optimizer!r}: choose sgd, adam or adamw")
+        if t.schedule not in ("zaremba", "plateau", "constant"):
+            raise SeqlmError(f"unknown schedule {t.schedule!r}: choose zaremba, plateau or constant")
+        if t.precision not in ("fp32", "bf16"):
+            raise SeqlmError(f"unknown precision {t.precision!r}: choose fp32 or bf16")
+        if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
+            raise SeqlmError(f"unknown device {t.device!r}: choose auto, cpu or cuda")
+        if t.on_nan not in ("stop", "skip"):
+            raise SeqlmError(f"train.on_nan must be stop or skip (got {t.on_nan!r})")
+        for name in ("epochs", "batch_size", "bptt", "eval_chunk", "checkpoint_every"):
+            if getattr(t, name) < 1:
+                raise SeqlmError(f"train.{name} must be >= 1 (got {getattr(t, name)})")
+        if t.lr <= 0:
+            raise SeqlmError(f"train.lr must be > 0 (got {t.lr})")
+        return self
+
+
+SECTIONS = {"meta": Meta, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _coerce(value, typ, where: str):
+    """``value`` as the field type ``typ`` (from TOML or a --set string)."""
+    args = typing.get_args(typ)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), typ) if args else typ
+    if isinstance(value, str) and optional and value.lower() in ("none", "null"):
+        return None
+    if value is None:
+        if optional:
+            return None
+        raise SeqlmError(f"{where} cannot be empty")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            return str(value)
+        if base is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    name = getattr(base, "__name__", str(base))
+    raise SeqlmError(f"{where} must be {'an' if name[0] in 'aeiou' else 'a'} {name} (got {value!r})")
+
+
+def apply(cfg: RunConfig, section: str, key: str, value) -> None:
+    if section not in SECTIONS:
+        raise SeqlmError(f"unknown config section {section!r}: use one of {', '.join(SECTIONS)}")
+    obj = getattr(cfg, section)
+    types = typing.get_type_hints(type(obj))
+    if key not in types:
+        known = ", ".join(f.name for f in dataclasses.fields(obj))
+        raise SeqlmError(f"unknown key {section}.{key}: known keys are {known}")
+    setattr(obj, key, _coerce(value, types[key], f"{section}.{key}"))
+
+
+def load_recipe(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SeqlmError(f"{path}: no such recipe file: check the path (recipes live in recipes/)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SeqlmError(f"{path} is not valid TOML ({e}): fix the recipe") from None
+    cfg = RunConfig(name=path.stem)
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise SeqlmError(f"{path}: unknown section [{section}]: use {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise SeqlmError(f"{path}: [{section}] must be a table")
+        for key, value in values.items():
+            apply(cfg, section, key, value)
+    return cfg
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise SeqlmError(f"--set needs section.key=value, e.g. model.hidden_size=650 (got {item!r})")
+        lhs, value = item.split("=", 1)
+        section, key = lhs.strip().split(".", 1)
+        apply(cfg, section, key, value.strip())
+    return cfg

@@ -1,0 +1,1 @@
+"""Neural language models: reference and fused recurrent cells, recurrent and fixed-window LMs."""

@@ -1,0 +1,186 @@
+"""NeuralLM: a torch module (recurrent or fixed-window) behind the LanguageModel interface.
+
+Neural models read ``</s>`` as the start-of-text context (the token that separates sentences in the
+training stream, as in Mikolov's and Zaremba's setups); ``<s>`` is never an input.  In stream mode the
+whole text is one sequence, scored in chunks of ``eval_chunk`` tokens with the state carried, so the
+result does not depend on the chunk size; in sentence mode lines are independent and scored in padded
+batches.  Scoring runs in fp32 without autograd.
+
+Saved as a folder: ``config.json`` (kind, constructor arguments, training config, the SHA-256 of the
+weights), ``vocab.json`` and ``model.safetensors`` (loading never unpickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from ..errors import SeqlmError, atomic_dir, atomic_write
+from ..interface import LanguageModel, State, check_mode
+from ..text.vocab import BOS_ID, EOS_ID, Vocab
+from .recurrent import RecurrentLM
+from .window import WindowLM
+
+FORMAT = "seqlm-neural-1"
+
+
+def build_module(cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
+    return WindowLM(cfg, vocab_size) if cfg.kind == "window" else RecurrentLM(cfg, vocab_size)
+
+
+class NeuralLM(LanguageModel):
+    kind = "neural"
+
+    def __init__(self, vocab: Vocab, module: torch.nn.Module, config: dict | None = None, eval_chunk: int = 2048):
+        self.vocab = vocab
+        self.module = module
+        self.config = dict(config or {})
+        self.eval_chunk = eval_chunk
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    # -- single steps -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _step(self, hidden, token: int):
+        self.module.eval()
+        x = torch.tensor([[token]], device=self.device)
+        logits, hidden = self.module(x, hidden)
+        return hidden, _log_softmax(logits[0, -1]).double().cpu().numpy()
+
+    def start(self) -> State:
+        return self._step(None, EOS_ID)
+
+    def advance(self, state: State, token: int) -> State:
+        return self._step(state[0], int(token))
+
+    def next_logprobs(self, state: State) -> np.ndarray:
+        return state[1]
+
+    # -- batched scoring --------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_lines(self, lines, mode="sentence", state=None):
+        check_mode(mode)
+        self.module.eval()
+        if mode == "stream":
+            return self._score_stream(lines, state)
+        return self._score_sentences(lines), None
+
+    def _score_stream(self, lines, state):
+        """One sequence: [prev] + tokens; the state is (hidden, last token read)."""
+        seq = np.concatenate([np.append(np.asarray(x, dtype=np.int64), EOS_ID) for x in lines]) if lines else \
+            np.zeros(0, np.int64)
+        hidden, prev = (None, EOS_ID) if state is None else state
+        inputs = torch.from_numpy(np.concatenate([[prev], seq[:-1]])).to(self.device) if len(seq) else None
+        targets = torch.from_numpy(seq).to(self.device)
+        out = []
+        for i in range(0, len(seq), self.eval_chunk):
+            x = inputs[i:i + self.eval_chunk][None]
+            logits, hidden = self.module(x, hidden)
+            out.append(_gather(logits[0], targets[i:i + self.eval_chunk]))
+        flat = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+        return flat, (hidden, int(seq[-1]) if len(seq) else prev)
+
+    def _score_sentences(self, lines, max_tokens: int = 16384):
+        lengths = np.array([len(x) + 1 for x in lines], dtype=np.int64)
+        result = np.zeros(int(lengths.sum()))
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        order = np.argsort(-lengths, kind="stable")
+        i = 0
+        while i < len(order):
+            width = int(lengths[order[i]])
+            rows = max(1, max_tokens // width)
+            batch = order[i:i + rows]
+            x = np.full((len(batch), width), EOS_ID, dtype=np.int64)
+            y = np.full((len(batch), width), EOS_ID, dtype=np.int64)
+            for r, j in enumerate(batch):
+                line = np.asarray(lines[j], dtype=np.int64)
+                x[r, 1:len(line) + 1] = line
+                y[r, :len(line)] = line
+            logits, _ = self.module(torch.from_numpy(x).to(self.device), None)
+            lp = _gather(logits.flatten(0, 1), torch.from_numpy(y).to(self.device).flatten())
+            lp = lp.view(len(batch), width).double().cpu().numpy()
+            for r, j in enumerate(batch):
+                result[offsets[j]:offsets[j] + lengths[j]] = lp[r, :lengths[j]]
+            i += len(batch)
+        return result
+
+    # -- persistence --------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        m = self.config.get("model", {})
+        n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
+        return {"kind": m.get("kind", self.module.kind), "backend": m.get("backend"), "vocab_size": len(self.vocab),
+                "hidden_size": m.get("hidden_size"), "num_layers": m.get("num_layers"), "parameters": n_params}
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        from safetensors.torch import save_model
+
+        config = dict(self.config)
+        config.update(extra or {})
+        config.update(kind=self.kind, format=FORMAT)
+        with atomic_dir(path) as tmp:
+            save_model(self.module, str(tmp / "model.safetensors"))
+            config["weights_sha256"] = _sha256(tmp / "model.safetensors")
+            self.vocab.save(tmp / "vocab.json")
+            with atomic_write(tmp / "config.json") as f:
+                json.dump(config, f, indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path, config: dict, device: str | torch.device = "cpu") -> "NeuralLM":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        path = Path(path)
+        vocab = Vocab.load(path / "vocab.json")
+        try:
+            mcfg = ModelConfig(**config["model"])
+        except (KeyError, TypeError) as e:
+            raise SeqlmError(f"{path}/config.json has no valid model section ({e}): retrain the model") from None
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise SeqlmError(f"{weights} is missing: the model folder is incomplete, retrain or copy it again")
+        expected = config.get("weights_sha256")
+        if expected and _sha256(weights) != expected:
+            raise SeqlmError(f"{weights} does not match the checksum in config.json (truncated or modified): "
+                             f"copy the model folder again or retrain")
+        module = build_module(mcfg, len(vocab))
+        try:
+            missing, unexpected = load_model(module, str(weights), strict=False)
+        except SafetensorError as e:
+            raise SeqlmError(f"{weights} is damaged ({e}): copy the model folder again or retrain") from None
+        except RuntimeError as e:
+            shape = module.embedding.weight.shape[0]
+            raise SeqlmError(f"{weights} does not fit this vocabulary/config ({shape} tokens in vocab.json): "
+                             f"the checkpoint comes from another vocabulary or model; use its own folder "
+                             f"({str(e).splitlines()[0][:120]})") from None
+        if missing or unexpected:
+            raise SeqlmError(f"{weights} has other tensors than the config describes (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}): use the folder's own config.json")
+        module.to(device)
+        return cls(vocab, module, config, eval_chunk=config.get("train", {}).get("eval_chunk", 2048))
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """ln-probabilities over the vocabulary less ``<s>`` (which is never predicted), in fp32."""
+    logits = logits.float().clone()
+    logits[..., BOS_ID] = -torch.inf
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """ln p(target) from (N, V) logits."""
+    return _log_softmax(logits).gather(1, targets[:, None])[:, 0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,56 @@
+"""Fixed-window neural LM (Bengio et al. 2003, "A Neural Probabilistic Language Model"):
+the n-1 previous tokens' embeddings, concatenated -> tanh hidden layer(s) -> softmax over the vocabulary.
+
+Same interface as the recurrent LM: ``forward(tokens (B, T), state) -> (logits (B, T, V), state)``;
+the state is the last n-1 token ids of each row (B, n-1), initially ``</s>`` (the start-of-text context).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..text.vocab import EOS_ID
+
+
+class WindowLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.kind = "window"
+        self.n_ctx = cfg.context
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
+        sizes = [cfg.context * cfg.embedding_dim] + [cfg.hidden_size] * cfg.num_layers
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.embedding_drop = nn.Dropout(cfg.embedding_dropout)
+        self.decoder = nn.Linear(cfg.hidden_size, vocab_size)
+        if cfg.init_range > 0:
+            for p in self.parameters():
+                nn.init.uniform_(p, -cfg.init_range, cfg.init_range)
+        if cfg.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def init_state(self, batch_size: int, device=None) -> Tensor:
+        return torch.full((batch_size, self.n_ctx), EOS_ID, dtype=torch.long, device=device)
+
+    @staticmethod
+    def detach_state(state: Tensor) -> Tensor:
+        return state
+
+    @staticmethod
+    def select_state(state: Tensor, index: Tensor) -> Tensor:
+        return state[index]
+
+    def forward(self, tokens: Tensor, state: Tensor | None = None):
+        B, T = tokens.shape
+        if state is None:
+            state = self.init_state(B, tokens.device)
+        ctx = torch.cat([state, tokens], dim=1)  # (B, n-1 + T)
+        windows = ctx.unfold(1, self.n_ctx, 1)[:, 1:]  # (B, T, n-1): the tokens before each target
+        # windows[:, t] ends with tokens[:, t]: the context for predicting the token after it
+        x = self.embedding_drop(self.embedding(windows)).flatten(2)  # (B, T, (n-1) E)
+        for layer in self.hidden:
+            x = self.drop(torch.tanh(layer(x)))
+        return self.decoder(x), ctx[:, -self.n_ctx:]

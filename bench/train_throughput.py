@@ -5,7 +5,8 @@
 Baseline, measured in the same run: a plain PyTorch loop equal to the PyTorch word_language_model example
 (embedding -> 2-layer nn.LSTM -> dropout -> linear, untied, full softmax, cross-entropy, manual SGD update,
 clip 0.25; batch 20, bptt 35).  seqlm is timed through its own training step (neural/training.py
-train_step) on the same shapes.  Achieved GFLOP/s are printed against the matmul peak of the precision,
+train_step) on the same shapes, with the process set up as ``seqlm train`` sets it up (threads = cores,
+allocator tuning).  Every measurement runs in a fresh process, so none inherits another's state.  Achieved GFLOP/s are printed against the matmul peak of the precision,
 measured here too.  The last line is one JSON object with every figure, including the ratios
 ``fused_fp32_vs_baseline``, ``fused_bf16_vs_baseline`` and ``reference_vs_fused`` (2x200 LSTM, fp32).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from seqlm.config import ModelConfig  # noqa: E402
 from seqlm.neural.cells import GATES  # noqa: E402
 from seqlm.neural.lm import build_module  # noqa: E402
 from seqlm.neural.training import set_threads, train_step  # noqa: E402
-from seqlm.runtime import git_commit, hardware  # noqa: E402
+from seqlm.runtime import git_commit, hardware, tune_allocator  # noqa: E402
 
 V, B, T = 10000, 20, 35
 
@@ -91,6 +93,8 @@ def time_baseline(size: int, steps: int, device) -> float:
 
 
 def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device) -> float:
+    if device.type == "cpu":
+        tune_allocator()
     cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
                       dropout=0.2, embedding_dropout=0.2, context=4)
     module = build_module(cfg, V).to(device)
@@ -119,8 +123,24 @@ def flops_per_token(kind: str, size: int) -> float:
     return 3 * 2 * fwd
 
 
+def measure(job: dict, device) -> float:
+    """Tokens/s of one job, in a fresh child process."""
+    cmd = [sys.executable, __file__, "--job", json.dumps(job), "--device", str(device)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_job(job: dict, device) -> float:
+    if device.type == "cpu":
+        set_threads(None)
+    if job["what"] == "baseline":
+        return time_baseline(job["size"], job["steps"], device)
+    return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="fewer steps, 2x200 only")
     ap.add_argument("--sizes", default=None, help="comma-separated hidden sizes (default 200, and 650 unless --quick)")
     ap.add_argument("--device", default="auto")
@@ -128,8 +148,11 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     threads = set_threads(None) if device.type == "cpu" else None
+    if args.job:
+        print(run_job(json.loads(args.job), device))
+        return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [200, 650])
-    steps = 5 if args.quick else 15
+    steps = 15 if args.quick else 40
     precisions = ["fp32", "bf16"]
     peak = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, device) for p in precisions}
     out = {"benchmark": "train-throughput", "device": str(device), "threads": threads, "hardware": hardware(),
@@ -137,7 +160,7 @@ def main() -> None:
            "matmul_peak_gflops": peak, "results": []}
     print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", file=sys.stderr)
     for size in sizes:
-        base = time_baseline(size, steps, device)
+        base = measure({"what": "baseline", "size": size, "steps": steps}, device)
         out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": size,
                                "precision": "fp32", "tokens_per_s": base})
         print(f"2x{size} baseline, PyTorch example loop, fp32: {base:,.0f} tokens/s", file=sys.stderr)
@@ -146,7 +169,8 @@ def main() -> None:
                 for precision in precisions:
                     if args.quick and backend == "reference" and (kind != "lstm" or precision == "bf16"):
                         continue
-                    rate = time_seqlm(kind, backend, precision, size, steps, device)
+                    rate = measure({"what": "seqlm", "kind": kind, "backend": backend, "precision": precision,
+                                    "size": size, "steps": steps}, device)
                     gflops = rate * flops_per_token(kind, size) / 1e9
                     row = {"name": f"seqlm {kind} {backend}", "kind": kind, "backend": backend, "size": size,
                            "precision": precision, "tokens_per_s": rate, "vs_baseline": rate / base,

@@ -63,6 +63,26 @@ class Progress:
             self._draw(time.perf_counter(), end="\n" if self.tty else "")
 
 
+def tune_allocator() -> bool:
+    """Keep freed memory in the heap instead of returning it to the OS (glibc only).
+
+    A training step allocates and frees the same large buffers (logits, their gradients: tens of MB) every
+    step; glibc serves those with mmap and unmaps them on free, so every step pays page faults on fresh
+    pages (measured: ~25% of a bf16 CPU step at 2x200).  Raising the mmap and trim thresholds makes the
+    buffers reuse warm pages.  Returns whether the setting took effect.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or Path(__file__).parent,

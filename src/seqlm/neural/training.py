@@ -30,7 +30,7 @@ import torch
 from ..config import RunConfig
 from ..errors import SeqlmError, atomic_dir, atomic_write
 from ..evaluate import evaluate
-from ..runtime import Progress, git_commit, hardware
+from ..runtime import Progress, git_commit, hardware, tune_allocator
 from ..text.corpora import load_corpus
 from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
@@ -184,6 +184,8 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
     d, m, t = cfg.data, cfg.model, cfg.train
     device = resolve_device(t.device)
     threads = set_threads(t.threads) if device.type == "cpu" else None
+    if device.type == "cpu":
+        tune_allocator()
     torch.manual_seed(t.seed)
     files = {k: getattr(d, k) for k in ("train", "valid", "test") if getattr(d, k)}
     corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",), **files)

@@ -226,3 +226,28 @@ def test_cli_end_to_end(tmp_path, small_files, capsys, kind, monkeypatch):
     assert main(["generate", str(out), "--seed", "1", "--max-tokens", "5"]) == 0
     assert main(["score", str(out), "--file", str(small_files["test"]), "--per", "corpus", "--json"]) == 0
     capsys.readouterr()
+
+
+def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqlm.cli", "train", "--model", "lstm", "--train", str(small_files["train"]),
+           "--valid", str(small_files["valid"]), "--out", str(out)]
+    for s in TINY + ["train.epochs=1000", "train.checkpoint_every=2"]:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "last" / "resume.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["stop"] == "interrupted"
+    assert summary["metrics"]["valid_perplexity"] > 1
+    assert load(out / "last" / "model") is not None and load(out) is not None
+    assert "Traceback" not in stderr

@@ -46,6 +46,8 @@ def run() -> dict:
     char_lm = train_ngram(train, smoothing="mkn", order=7, tokenizer=Tokenizer("char", lowercase=True))
     fluency = score(char_lm, ["THERE IS A", "IHRA S EET"])
 
+    lstm = _small_lstm(train, valid, test)
+
     dna_train, dna_valid, dna_test = _split(toydata.dna(250, 400, order=3, seed=2))
     floor = math.exp(toydata.dna_entropy(order=3))
     dna_rows = []
@@ -54,10 +56,30 @@ def run() -> dict:
         r = evaluate(dlm, dna_test)
         dna_rows.append({"order": order, "test": r["perplexity"], "bits_per_character": r["bits_per_character"]})
     return {"english": {"train_lines": len(train), "table": table, "prompt": prompt, "suggestions": suggestions,
-                        "samples": samples, "continued": continued},
+                        "samples": samples, "continued": continued, "lstm": lstm},
             "char": {"scores": fluency},
             "dna": {"source_order": 3, "source_perplexity": floor, "table": dna_rows},
             "seconds": time.perf_counter() - t0}
+
+
+def _small_lstm(train: list[str], valid: list[str], test: list[str]) -> dict:
+    """A small LSTM (1x64) for two epochs on the same text, through the same training loop as any recipe."""
+    import tempfile
+    from pathlib import Path
+
+    from .train import train_neural_run
+
+    with tempfile.TemporaryDirectory() as d:
+        files = {}
+        for name, lines in (("train", train), ("valid", valid), ("test", test)):
+            files[name] = str(Path(d) / f"{name}.txt")
+            Path(files[name]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        overrides = ["model.embedding_dim=64", "model.hidden_size=64", "model.num_layers=1", "train.epochs=2",
+                     "train.optimizer=adam", "train.lr=0.005", "train.clip=1", "train.schedule=constant",
+                     "train.batch_size=16", "train.bptt=20", "train.device=cpu"]
+        lm, summary = train_neural_run(out=Path(d) / "lstm", overrides=overrides, kind="lstm", corpus=None, **files)
+        return {"valid": summary["metrics"]["valid_perplexity"], "test": summary["metrics"]["test_perplexity"],
+                "seconds": summary["wall_seconds"], "suggestions": predict(lm, "the students opened their", top_k=3)}
 
 
 def demo(as_json: bool = False) -> dict:
@@ -73,6 +95,10 @@ def demo(as_json: bool = False) -> dict:
         cells = [r for r in e["table"] if r["smoothing"] == name]
         print(f"{name:<14}" + "".join(f"{_f(r['valid']) + ' / ' + _f(r['test']):>20}" for r in cells))
     print("(mle is infinite where the test text has an n-gram the training text never had)")
+    lstm = e["lstm"]
+    print(f"{'LSTM 1x64':<14}{_f(lstm['valid']) + ' / ' + _f(lstm['test']):>20}   (2 epochs, {lstm['seconds']:.0f}s; "
+          f"next after 'the students opened their': "
+          + ", ".join(f"{s['token']} {s['prob']:.2f}" for s in lstm["suggestions"]) + ")")
     print(f"\n== Next word after {e['prompt']!r} (modified Kneser-Ney 3-gram)")
     for s in e["suggestions"]:
         print(f"  {s['token']:<12} {s['prob']:.3f}")

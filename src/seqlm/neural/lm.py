@@ -12,7 +12,6 @@ weights), ``vocab.json`` and ``model.safetensors`` (loading never unpickles).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import SeqlmError, atomic_dir, atomic_write
 from ..interface import LanguageModel, State, check_mode
+from ..text.corpora import sha256_file
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
 from .recurrent import RecurrentLM
 from .window import WindowLM
@@ -126,7 +126,7 @@ class NeuralLM(LanguageModel):
         config.update(kind=self.kind, format=FORMAT)
         with atomic_dir(path) as tmp:
             save_model(self.module, str(tmp / "model.safetensors"))
-            config["weights_sha256"] = _sha256(tmp / "model.safetensors")
+            config["weights_sha256"] = sha256_file(tmp / "model.safetensors")
             self.vocab.save(tmp / "vocab.json")
             with atomic_write(tmp / "config.json") as f:
                 json.dump(config, f, indent=2)
@@ -146,7 +146,7 @@ class NeuralLM(LanguageModel):
         if not weights.is_file():
             raise SeqlmError(f"{weights} is missing: the model folder is incomplete, retrain or copy it again")
         expected = config.get("weights_sha256")
-        if expected and _sha256(weights) != expected:
+        if expected and sha256_file(weights) != expected:
             raise SeqlmError(f"{weights} does not match the checksum in config.json (truncated or modified): "
                              f"copy the model folder again or retrain")
         module = build_module(mcfg, len(vocab))
@@ -177,10 +177,3 @@ def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """ln p(target) from (N, V) logits."""
     return _log_softmax(logits).gather(1, targets[:, None])[:, 0]
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

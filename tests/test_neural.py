@@ -251,3 +251,18 @@ def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
     assert summary["metrics"]["valid_perplexity"] > 1
     assert load(out / "last" / "model") is not None and load(out) is not None
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_token_cross_entropy_equals_torch(dtype):
+    from seqlm.neural.training import token_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(13, 7, dtype=dtype, requires_grad=True)
+    targets = torch.randint(0, 7, (13,))
+    a = token_cross_entropy(logits, targets)
+    (ga,) = torch.autograd.grad(a, logits)
+    b = torch.nn.functional.cross_entropy(logits.float(), targets)
+    (gb,) = torch.autograd.grad(b, logits)
+    torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-7)

@@ -56,10 +56,10 @@ class TrainConfig:
     batch_size: int = 20
     bptt: int = 35  # truncated back-propagation through time: steps per batch
     optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 1.0
+    lr: float = 20.0  # for the per-token mean loss (a paper's lr on a loss summed over T steps: lr * T)
     momentum: float = 0.0
     weight_decay: float = 0.0
-    clip: float = 5.0  # gradient-norm clipping (0 = off)
+    clip: float = 0.25  # gradient-norm clipping of the mean-loss gradient (0 = off)
     schedule: str = "zaremba"  # zaremba (decay every epoch after decay_start) | plateau | constant
     lr_decay: float = 0.5  # multiply the learning rate by this when the schedule says so
     decay_start: int = 4  # zaremba: first epoch after which the learning rate decays

@@ -9,8 +9,11 @@ from .errors import SeqlmError
 from .interface import LanguageModel
 
 
-def load(path: str | Path) -> LanguageModel:
-    """A model from a folder written by ``seqlm train`` or from an ARPA file (``.arpa``, ``.arpa.gz``)."""
+def load(path: str | Path, device: str = "auto") -> LanguageModel:
+    """A model from a folder written by ``seqlm train`` or from an ARPA file (``.arpa``, ``.arpa.gz``).
+
+    ``device`` places a neural model: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
     path = Path(path)
     if not path.exists():
         raise SeqlmError(f"{path}: no such model folder or ARPA file: train one with seqlm train --out {path}")
@@ -34,7 +37,8 @@ def load(path: str | Path) -> LanguageModel:
         return NGramLM.load(path, config)
     if kind == "neural":
         from .neural.lm import NeuralLM
+        from .neural.training import resolve_device
 
-        return NeuralLM.load(path, config)
+        return NeuralLM.load(path, config, device=resolve_device(device))
     raise SeqlmError(f"{config_path}: unknown model kind {kind!r}: it was written by another seqlm version; "
                      f"retrain it")

@@ -22,3 +22,13 @@ def test_modified_kn_matches_kenlm(ptb, order):
     assert r["tokens"] == 82430 and r["oov"] == 0
     assert abs(r["perplexity"] / KENLM_TEST[order] - 1) < 0.005
     assert summary["valid"]["tokens"] == 73760
+
+
+def test_ptb_char_is_the_same_text_as_characters(ptb_dir):
+    chars = load_corpus("ptb-char", data_dir=str(ptb_dir))
+    lm, _ = train(chars, model="kn", order=3)
+    r = evaluate(lm, chars.split("test"))
+    words = load_corpus("ptb", data_dir=str(ptb_dir)).split("test")
+    # every character of every line (single spaces kept as a symbol) plus one </s> per line
+    assert r["tokens"] == sum(len(" ".join(x.split())) + 1 for x in words)
+    assert r["unit"] == "character" and 2.0 < r["bits_per_character"] < 3.0  # 7-grams reach 1.48

@@ -87,7 +87,9 @@ class NeuralLM(LanguageModel):
         flat = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         return flat, (hidden, int(seq[-1]) if len(seq) else prev)
 
-    def _score_sentences(self, lines, max_tokens: int = 16384):
+    def _score_sentences(self, lines):
+        # padded batches of at most ~32M logits (128 MB in fp32), at most 16384 tokens
+        max_tokens = min(16384, max(256, (1 << 25) // len(self.vocab)))
         lengths = np.array([len(x) + 1 for x in lines], dtype=np.int64)
         result = np.zeros(int(lengths.sum()))
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])

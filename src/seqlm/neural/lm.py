@@ -22,6 +22,7 @@ from ..config import ModelConfig
 from ..errors import SeqlmError, atomic_dir, atomic_write
 from ..interface import LanguageModel, State, check_mode
 from ..text.corpora import sha256_file
+from ..text.encode import join_with_eos
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
 from .recurrent import RecurrentLM
 from .window import WindowLM
@@ -74,8 +75,7 @@ class NeuralLM(LanguageModel):
 
     def _score_stream(self, lines, state):
         """One sequence: [prev] + tokens; the state is (hidden, last token read)."""
-        seq = np.concatenate([np.append(np.asarray(x, dtype=np.int64), EOS_ID) for x in lines]) if lines else \
-            np.zeros(0, np.int64)
+        seq = join_with_eos(lines)
         hidden, prev = (None, EOS_ID) if state is None else state
         inputs = torch.from_numpy(np.concatenate([[prev], seq[:-1]])).to(self.device) if len(seq) else None
         targets = torch.from_numpy(seq).to(self.device)

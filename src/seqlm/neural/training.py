@@ -32,6 +32,7 @@ from ..errors import SeqlmError, atomic_dir, atomic_write
 from ..evaluate import evaluate
 from ..runtime import Progress, git_commit, hardware, tune_allocator
 from ..text.corpora import load_corpus
+from ..text.encode import encode_lines, join_with_eos
 from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
 from .lm import NeuralLM, build_module
@@ -56,15 +57,7 @@ def set_threads(threads: int | None) -> int:
 
 def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
     """``</s>`` + every line followed by ``</s>``, as ids."""
-    tok = vocab.tokenizer.tokenize
-    get = vocab.text_stoi.get
-    from ..text.vocab import UNK_ID
-
-    ids = [EOS_ID]
-    for line in lines:
-        ids.extend(get(t, UNK_ID) for t in tok(line))
-        ids.append(EOS_ID)
-    return np.asarray(ids, dtype=np.int64)
+    return np.concatenate([[EOS_ID], join_with_eos(encode_lines(vocab, lines).lines)])
 
 
 def batchify(ids: np.ndarray, batch_size: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:

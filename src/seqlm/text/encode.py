@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .vocab import UNK_ID, Vocab
+from .vocab import EOS_ID, UNK_ID, Vocab
 
 
 @dataclass
@@ -34,6 +34,16 @@ class Encoded:
         line_of_token = np.repeat(np.arange(len(lengths)), lengths)
         out[np.arange(len(flat)) + line_of_token] = flat
         return out
+
+
+def join_with_eos(lines: Sequence[np.ndarray]) -> np.ndarray:
+    """Every line's ids followed by ``</s>``, as one flat array (the stream neural models read)."""
+    lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
+    out = np.full(int(lengths.sum()) + len(lines), EOS_ID, dtype=np.int64)
+    if lengths.sum():
+        line_of_token = np.repeat(np.arange(len(lines)), lengths)
+        out[np.arange(int(lengths.sum())) + line_of_token] = np.concatenate([np.asarray(x) for x in lines])
+    return out
 
 
 def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:

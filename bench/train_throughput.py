@@ -2,6 +2,11 @@
 
     python bench/train_throughput.py [--quick] [--sizes 200,650] [--device cpu|cuda]
 
+On CUDA every seqlm configuration is timed eagerly and with the whole step captured as a CUDA graph
+(neural/step.py), and the headline ratio is ``graphed_bf16_vs_baseline`` at the largest size.  bf16 is
+measured only where the device runs it natively (on a CPU: avx512_bf16 or amx_bf16); it is skipped, and
+the output says so, elsewhere.
+
 Baseline, measured in the same run: a plain PyTorch loop equal to the PyTorch word_language_model example
 (embedding -> 2-layer nn.LSTM -> dropout -> linear, untied, full softmax, cross-entropy, manual SGD update,
 clip 0.25; batch 20, bptt 35).  seqlm is timed through its own training step (neural/training.py
@@ -28,8 +33,8 @@ sys.path.insert(0, str(REPO / "src"))
 from seqlm.config import ModelConfig  # noqa: E402
 from seqlm.neural.cells import GATES  # noqa: E402
 from seqlm.neural.lm import build_module  # noqa: E402
-from seqlm.neural.training import set_threads, train_step  # noqa: E402
-from seqlm.runtime import git_commit, hardware, tune_allocator  # noqa: E402
+from seqlm.neural.step import Stepper, make_optimizer  # noqa: E402
+from seqlm.runtime import bf16_supported, git_commit, hardware, set_threads, tune_allocator  # noqa: E402
 
 V, B, T = 10000, 20, 35
 
@@ -111,24 +116,29 @@ def best_of_blocks(step, steps: int, device, blocks: int = 3, warmup: int = 3) -
     return B * T * steps / best
 
 
-def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device) -> float:
+def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device, graphed: bool = False) -> float:
+    """seqlm's training step (neural/step.py Stepper), set up as ``seqlm train`` sets it up."""
     if device.type == "cpu":
         tune_allocator()
     cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
                       dropout=0.2, embedding_dropout=0.2, context=4)
     module = build_module(cfg, V).to(device)
     module.train()
-    opt = torch.optim.SGD(module.parameters(), lr=20.0)
+    train = type("T", (), {"optimizer": "sgd", "lr": 20.0, "momentum": 0.0, "weight_decay": 0.0})
+    opt = make_optimizer(train, module.parameters(), graphed)
     x = torch.randint(0, V, (B, T), device=device)
     y = torch.randint(0, V, (B, T), device=device)
-    hidden = module.init_state(B, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    stepper = Stepper(module, opt, module.init_state(B, device), torch.bfloat16 if precision == "bf16" else None,
+                      0.25, graphed=graphed, full_shape=(B, T))
+    check = device.type == "cpu"  # as seqlm train: eager steps read the loss, graphed ones do not
 
     def step():
-        nonlocal hidden
-        _, hidden = train_step(module, opt, x, y, hidden, autocast, 0.25)
+        stepper.step(x, y, check=check)
 
-    return best_of_blocks(step, steps, device)
+    rate = best_of_blocks(step, steps, device)
+    if graphed and stepper.graph is None:
+        raise RuntimeError("graph capture failed")
+    return rate
 
 
 def flops_per_token(kind: str, size: int) -> float:
@@ -141,10 +151,13 @@ def flops_per_token(kind: str, size: int) -> float:
     return 3 * 2 * fwd
 
 
-def measure(job: dict, device) -> float:
-    """Tokens/s of one job, in a fresh child process."""
+def measure(job: dict, device) -> float | None:
+    """Tokens/s of one job, in a fresh child process (None, with the reason on stderr, if it failed)."""
     cmd = [sys.executable, __file__, "--job", json.dumps(job), "--device", str(device)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  {job}: failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+        return None
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -153,7 +166,8 @@ def run_job(job: dict, device) -> float:
         set_threads(None)
     if job["what"] == "baseline":
         return time_baseline(job["size"], job["steps"], device)
-    return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device)
+    return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device,
+                      job.get("graphed", False))
 
 
 def main() -> None:
@@ -166,46 +180,74 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     threads = set_threads(None) if device.type == "cpu" else None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
     if args.job:
         print(run_job(json.loads(args.job), device))
         return
+    cuda = device.type == "cuda"
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [200, 650])
-    steps = 8 if args.quick else 15
-    precisions = ["fp32", "bf16"]
-    peak = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, device) for p in precisions}
+    steps = (50 if args.quick else 200) if cuda else (8 if args.quick else 15)
+    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    skipped = [] if "bf16" in precisions else ["bf16: this device has no native bf16 (emulated bf16 is slower than fp32)"]
+    for reason in skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    modes = [False, True] if cuda else [False]
+    peak = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, device, n=8192 if cuda else 2048)
+            for p in precisions}
     out = {"benchmark": "train-throughput", "device": str(device), "threads": threads, "hardware": hardware(),
            "torch": torch.__version__, "commit": git_commit(REPO), "batch": B, "bptt": T, "vocab": V,
-           "matmul_peak_gflops": peak, "results": []}
-    print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", file=sys.stderr)
+           "matmul_peak_gflops": peak, "skipped": skipped, "results": []}
+    if cuda:
+        out["hardware"]["device"] = torch.cuda.get_device_name()
+    print("matmul peak: " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in peak.items()), file=sys.stderr)
     for size in sizes:
         base = measure({"what": "baseline", "size": size, "steps": steps}, device)
         out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": size,
-                               "precision": "fp32", "tokens_per_s": base})
+                               "precision": "fp32", "graphed": False, "tokens_per_s": base})
         print(f"2x{size} baseline, PyTorch example loop, fp32: {base:,.0f} tokens/s", file=sys.stderr)
         for kind in ("lstm", "gru", "rnn_tanh", "window"):
             for backend in (("fused", "reference") if kind != "window" else ("fused",)):
                 for precision in precisions:
-                    if args.quick and backend == "reference" and (kind != "lstm" or precision == "bf16"):
-                        continue
-                    rate = measure({"what": "seqlm", "kind": kind, "backend": backend, "precision": precision,
-                                    "size": size, "steps": steps}, device)
-                    gflops = rate * flops_per_token(kind, size) / 1e9
-                    row = {"name": f"seqlm {kind} {backend}", "kind": kind, "backend": backend, "size": size,
-                           "precision": precision, "tokens_per_s": rate, "vs_baseline": rate / base,
-                           "gflops": gflops, "fraction_of_peak": gflops / peak[precision]}
-                    out["results"].append(row)
-                    print(f"2x{size} {kind:<8} {backend:<9} {precision}: {rate:>9,.0f} tokens/s  "
-                          f"{rate / base:4.2f}x baseline  {gflops:6.1f} GFLOP/s ({gflops / peak[precision]:.0%} "
-                          f"of peak)", file=sys.stderr)
+                    for graphed in modes:
+                        if args.quick and backend == "reference" and (kind != "lstm" or precision == "bf16"):
+                            continue
+                        if cuda and kind != "lstm" and (precision == "fp32" or not graphed):
+                            continue  # on CUDA the other kinds: their fastest configuration only
+                        rate = measure({"what": "seqlm", "kind": kind, "backend": backend, "precision": precision,
+                                        "size": size, "steps": steps, "graphed": graphed}, device)
+                        if rate is None:
+                            continue
+                        gflops = rate * flops_per_token(kind, size) / 1e9
+                        row = {"name": f"seqlm {kind} {backend}", "kind": kind, "backend": backend, "size": size,
+                               "precision": precision, "graphed": graphed, "tokens_per_s": rate,
+                               "vs_baseline": rate / base, "gflops": gflops,
+                               "fraction_of_peak": gflops / peak[precision]}
+                        out["results"].append(row)
+                        print(f"2x{size} {kind:<8} {backend:<9} {precision}{' graphed' if graphed else '        '}: "
+                              f"{rate:>10,.0f} tokens/s  {rate / base:5.2f}x baseline  {gflops:8.1f} GFLOP/s "
+                              f"({gflops / peak[precision]:.1%} of peak)", file=sys.stderr)
 
-    def rate(kind, backend, precision, size=sizes[0]):
-        return next(r["tokens_per_s"] for r in out["results"] if r.get("kind") == kind and
-                    r.get("backend") == backend and r["precision"] == precision and r["size"] == size)
+    def rate(kind, backend, precision, size=sizes[0], graphed=False):
+        return next((r["tokens_per_s"] for r in out["results"] if r.get("kind") == kind and
+                     r.get("backend") == backend and r["precision"] == precision and r["size"] == size and
+                     r["graphed"] == graphed), None)
 
-    base0 = out["results"][0]["tokens_per_s"]
-    out["fused_fp32_vs_baseline"] = rate("lstm", "fused", "fp32") / base0
-    out["fused_bf16_vs_baseline"] = rate("lstm", "fused", "bf16") / base0
-    out["reference_vs_fused"] = rate("lstm", "reference", "fp32") / rate("lstm", "fused", "fp32")
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    base0 = rate("lstm", None, "fp32") or out["results"][0]["tokens_per_s"]
+    out["fused_fp32_vs_baseline"] = ratio(rate("lstm", "fused", "fp32"), base0)
+    out["fused_bf16_vs_baseline"] = ratio(rate("lstm", "fused", "bf16"), base0)
+    out["reference_vs_fused"] = ratio(rate("lstm", "reference", "fp32"), rate("lstm", "fused", "fp32"))
+    if cuda:
+        big = sizes[-1]
+        base_big = next(r["tokens_per_s"] for r in out["results"] if r["size"] == big and r.get("backend") is None)
+        out["largest_size"] = big
+        out["graphed_bf16_vs_baseline"] = ratio(rate("lstm", "fused", "bf16", big, True), base_big)
+        out["graphed_fp32_vs_baseline"] = ratio(rate("lstm", "fused", "fp32", big, True), base_big)
+        out["reference_graphed_vs_eager"] = ratio(rate("lstm", "reference", "bf16", big, True),
+                                                  rate("lstm", "reference", "bf16", big, False))
     print(json.dumps(out))
 
 

@@ -46,6 +46,8 @@ class ModelConfig:
     variational: bool = False  # locked dropout: one mask per sequence, shared over time steps
     init_range: float = 0.1  # uniform(-a, a) for every weight (Zaremba et al.); 0 = PyTorch defaults
     forget_bias: float = 0.0  # LSTM: initial forget-gate bias
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights, one mask per forward (Merity et al.)
+    last_layer_size: int = 0  # width of the last recurrent layer (0: hidden_size); AWD-LSTM ties a narrow one
 
 
 @dataclass
@@ -60,7 +62,8 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 0.25  # gradient-norm clipping of the mean-loss gradient (0 = off)
-    schedule: str = "zaremba"  # zaremba (decay every epoch after decay_start) | plateau | constant
+    schedule: str = "zaremba"  # zaremba (decay every epoch after decay_start) | plateau | constant | cosine
+    #   cosine: from lr to 0, step by step, over epochs x batches steps or max_minutes, whichever ends first
     lr_decay: float = 0.5  # multiply the learning rate by this when the schedule says so
     decay_start: int = 4  # zaremba: first epoch after which the learning rate decays
     patience: int = 0  # early stopping after this many epochs without validation gain (0 = off)
@@ -71,6 +74,10 @@ class TrainConfig:
     eval_chunk: int = 2048  # tokens per step when evaluating (results do not depend on it)
     checkpoint_every: int = 200  # steps between resume checkpoints
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss does
+    graphs: str = "auto"  # CUDA graphs for the training step: auto (on CUDA) | off
+    log_every: int = 100  # steps between log records (steps.jsonl: loss, lr, gradient norm, clipping)
+    eval_every: int = 1  # epochs between validations (the last epoch and a budget stop always validate)
+    track_test: bool = False  # also evaluate the test split after every epoch (learning curves of test ppl)
 
 
 @dataclass
@@ -106,21 +113,27 @@ class RunConfig:
         for name in ("dropout", "embedding_dropout", "word_dropout"):
             if not 0 <= getattr(m, name) < 1:
                 raise SeqlmError(f"model.{name} must be in [0, 1) (got {getattr(m, name)})")
-        out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else m.hidden_size
+        out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else (m.last_layer_size or m.hidden_size)
         if m.tie_weights and out_dim != m.embedding_dim:
             raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "
                              f"({m.embedding_dim}): set model.embedding_dim={out_dim} or tie_weights=false")
         if t.optimizer not in ("sgd", "adam", "adamw"):
             raise SeqlmError(f"unknown optimizer {t.optimizer!r}: choose sgd, adam or adamw")
-        if t.schedule not in ("zaremba", "plateau", "constant"):
-            raise SeqlmError(f"unknown schedule {t.schedule!r}: choose zaremba, plateau or constant")
+        if t.schedule not in ("zaremba", "plateau", "constant", "cosine"):
+            raise SeqlmError(f"unknown schedule {t.schedule!r}: choose zaremba, plateau, constant or cosine")
+        if t.graphs not in ("auto", "off"):
+            raise SeqlmError(f"train.graphs must be auto or off (got {t.graphs!r})")
+        if not 0 <= m.weight_drop < 1:
+            raise SeqlmError(f"model.weight_drop must be in [0, 1) (got {m.weight_drop})")
+        if m.last_layer_size < 0:
+            raise SeqlmError(f"model.last_layer_size must be >= 0 (got {m.last_layer_size})")
         if t.precision not in ("fp32", "bf16"):
             raise SeqlmError(f"unknown precision {t.precision!r}: choose fp32 or bf16")
         if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
             raise SeqlmError(f"unknown device {t.device!r}: choose auto, cpu or cuda")
         if t.on_nan not in ("stop", "skip"):
             raise SeqlmError(f"train.on_nan must be stop or skip (got {t.on_nan!r})")
-        for name in ("epochs", "batch_size", "bptt", "eval_chunk", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "bptt", "eval_chunk", "checkpoint_every", "log_every", "eval_every"):
             if getattr(t, name) < 1:
                 raise SeqlmError(f"train.{name} must be >= 1 (got {getattr(t, name)})")
         if t.lr <= 0:

@@ -37,7 +37,7 @@ def load(path: str | Path, device: str = "auto") -> LanguageModel:
         return NGramLM.load(path, config)
     if kind == "neural":
         from .neural.lm import NeuralLM
-        from .neural.training import resolve_device
+        from .runtime import resolve_device
 
         return NeuralLM.load(path, config, device=resolve_device(device))
     raise SeqlmError(f"{config_path}: unknown model kind {kind!r}: it was written by another seqlm version; "

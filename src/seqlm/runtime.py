@@ -102,3 +102,61 @@ def hardware() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def resolve_device(name: str):
+    """``auto`` -> cuda when available, else cpu; asking for cuda without one is a one-line error."""
+    import torch
+
+    from .errors import SeqlmError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SeqlmError(f"--device {name} asked for, but no CUDA device is available: use --device cpu or auto")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` CPU threads (default: the cores this process may run on, never more)."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = min(threads or cores, cores)  # more threads than cores is a cliff: never oversubscribe
+    torch.set_num_threads(n)
+    return n
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported(device) -> bool:
+    """Whether bf16 runs natively: on CUDA, the device says; on CPU, AVX-512 BF16 or AMX (x86), else no.
+
+    Without them oneDNN's bf16 LSTM has no kernel (it fails to create its primitive) and bf16 matrix
+    products are emulated, slower than fp32: so we check the CPU instead of trapping the crash.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    flags = cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, device) -> str:
+    """The precision to run: bf16 falls back to fp32, with one warning, where the device lacks it."""
+    if precision == "bf16" and not bf16_supported(device):
+        log.warning("bf16 asked for, but this %s has no native bf16 (%s): training in fp32", device.type,
+                    "no avx512_bf16/amx_bf16 in /proc/cpuinfo" if device.type == "cpu" else "device says no")
+        return "fp32"
+    return precision

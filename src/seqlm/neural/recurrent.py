@@ -50,15 +50,15 @@ class RecurrentLM(nn.Module):
         self.cfg = cfg
         self.kind = cfg.kind
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
-        self.layers = nn.ModuleList(
-            make_layer(cfg.kind, cfg.backend, cfg.embedding_dim if k == 0 else cfg.hidden_size, cfg.hidden_size)
-            for k in range(cfg.num_layers))
+        self.sizes = [cfg.hidden_size] * (cfg.num_layers - 1) + [cfg.last_layer_size or cfg.hidden_size]
+        inputs = [cfg.embedding_dim] + self.sizes[:-1]
+        self.layers = nn.ModuleList(make_layer(cfg.kind, cfg.backend, i, h) for i, h in zip(inputs, self.sizes))
         self.embedding_drop = SequenceDropout(cfg.embedding_dropout, cfg.variational)
         self.drop = SequenceDropout(cfg.dropout, cfg.variational)
         fc_size = cfg.fc_size or cfg.hidden_size
-        self.fc = nn.ModuleList(nn.Linear(cfg.hidden_size if k == 0 else fc_size, fc_size)
+        self.fc = nn.ModuleList(nn.Linear(self.sizes[-1] if k == 0 else fc_size, fc_size)
                                 for k in range(cfg.fc_layers))
-        out_dim = fc_size if cfg.fc_layers else cfg.hidden_size
+        out_dim = fc_size if cfg.fc_layers else self.sizes[-1]
         self.decoder = nn.Linear(out_dim, vocab_size)
         self.init_weights()
         if cfg.tie_weights:
@@ -70,17 +70,15 @@ class RecurrentLM(nn.Module):
             for p in self.parameters():
                 nn.init.uniform_(p, -a, a)
         if self.kind == "lstm" and self.cfg.forget_bias:
-            H = self.cfg.hidden_size
-            for layer in self.layers:
+            for layer, H in zip(self.layers, self.sizes):
                 layer.bias_ih_l0.data[H:2 * H] = self.cfg.forget_bias
                 layer.bias_hh_l0.data[H:2 * H] = 0.0
 
     def init_state(self, batch_size: int, device=None):
-        """Zero state: a list with one entry per layer ((h, c) for LSTMs), each (1, B, H)."""
-        H = self.cfg.hidden_size
+        """Zero state: a list with one entry per layer ((h, c) for LSTMs), each (1, B, H of that layer)."""
         dtype = self.embedding.weight.dtype
-        z = lambda: torch.zeros(1, batch_size, H, device=device, dtype=dtype)  # noqa: E731
-        return [(z(), z()) if self.kind == "lstm" else z() for _ in self.layers]
+        z = lambda H: torch.zeros(1, batch_size, H, device=device, dtype=dtype)  # noqa: E731
+        return [(z(H), z(H)) if self.kind == "lstm" else z(H) for H in self.sizes]
 
     @staticmethod
     def detach_state(state):
@@ -99,15 +97,61 @@ class RecurrentLM(nn.Module):
             weight = weight * keep
         return nn.functional.embedding(tokens, weight)
 
+    @property
+    def can_stack(self) -> bool:
+        """Whether the layers can run as one multi-layer cuDNN call (fused backend, equal widths, dropout
+        between layers not locked): cuDNN then overlaps the layers' time steps, which one call per layer
+        cannot."""
+        c = self.cfg
+        return (c.backend == "fused" and c.num_layers > 1 and not (c.variational and c.dropout > 0)
+                and len(set(self.sizes)) == 1)
+
+    def run_stack(self, x: Tensor, state):
+        """All layers in one call of the fused kernel (the function ``nn.LSTM/GRU/RNN`` call), with this
+        model's weights (DropConnect applied as in :meth:`run_layer`) and its dropout between layers."""
+        p = self.cfg.weight_drop if self.training else 0.0
+        weights = []
+        for layer in self.layers:
+            w_hh = layer.weight_hh_l0
+            if p > 0:
+                w_hh = w_hh * w_hh.new_empty(w_hh.shape).bernoulli_(1 - p) / (1 - p)
+            weights += [layer.weight_ih_l0, w_hh, layer.bias_ih_l0, layer.bias_hh_l0]
+        drop = self.cfg.dropout if self.training else 0.0
+        args = (weights, True, len(self.layers), drop, self.training, False, True)
+        if self.kind == "lstm":
+            h0 = torch.cat([st[0] for st in state])  # (L, B, H)
+            c0 = torch.cat([st[1] for st in state])
+            out, h, c = torch._VF.lstm(x, (h0, c0), *args)
+            return out, [(h[k:k + 1], c[k:k + 1]) for k in range(len(self.layers))]
+        fn = {"gru": torch._VF.gru, "rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu}[self.kind]
+        out, h = fn(x, torch.cat(state), *args)
+        return out, [h[k:k + 1] for k in range(len(self.layers))]
+
+    def run_layer(self, layer: nn.Module, x: Tensor, state):
+        """One recurrent layer; in training with ``weight_drop``, DropConnect on its hidden-to-hidden
+        weights (Wan et al. 2013; Merity et al. 2018): one mask per forward call, so the same dropped
+        weights at every time step.  The dropped matrix is passed through ``torch.func.functional_call``
+        (the module's own parameter stays intact; no monkey-patching), which works for both backends."""
+        p = self.cfg.weight_drop
+        if not self.training or p == 0:
+            return layer(x, state)
+        w = layer.weight_hh_l0
+        dropped = w * w.new_empty(w.shape).bernoulli_(1 - p) / (1 - p)
+        return torch.func.functional_call(layer, {"weight_hh_l0": dropped}, (x, state))
+
     def forward(self, tokens: Tensor, state=None):
         if state is None:
             state = self.init_state(tokens.shape[0], tokens.device)
         x = self.embedding_drop(self.embed(tokens))  # (B, T, E)
-        new_state = []
-        for layer, st in zip(self.layers, state):
-            x, st = layer(x, st)  # (B, T, H)
+        if x.is_cuda and self.can_stack:
+            x, new_state = self.run_stack(x, state)
             x = self.drop(x)
-            new_state.append(st)
+        else:
+            new_state = []
+            for layer, st in zip(self.layers, state):
+                x, st = self.run_layer(layer, x, st)  # (B, T, H)
+                x = self.drop(x)
+                new_state.append(st)
         for fc in self.fc:
             x = self.drop(torch.relu(fc(x)))
         return self.decoder(x), new_state  # (B, T, V)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -30,29 +29,15 @@ import torch
 from ..config import RunConfig
 from ..errors import SeqlmError, atomic_dir, atomic_write
 from ..evaluate import evaluate
-from ..runtime import Progress, git_commit, hardware, tune_allocator
+from ..runtime import Progress, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
 from ..text.corpora import load_corpus
 from ..text.encode import encode_lines, join_with_eos
 from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
 from .lm import NeuralLM, build_module
+from .step import Stepper, get_lr, make_optimizer, set_lr, token_cross_entropy  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SeqlmError(f"--device {name} asked for, but no CUDA device is available: use --device cpu or auto")
-    return torch.device(name)
-
-
-def set_threads(threads: int | None) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = min(threads or cores, cores)  # more threads than cores is a cliff: never oversubscribe
-    torch.set_num_threads(n)
-    return n
 
 
 def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
@@ -69,15 +54,6 @@ def batchify(ids: np.ndarray, batch_size: int, bptt: int) -> tuple[torch.Tensor,
     x = torch.from_numpy(ids[: n * batch_size].reshape(batch_size, n).copy())
     y = torch.from_numpy(ids[1: n * batch_size + 1].reshape(batch_size, n).copy())
     return x, y
-
-
-def make_optimizer(cfg, params):
-    t = cfg.train
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
 # -- resume checkpoints ------------------------------------------------------------------------------
@@ -99,6 +75,9 @@ def _restore_state(template, tensors: dict, prefix: str):
             else tensors[f"{prefix}.{k}.0"] for k, st in enumerate(template)]
 
 
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
 def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden) -> None:
     """Weights, optimizer, RNG, data position and carried state, in one atomically replaced folder."""
     from safetensors.torch import save_file
@@ -117,7 +96,9 @@ def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden) -> 
         lm.save(tmp / "model")
         save_file(tensors, str(tmp / "resume.safetensors"))
         with atomic_write(tmp / "resume.json") as f:
-            json.dump({"progress": progress, "param_groups": opt["param_groups"]}, f)
+            groups = [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in g.items()}
+                      for g in opt["param_groups"]]
+            json.dump({"progress": progress, "param_groups": groups}, f)
 
 
 def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
@@ -134,12 +115,21 @@ def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
         meta = json.loads((path / "resume.json").read_text())
     except Exception as e:  # damaged resume files
         raise SeqlmError(f"the resume checkpoint in {path} is damaged ({e}): start again without --resume") from None
-    state: dict = {"state": {}, "param_groups": meta["param_groups"]}
+    # the saved hyper-parameters and lr, this optimizer's own implementation flags (fused, capturable, ...)
+    # and lr type (a device tensor when training is graphed): a checkpoint moves between CPU and GPU
+    current = optimizer.param_groups
+    groups = [{**saved_group, **{k: cur[k] for k in IMPLEMENTATION_FLAGS if k in cur}}
+              for saved_group, cur in zip(meta["param_groups"], current)]
+    lr_tensors = [g["lr"] if isinstance(g["lr"], torch.Tensor) else None for g in current]
+    state: dict = {"state": {}, "param_groups": groups}
     for key, value in tensors.items():
         if key.startswith("opt."):
             _, idx, name = key.split(".", 2)
             state["state"].setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
     optimizer.load_state_dict(state)
+    for group, lr_tensor in zip(optimizer.param_groups, lr_tensors):
+        if lr_tensor is not None:
+            group["lr"] = lr_tensor.fill_(float(group["lr"]))
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -148,134 +138,177 @@ def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
 
 
 # -- the loop ------------------------------------------------------------------------------------------
-class TokenCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of (N, V) logits, with the gradient softmax - onehot computed in place.
-
-    Same value and gradient as ``F.cross_entropy``, without its zero-filled (N, V) gradient and separate
-    log-softmax backward: on 2 CPU cores those two passes over the logits took ~40% of a bf16 step at
-    2x200 (profiled); here the backward is two in-place passes over the saved log-probabilities.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets):
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V) fp32
-        ctx.save_for_backward(logp, targets)
-        ctx.in_dtype = logits.dtype
-        return -logp.gather(1, targets[:, None]).mean()
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        logp, targets = ctx.saved_tensors
-        grad = logp.exp_()  # softmax, in place: logp is not needed again
-        grad[torch.arange(len(targets), device=grad.device), targets] -= 1.0
-        grad.mul_(grad_out / len(targets))
-        return grad.to(ctx.in_dtype), None
+def use_graphs(t, device: torch.device) -> bool:
+    """CUDA graphs: on CUDA unless ``train.graphs=off``; never where a NaN must be skipped step by step."""
+    if device.type != "cuda" or t.graphs == "off":
+        return False
+    if t.on_nan == "skip":
+        if t.graphs == "on":
+            log.warning("train.graphs=on with train.on_nan=skip: a skipped step needs a host sync, so no graphs")
+        return False
+    return True
 
 
-def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return TokenCrossEntropy.apply(logits, targets)
+def scheduled_lr(t, progress: dict, total_steps: int, seconds: float) -> float | None:
+    """The cosine schedule's lr for the next step (None for the per-epoch schedules): from train.lr to 0
+    over the budget, whichever ends first of epochs x batches steps and train.max_minutes."""
+    if t.schedule != "cosine":
+        return None
+    frac = progress["step"] / max(total_steps, 1)
+    if t.max_minutes:
+        frac = max(frac, seconds / (t.max_minutes * 60))
+    return t.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
-def train_step(module, optimizer, x, y, hidden, autocast, clip: float) -> tuple[float, object]:
-    """One step of teacher forcing on a (B, T) window: forward from the detached carried state, mean
-    token cross-entropy, backward, gradient-norm clipping, update.  A non-finite loss updates nothing.
-
-    Returns the loss (a float) and the state to carry into the next window.
-    """
-    hidden = module.detach_state(hidden)
-    with autocast:
-        logits, new_hidden = module(x, hidden)  # (B, T, V)
-    loss = token_cross_entropy(logits.flatten(0, 1), y.flatten())
-    optimizer.zero_grad(set_to_none=True)
-    value = loss.item()
-    if not math.isfinite(value):
-        return value, new_hidden
-    loss.backward()
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-    optimizer.step()
-    return value, new_hidden
+def epoch_end_lr(t, lr: float, epoch: int, improved: bool) -> float:
+    """The per-epoch schedules: zaremba (decay every epoch from decay_start on), plateau (decay when the
+    validation did not improve)."""
+    if (t.schedule == "zaremba" and epoch >= t.decay_start) or (t.schedule == "plateau" and not improved):
+        return lr * t.lr_decay
+    return lr
 
 
-def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results: str | Path | None = None,
-                 argv: list[str] | None = None) -> tuple[NeuralLM, dict]:
-    cfg.validate()
-    t_start = time.perf_counter()
-    out = Path(out)
-    d, m, t = cfg.data, cfg.model, cfg.train
-    device = resolve_device(t.device)
-    threads = set_threads(t.threads) if device.type == "cpu" else None
-    if device.type == "cpu":
-        tune_allocator()
-    torch.manual_seed(t.seed)
+def _prepare_data(cfg: RunConfig):
+    d, t = cfg.data, cfg.train
     files = {k: getattr(d, k) for k in ("train", "valid", "test") if getattr(d, k)}
     corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",), **files)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
     x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size, t.bptt)
+    return corpus, vocab, x_all, y_all
+
+
+def _evaluate_splits(lm, corpus, splits, level: str) -> dict:
+    out = {}
+    for split in splits:
+        if split in corpus.splits:
+            r = evaluate(lm, corpus.splits[split], mode="stream")
+            out[f"{split}_perplexity"] = r["perplexity"]
+            if level == "char":
+                out[f"{split}_bits_per_character"] = r["bits_per_character"]
+    return out
+
+
+def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results: str | Path | None = None,
+                 argv: list[str] | None = None, is_main: bool = True) -> tuple[NeuralLM, dict]:
+    """Train ``cfg`` into the run folder ``out``; see the module docstring.  ``is_main``: this process
+    writes the run's files (every write is behind it, for multi-process training)."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    out = Path(out)
+    d, m, t = cfg.data, cfg.model, cfg.train
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    threads = set_threads(t.threads) if device.type == "cpu" else None
+    if device.type == "cpu":
+        tune_allocator()
+    torch.manual_seed(t.seed)
+    corpus, vocab, x_all, y_all = _prepare_data(cfg)
     n_batches = math.ceil(x_all.shape[1] / t.bptt)
+    total_steps = n_batches * t.epochs
     module = build_module(m, len(vocab)).to(device)
     config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
               "recipe": cfg.name, "corpus": corpus.describe()}
     lm = NeuralLM(vocab, module, config, eval_chunk=t.eval_chunk)
-    optimizer = make_optimizer(cfg, module.parameters())
+    graphed = use_graphs(t, device)
+    optimizer = make_optimizer(t, module.parameters(), graphed)
     hidden = module.init_state(t.batch_size, device)
-    progress = {"epoch": 0, "batch": 0, "step": 0, "lr": t.lr, "best_valid": None, "bad_epochs": 0,
-                "history": [], "skipped": 0, "train_seconds": 0.0}
+    progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "lr": t.lr, "best_valid": None, "bad_epochs": 0,
+                "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
+                "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
     if resume:
         saved_model = json.loads((out / "last" / "model" / "config.json").read_text())["model"] \
             if (out / "last" / "model" / "config.json").is_file() else None
         if saved_model is not None and saved_model != asdict(m):
             raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
                              f"resume with the same recipe and --set options")
-        progress, hidden = load_resume(out / "last", lm, optimizer, hidden, device)
+        saved, hidden = load_resume(out / "last", lm, optimizer, hidden, device)
+        progress.update(saved)
         log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, progress["epoch"] + 1,
                  progress["batch"], progress["step"])
     elif (out / "last").exists():
         raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "run.json") as f:
-        json.dump({"config": cfg.to_dict(), "command": argv or sys.argv, "commit": git_commit(),
-                   "torch": torch.__version__, "device": str(device), "threads": threads,
-                   "hardware": _hardware(device)}, f, indent=2)
+    n_params = sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+    log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
+             m.kind, corpus.describe().get("name", "files") if isinstance(corpus.describe(), dict) else "text",
+             f"{x_all.numel():,}", f"{len(vocab):,}", f"{n_params:,}", device, precision,
+             f", {threads} threads" if threads else "", ", CUDA graphs" if graphed else "")
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "run.json") as f:
+            json.dump({"config": cfg.to_dict(), "command": argv or sys.argv, "commit": git_commit(),
+                       "torch": torch.__version__, "device": str(device), "threads": threads, "precision": precision,
+                       "cuda_graphs": graphed, "hardware": _hardware(device)}, f, indent=2)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    stepper = Stepper(module, optimizer, hidden, torch.bfloat16 if precision == "bf16" else None, t.clip,
+                      graphed=graphed, full_shape=(t.batch_size, t.bptt))
+    check_each_step = not graphed  # eager: the loss is read every step (skip / stop at once)
     valid_lines = corpus.splits.get("valid")
     interrupted = False
     stop_reason = "epochs"
     x_all, y_all = x_all.to(device), y_all.to(device)
     loop_t0 = time.perf_counter() - progress["train_seconds"]
+    level = vocab.tokenizer.level
+    last_sync = {"step": progress["step"]}
+
+    def sync(record: bool = False):
+        """Read the device-side sums into the epoch totals and the log window (a non-finite loss stops
+        here); ``record``: close the window as one line of steps.jsonl."""
+        r = stepper.drain()
+        if not math.isfinite(r["loss_sum"]):
+            raise SeqlmError(f"the loss became {r['loss_sum']} between steps {last_sync['step'] + 1} and "
+                             f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
+                             f"the last checkpoint in {out}/last is intact")
+        last_sync["step"] = progress["step"]
+        progress["epoch_loss"] += r["loss_sum"]
+        progress["epoch_tokens"] += r["tokens"]
+        w = progress["window"]
+        w["loss"] += r["loss_sum"]
+        w["tokens"] += r["tokens"]
+        w["clipped"] += r["clipped"]
+        if record and w["tokens"] > 0:
+            steps = progress["step"] - w["since"]
+            progress["log"].append({"step": progress["step"], "epoch": progress["epoch"] + 1,
+                                    "tokens": progress["tokens"], "seconds": round(time.perf_counter() - loop_t0, 2),
+                                    "train_loss": w["loss"] / w["tokens"], "lr": get_lr(optimizer),
+                                    "grad_norm": r["grad_norm"], "clipped_fraction": w["clipped"] / max(steps, 1)})
+            progress["window"] = {"loss": 0.0, "tokens": 0, "clipped": 0, "since": progress["step"]}
 
     def checkpoint():
+        sync()
         progress["train_seconds"] = time.perf_counter() - loop_t0
-        save_resume(out / "last", lm, optimizer, dict(progress), hidden)
+        if is_main:
+            save_resume(out / "last", lm, optimizer, dict(progress), stepper.hidden)
+            _write_metrics(out, progress["history"], progress["log"])
 
     try:
         while progress["epoch"] < t.epochs:
             module.train()
             bar = Progress(x_all.numel(), f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
             bar.n = min(progress["batch"] * t.bptt, x_all.shape[1]) * t.batch_size
-            total_loss, total_tokens = 0.0, 0
             while progress["batch"] < n_batches:
                 i = progress["batch"]
                 x = x_all[:, i * t.bptt:(i + 1) * t.bptt]
                 y = y_all[:, i * t.bptt:(i + 1) * t.bptt]
-                loss, new_hidden = train_step(module, optimizer, x, y, hidden, autocast, t.clip)
-                if not math.isfinite(loss):
+                lr = scheduled_lr(t, progress, total_steps, time.perf_counter() - loop_t0)
+                if lr is not None:
+                    set_lr(optimizer, lr)
+                loss = stepper.step(x, y, check=check_each_step)
+                if loss is not None and not math.isfinite(loss):
                     if t.on_nan == "stop":
                         raise SeqlmError(f"the loss became {loss} at step {progress['step'] + 1} (epoch "
                                          f"{progress['epoch'] + 1}): lower train.lr or set train.clip; the last "
                                          f"checkpoint in {out}/last is intact (or --set train.on_nan=skip)")
                     progress["skipped"] += 1
-                    hidden = module.init_state(t.batch_size, device)
-                else:
-                    hidden = new_hidden
-                    total_loss += loss * y.numel()
-                    total_tokens += y.numel()
+                    stepper.reset_state(module.init_state(t.batch_size, device))
                 progress["batch"] += 1
                 progress["step"] += 1
-                mean = total_loss / max(total_tokens, 1)
-                bar.update(y.numel(), loss=mean, ppl=math.exp(min(mean, 50)), lr=optimizer.param_groups[0]["lr"])
+                progress["tokens"] += y.numel()
+                if progress["step"] % t.log_every == 0:
+                    sync(record=True)
+                    mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
+                    bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(optimizer))
+                bar.update(y.numel())
                 if progress["step"] % t.checkpoint_every == 0:
                     checkpoint()
                 if t.max_steps and progress["step"] >= t.max_steps:
@@ -284,36 +317,36 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
                 if t.max_minutes and time.perf_counter() - loop_t0 > t.max_minutes * 60:
                     stop_reason = "max_minutes"
                     break
+            sync()
             bar.close()
             if stop_reason != "epochs":
                 break
             # end of epoch: validate, keep the best, schedule
             epoch = progress["epoch"] + 1
-            record = {"epoch": epoch, "step": progress["step"], "lr": optimizer.param_groups[0]["lr"],
-                      "train_perplexity": math.exp(total_loss / max(total_tokens, 1)),
+            record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
+                      "lr": get_lr(optimizer),
+                      "train_perplexity": math.exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
                       "seconds": round(time.perf_counter() - loop_t0, 1)}
-            if valid_lines:
-                v = evaluate(lm, valid_lines, mode="stream")["perplexity"]
-                record["valid_perplexity"] = v
-                improved = progress["best_valid"] is None or v < progress["best_valid"]
-            else:
-                improved, v = True, None
+            if epoch % t.eval_every == 0 or epoch == t.epochs:
+                record.update(_evaluate_splits(lm, corpus, ("valid", "test") if t.track_test else ("valid",), level))
+            v = record.get("valid_perplexity")
+            improved = ("valid_perplexity" in record or not valid_lines) and (
+                v is None or progress["best_valid"] is None or v < progress["best_valid"])
             if improved:
                 progress["best_valid"] = v
                 progress["bad_epochs"] = 0
-                lm.save(out / "model", extra={"epoch": epoch, "valid_perplexity": v})
+                if is_main:
+                    lm.save(out / "model", extra={"epoch": epoch, "valid_perplexity": v})
             else:
                 progress["bad_epochs"] += 1
-            if t.schedule == "zaremba" and epoch >= t.decay_start:
-                _scale_lr(optimizer, t.lr_decay)
-            elif t.schedule == "plateau" and not improved:
-                _scale_lr(optimizer, t.lr_decay)
+            if t.schedule != "cosine":
+                set_lr(optimizer, epoch_end_lr(t, get_lr(optimizer), epoch, improved))
             progress["history"].append(record)
-            progress["epoch"] = epoch
-            progress["batch"] = 0
-            _write_metrics(out, progress["history"])
-            log.info("epoch %d: train ppl %.2f, valid ppl %s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
-                     f"{v:.2f}" if v else "-", record["lr"], record["seconds"])
+            progress.update(epoch=epoch, batch=0, epoch_loss=0.0, epoch_tokens=0)
+            log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
+                     f"{v:.2f}" if v else "-",
+                     f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
+                     record["lr"], record["seconds"])
             checkpoint()
             if t.patience and progress["bad_epochs"] >= t.patience:
                 stop_reason = "early_stopping"
@@ -324,40 +357,40 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         log.warning("interrupted: saving a checkpoint and evaluating the best model")
     if stop_reason in ("max_steps", "max_minutes", "interrupted"):
         checkpoint()
-        if not (out / "model" / "model.safetensors").exists():
-            lm.save(out / "model", extra={"epoch": progress["epoch"], "valid_perplexity": None})
+        # the model as it stands is a candidate too (a cosine schedule ends at its best)
+        v = None
+        if stop_reason != "interrupted" and valid_lines:
+            v = _evaluate_splits(lm, corpus, ("valid",), level)["valid_perplexity"]
+        if is_main and (not (out / "model" / "model.safetensors").exists() or
+                        (v is not None and (progress["best_valid"] is None or v < progress["best_valid"]))):
+            lm.save(out / "model", extra={"epoch": progress["epoch"], "step": progress["step"], "valid_perplexity": v})
     train_seconds = time.perf_counter() - loop_t0
-    best = NeuralLM.load(out / "model", json.loads((out / "model" / "config.json").read_text()), device=device)
-    metrics = {}
-    for split in ("valid", "test"):
-        if split in corpus.splits:
-            r = evaluate(best, corpus.splits[split], mode="stream")
-            metrics[f"{split}_perplexity"] = r["perplexity"]
-            if vocab.tokenizer.level == "char":
-                metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
+    if is_main:
+        best = NeuralLM.load(out / "model", json.loads((out / "model" / "config.json").read_text()), device=device)
+    else:
+        best = lm
+    log.info("evaluating the best model (valid, test)")
+    metrics = _evaluate_splits(best, corpus, ("valid", "test"), level)
     summary = {"recipe": cfg.name or None, "metrics": metrics, "stop": stop_reason, "steps": progress["step"],
                "epochs_completed": progress["epoch"], "train_seconds": round(train_seconds, 1),
                "wall_seconds": round(time.perf_counter() - t_start, 1), "hardware": _hardware(device),
-               "torch": torch.__version__, "commit": git_commit(), "precision": t.precision,
+               "torch": torch.__version__, "commit": git_commit(), "precision": precision, "cuda_graphs": graphed,
                "model": best.describe(), "target": cfg.meta.target, "epochs": progress["history"],
-               "out": str(out), "interrupted": interrupted}
-    with atomic_write(out / "summary.json") as f:
-        json.dump(summary, f, indent=2)
-    if results:
-        with atomic_write(results) as f:
+               "log": progress["log"], "out": str(out), "interrupted": interrupted}
+    if is_main:
+        with atomic_write(out / "summary.json") as f:
             json.dump(summary, f, indent=2)
+        if results:
+            with atomic_write(results) as f:
+                json.dump(summary, f, indent=2)
     return best, summary
 
-
-def _scale_lr(optimizer, factor: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] *= factor
-
-
-def _write_metrics(out: Path, history: list[dict]) -> None:
-    with atomic_write(out / "metrics.jsonl") as f:
-        for rec in history:
-            f.write(json.dumps(rec) + "\n")
+def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
+    """``metrics.jsonl``: one line per epoch; ``steps.jsonl``: one line per ``train.log_every`` steps."""
+    for name, rows in (("metrics.jsonl", history), ("steps.jsonl", steps)):
+        with atomic_write(out / name) as f:
+            for rec in rows:
+                f.write(json.dumps(rec) + "\n")
 
 
 def _hardware(device: torch.device) -> dict:

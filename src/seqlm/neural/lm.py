@@ -12,6 +12,7 @@ weights), ``vocab.json`` and ``model.safetensors`` (loading never unpickles).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -126,8 +127,11 @@ class NeuralLM(LanguageModel):
         config = dict(self.config)
         config.update(extra or {})
         config.update(kind=self.kind, format=FORMAT)
+        # a CPU copy: on CUDA the fused RNN weights are views into one flat buffer, which safetensors
+        # refuses to save as shared storage (tied weights stay tied in the copy, and are stored once)
+        module = copy.deepcopy(self.module).cpu() if self.device.type != "cpu" else self.module
         with atomic_dir(path) as tmp:
-            save_model(self.module, str(tmp / "model.safetensors"))
+            save_model(module, str(tmp / "model.safetensors"))
             config["weights_sha256"] = sha256_file(tmp / "model.safetensors")
             self.vocab.save(tmp / "vocab.json")
             with atomic_write(tmp / "config.json") as f:

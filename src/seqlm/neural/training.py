@@ -325,7 +325,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
             epoch = progress["epoch"] + 1
             record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
                       "lr": get_lr(optimizer),
-                      "train_perplexity": math.exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
+                      "train_perplexity": _exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
                       "seconds": round(time.perf_counter() - loop_t0, 1)}
             if epoch % t.eval_every == 0 or epoch == t.epochs:
                 record.update(_evaluate_splits(lm, corpus, ("valid", "test") if t.track_test else ("valid",), level))
@@ -384,6 +384,10 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
             with atomic_write(results) as f:
                 json.dump(summary, f, indent=2)
     return best, summary
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else math.inf
+
 
 def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
     """``metrics.jsonl``: one line per epoch; ``steps.jsonl``: one line per ``train.log_every`` steps."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -170,13 +171,40 @@ def run_job(job: dict, device) -> float:
                       job.get("graphed", False))
 
 
+ROW = re.compile(r"2x(\d+) (\w+)\s+(\w+)\s+(fp32|bf16)( graphed)?\s*:\s+([\d,]+) tokens/s\s+([\d.]+)x baseline")
+BASE = re.compile(r"2x(\d+) baseline, PyTorch example loop, fp32: ([\d,]+) tokens/s")
+PEAK = re.compile(r"matmul peak: (.*)")
+
+
+def parse_log(path: str) -> dict:
+    """The figures of an interrupted run, from the lines it printed on stderr (a stop loses nothing)."""
+    out = {"benchmark": "train-throughput", "source": f"parsed from the run's stderr log {Path(path).name}",
+           "results": []}
+    num = lambda x: float(x.replace(",", ""))  # noqa: E731
+    for line in Path(path).read_text().splitlines():
+        if m := PEAK.match(line):
+            out["matmul_peak_gflops"] = {p.split()[0]: num(p.split()[1]) for p in m[1].split(", ")}
+        elif m := BASE.match(line):
+            out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": int(m[1]),
+                                   "precision": "fp32", "graphed": False, "tokens_per_s": num(m[2])})
+        elif m := ROW.match(line):
+            out["results"].append({"name": f"seqlm {m[2]} {m[3]}", "kind": m[2], "backend": m[3], "size": int(m[1]),
+                                   "precision": m[4], "graphed": bool(m[5]), "tokens_per_s": num(m[6]),
+                                   "vs_baseline": float(m[7])})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="fewer steps, 2x200 only")
     ap.add_argument("--sizes", default=None, help="comma-separated hidden sizes (default 200, and 650 unless --quick)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--parse-log", metavar="LOG", help="print the JSON of an interrupted run from its stderr log")
     args = ap.parse_args()
+    if args.parse_log:
+        print(json.dumps(parse_log(args.parse_log)))
+        return
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     threads = set_threads(None) if device.type == "cpu" else None
@@ -187,7 +215,7 @@ def main() -> None:
         return
     cuda = device.type == "cuda"
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([200] if args.quick else [200, 650])
-    steps = (50 if args.quick else 200) if cuda else (8 if args.quick else 15)
+    steps = (50 if args.quick else 100) if cuda else (8 if args.quick else 15)
     precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
     skipped = [] if "bf16" in precisions else ["bf16: this device has no native bf16 (emulated bf16 is slower than fp32)"]
     for reason in skipped:

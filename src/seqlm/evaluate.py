@@ -60,6 +60,6 @@ def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str
 def _ppl(total: float, n: int) -> float:
     if n == 0:
         return float("nan")
-    if not math.isfinite(total):
+    if not math.isfinite(total) or -total / n > 700:  # exp overflows past ~709
         return float("inf")
     return math.exp(-total / n)

@@ -3,8 +3,10 @@
     python -m seqlm.report            # rewrite the README section between the results markers
     python -m seqlm.report --check    # exit 1 if the README is not what results/ says
 
-Two shapes of result file are rendered: recipe runs (``{"recipe": ..., "metrics": {...}, ...}``) and the
-n-gram benchmark (``{"benchmark": "ngram-ptb", "perplexity": [...], ...}``).
+Three shapes of result file are rendered: recipe runs (``{"recipe": ..., "metrics": {...}, ...}``), the
+n-gram benchmark (``{"benchmark": "ngram-ptb", ...}``) and the training-throughput benchmark
+(``{"benchmark": "train-throughput", ...}``).  Without ``--check`` it also draws the recipe runs' learning
+curves into ``reports/figures/curves-{cpu,gpu}.png`` (matplotlib, the ``plot`` extra).
 """
 
 from __future__ import annotations
@@ -42,17 +44,84 @@ def ngram_table(res: dict, source: str) -> list[str]:
 
 
 def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
-    lines = ["**Recipe runs** (each row from its `results/` file, written by the run itself)", "",
-             "| recipe | valid ppl | test ppl | target | wall time | hardware | file |", "|---|---|---|---|---|---|---|"]
+    lines = ["**Recipe runs** (each row from its `results/` file, written by the run itself; \"vs target\" compares "
+             "the target's metric with the published number the recipe names)", "",
+             "| recipe | valid ppl | test ppl | target | vs target | epochs | stopped by | wall time | hardware | file |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for res, source in rows:
         m = res.get("metrics", {})
         target = res.get("target", {})
-        tgt = f"{target.get('metric', '')} {target.get('value', '')}".strip() or "–"
+        tgt = f"{target.get('metric', '').replace('_perplexity', ' ppl')} {target.get('value', '')}".strip() or "–"
+        ours, goal = m.get(target.get("metric", "")), target.get("value")
+        vs = f"{(ours / goal - 1) * 100:+.1f}%" if ours and goal else "–"
         hw = res.get("hardware", {})
         hw_s = hw.get("device") or hw.get("cpu", "")
+        if res.get("concurrency", "").startswith("one of"):
+            hw_s += " (shared by 6 runs)"
         lines.append(f"| {res['recipe']} | {_f(m.get('valid_perplexity'))} | {_f(m.get('test_perplexity'))} | "
-                     f"{tgt} | {res.get('wall_seconds', 0) / 60:.1f} min | {hw_s} | `{source}` |")
+                     f"{tgt} | {vs} | {res.get('epochs_completed', '–')} | {res.get('stop', '–')} | "
+                     f"{res.get('wall_seconds', 0) / 60:.1f} min | {hw_s} | `{source}` |")
     return lines
+
+
+def throughput_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    lines = [f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
+             f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch {res.get('torch')}; "
+             f"baseline = the PyTorch word_language_model loop, measured in the same run)", "",
+             "| model | backend | precision | CUDA graph | tokens/s | vs baseline |", "|---|---|---|---|---|---|"]
+    for r in res["results"]:
+        name = f"2x{r['size']} {r['kind']}" if r.get("kind") != "window" else f"window {r['size']}"
+        backend = r.get("backend") or "baseline"
+        lines.append(f"| {name} | {backend} | {r['precision']} | {'yes' if r.get('graphed') else 'no'} | "
+                     f"{r['tokens_per_s']:,.0f} | {r.get('vs_baseline', 1.0):.2f}x |")
+    return lines
+
+
+def figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """PNG figures of the recipe runs' curves (needs matplotlib, the ``plot`` extra): validation and test
+    perplexity against wall-clock training time, one figure per hardware, n-grams as horizontal lines."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if "recipe" in res and res.get("epochs"):
+            runs.append(res)
+    written = []
+    groups = {"gpu": [r for r in runs if r.get("hardware", {}).get("device")],
+              "cpu": [r for r in runs if not r.get("hardware", {}).get("device")]}
+    for name, group in groups.items():
+        if not group:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for res in group:
+            pts = [(e["seconds"] / 60, e["valid_perplexity"]) for e in res["epochs"] if "valid_perplexity" in e]
+            line, = ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid")
+            test = [(e["seconds"] / 60, e["test_perplexity"]) for e in res["epochs"] if "test_perplexity" in e]
+            if test:
+                ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['recipe']} test")
+        ax.set_yscale("log")
+        ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("training wall time (min)")
+        ax.set_ylabel("perplexity (PTB)")
+        ax.set_ylim(top=250)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        hw = group[0]["hardware"].get("device") or group[0]["hardware"].get("cpu")
+        ax.set_title(f"PTB learning curves, {hw}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"curves-{name}.png"
+        fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        written.append(target)
+    return written
 
 
 def render(results_dir: Path) -> str:
@@ -63,6 +132,8 @@ def render(results_dir: Path) -> str:
         rel = f"results/{path.name}"
         if res.get("benchmark") == "ngram-ptb":
             blocks.append(ngram_table(res, rel))
+        elif res.get("benchmark") == "train-throughput":
+            blocks.append(throughput_table(res, rel))
         elif "recipe" in res:
             recipes.append((res, rel))
     if recipes:
@@ -87,7 +158,14 @@ def main(argv=None) -> int:
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--results", default="results")
     ap.add_argument("--check", action="store_true", help="only check that the README is up to date")
+    ap.add_argument("--figures", default="reports/figures", help="folder for the PNG curves (needs matplotlib)")
     args = ap.parse_args(argv)
+    if not args.check:
+        try:
+            for path in figures(Path(args.results), Path(args.figures)):
+                print(f"wrote {path}", file=sys.stderr)
+        except ImportError:
+            print("matplotlib is not installed (pip install 'seqlm[plot]'): no figures", file=sys.stderr)
     old, new = update(Path(args.readme), Path(args.results))
     if args.check:
         if old != new:

@@ -168,7 +168,7 @@ def main() -> None:
               f"{speed.get('kenlm_python_tokens_per_s', float('nan')):,.0f} (kenlm module, per sentence)",
               file=sys.stderr)
     if args.results:
-        from seqlm.errors import atomic_write
+        from seqlm.files import atomic_write
 
         with atomic_write(args.results) as f:
             json.dump(out, f, indent=2)

@@ -78,7 +78,7 @@ def test_model_folder_problems(capsys, tmp_path, model):
     shutil.copytree(model, broken)
     data = (broken / "model.npz").read_bytes()
     (broken / "model.npz").write_bytes(data[: len(data) // 3])
-    assert "damaged" in fails(capsys, "predict", broken, "--prompt", "the")
+    assert "truncated or modified" in fails(capsys, "predict", broken, "--prompt", "the")
     (broken / "config.json").write_text("{not json")
     assert "not valid JSON" in fails(capsys, "predict", broken, "--prompt", "the")
 

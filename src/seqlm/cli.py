@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = cmd("evaluate", "perplexity of a model on a corpus split or a file")
     e.add_argument("model", help="model folder or ARPA file")
+    e.add_argument("--level", choices=("word", "char"), help="read an ARPA file from another tool at this level "
+                   "(seqlm's own ARPA files say theirs)")
     data_args(e, files=False)
     e.add_argument("--split", default="test", choices=("train", "valid", "test"), help="corpus split (default test)")
     e.add_argument("--file", help="evaluate on this text file instead of a corpus split")
@@ -107,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = cmd("score", "log-probability of each input line (stdin or --file)")
     s.add_argument("model", help="model folder or ARPA file")
+    s.add_argument("--level", choices=("word", "char"), help="read an ARPA file from another tool at this level "
+                   "(seqlm's own ARPA files say theirs)")
     s.add_argument("--file", help="read lines from this file instead of stdin")
     s.add_argument("--per", default="line", choices=("line", "token", "corpus"), help="granularity (default line)")
     s.add_argument("--mode", default="sentence", choices=("stream", "sentence"), help="default sentence")
@@ -114,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = cmd("predict", "most probable next tokens after each prompt line (stdin or --prompt)")
     r.add_argument("model", help="model folder or ARPA file")
+    r.add_argument("--level", choices=("word", "char"), help="read an ARPA file from another tool at this level "
+                   "(seqlm's own ARPA files say theirs)")
     r.add_argument("--prompt", help="the prompt (else one per stdin line)")
     r.add_argument("--top-k", type=int, default=5, help="how many suggestions (default 5)")
     r.add_argument("--allow-unk", action="store_true", help="may suggest <unk>")
@@ -121,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
 
     g = cmd("generate", "sample text from a model")
     g.add_argument("model", help="model folder or ARPA file")
+    g.add_argument("--level", choices=("word", "char"), help="read an ARPA file from another tool at this level "
+                   "(seqlm's own ARPA files say theirs)")
     g.add_argument("--prompt", default="", help="text to continue (default: a new sentence)")
     g.add_argument("--num", type=int, default=1, help="how many samples (default 1)")
     g.add_argument("--max-tokens", type=int, default=50, help="stop after this many tokens (default 50)")
@@ -142,7 +150,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, ensure_ascii=False, default=_json_default))
+    """Strict JSON (non-finite numbers as null: JSON.parse rejects Infinity and NaN), one object a line."""
+    from .files import dumps
+
+    print(dumps(obj, ensure_ascii=False, default=_json_default))
 
 
 def _json_default(x):
@@ -247,7 +258,7 @@ def _evaluate(args) -> int:
     from .models import load
     from .text.corpora import load_corpus, read_lines
 
-    model = load(args.model)
+    model = load(args.model, level=args.level)
     if args.file:
         if args.corpus:
             raise SeqlmError("give either --file or --corpus, not both")
@@ -282,7 +293,7 @@ def _score(args) -> int:
     from .models import load
     from .score import score
 
-    model = load(args.model)
+    model = load(args.model, level=args.level)
     rows = score(model, _input_lines(args), per=args.per, mode=args.mode)
     for row in rows:
         if args.json:
@@ -300,7 +311,7 @@ def _predict(args) -> int:
     from .generate import predict
     from .models import load
 
-    model = load(args.model)
+    model = load(args.model, level=args.level)
     prompts = [args.prompt] if args.prompt is not None else _stdin_lines()
     for prompt in prompts:
         preds = predict(model, prompt, top_k=args.top_k, allow_unk=args.allow_unk)
@@ -319,7 +330,7 @@ def _generate(args) -> int:
 
     if args.num < 1:
         raise SeqlmError(f"--num must be >= 1 (got {args.num})")
-    model = load(args.model)
+    model = load(args.model, level=args.level)
     for i in range(args.num):
         seed = None if args.seed is None else args.seed + i
         out = generate(model, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,

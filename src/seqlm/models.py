@@ -9,18 +9,24 @@ from .errors import SeqlmError
 from .interface import LanguageModel
 
 
-def load(path: str | Path, device: str = "auto") -> LanguageModel:
+def load(path: str | Path, device: str = "auto", level: str | None = None) -> LanguageModel:
     """A model from a folder written by ``seqlm train`` or from an ARPA file (``.arpa``, ``.arpa.gz``).
 
-    ``device`` places a neural model: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    ``device`` places a neural model: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.  ``level``
+    (word | char) reads an ARPA file from another tool at that level; seqlm's own ARPA files say theirs.
     """
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load() takes a path (str or Path), not {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise SeqlmError(f"{path}: no such model folder or ARPA file: train one with seqlm train --out {path}")
     if path.is_file():
         from .ngram.arpa import read_arpa
+        from .text.tokenize import Tokenizer
 
-        return read_arpa(path)
+        return read_arpa(path, Tokenizer(level) if level else None)
+    if level:
+        raise SeqlmError("--level applies to ARPA files only: a model folder knows its level")
     if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
         path = path / "model"  # a training run folder: its best model
     config_path = path / "config.json"
@@ -31,6 +37,10 @@ def load(path: str | Path, device: str = "auto") -> LanguageModel:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SeqlmError(f"{config_path} is not valid JSON ({e}): retrain the model") from None
     kind = config.get("kind") if isinstance(config, dict) else None
+    if kind in ("ngram", "neural"):
+        from .files import verify_folder
+
+        verify_folder(path, config)
     if kind == "ngram":
         from .ngram.model import NGramLM
 

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             return 1
         return 0
     if old != new:
-        from .errors import atomic_write
+        from .files import atomic_write
 
         with atomic_write(args.readme) as f:
             f.write(new)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig
-from ..errors import SeqlmError, atomic_dir, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_dir, write_config
 from ..interface import LanguageModel, State, check_mode
 from ..text.corpora import sha256_file
 from ..text.encode import join_with_eos
@@ -134,8 +135,7 @@ class NeuralLM(LanguageModel):
             save_model(module, str(tmp / "model.safetensors"))
             config["weights_sha256"] = sha256_file(tmp / "model.safetensors")
             self.vocab.save(tmp / "vocab.json")
-            with atomic_write(tmp / "config.json") as f:
-                json.dump(config, f, indent=2)
+            write_config(tmp, config)
 
     @classmethod
     def load(cls, path: str | Path, config: dict, device: str | torch.device = "cpu") -> "NeuralLM":

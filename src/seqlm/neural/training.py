@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..errors import SeqlmError, atomic_dir, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_dir, atomic_write, dumps, write_json
 from ..evaluate import evaluate
 from ..runtime import Progress, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
 from ..text.corpora import load_corpus
@@ -378,11 +379,9 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
                "model": best.describe(), "target": cfg.meta.target, "epochs": progress["history"],
                "log": progress["log"], "out": str(out), "interrupted": interrupted}
     if is_main:
-        with atomic_write(out / "summary.json") as f:
-            json.dump(summary, f, indent=2)
+        write_json(out / "summary.json", summary)
         if results:
-            with atomic_write(results) as f:
-                json.dump(summary, f, indent=2)
+            write_json(results, summary)
     return best, summary
 
 def _exp(x: float) -> float:
@@ -394,7 +393,7 @@ def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
     for name, rows in (("metrics.jsonl", history), ("steps.jsonl", steps)):
         with atomic_write(out / name) as f:
             for rec in rows:
-                f.write(json.dumps(rec) + "\n")
+                f.write(dumps(rec) + "\n")
 
 
 def _hardware(device: torch.device) -> dict:

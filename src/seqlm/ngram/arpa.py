@@ -14,13 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SeqlmError, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_write
 from ..text.tokenize import Tokenizer
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Vocab
 from .model import NGramLM, _find
 from .smoothing import Tables
 
 LN10 = math.log(10.0)
+# The tokenizer travels inside the file as one extra unigram that no text contains, with probability
+# 10^-99 (the ARPA convention for "never"): KenLM reads such a file unchanged (it refuses any line before
+# \data\ or after \end\), and seqlm reads the level back instead of guessing "word".
+MARK = "<seqlm:tokenizer:"
+
+
+def _mark(tokenizer: Tokenizer) -> str:
+    return f"{MARK}level={tokenizer.level}:lowercase={int(tokenizer.lowercase)}>"
+
+
+def _parse_mark(word: str, bad: str) -> Tokenizer:
+    try:
+        fields = dict(f.split("=", 1) for f in word[len(MARK):-1].split(":"))
+        return Tokenizer(fields["level"], bool(int(fields["lowercase"])))
+    except (ValueError, KeyError, SeqlmError):
+        raise SeqlmError(f"{bad}: unreadable tokenizer mark {word!r}: re-export the model") from None
 
 
 def _fmt(x: float) -> str:
@@ -53,9 +70,11 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
         out = handle if handle else _TextOut(raw)
         out.write("\\data\\\n")
         for k in range(1, model.order + 1):
-            out.write(f"ngram {k}={len(t.keys[k - 1])}\n")
+            out.write(f"ngram {k}={len(t.keys[k - 1]) + (k == 1)}\n")
         for k in range(1, model.order + 1):
             out.write(f"\n\\{k}-grams:\n")
+            if k == 1:
+                out.write(f"-99\t{_mark(model.vocab.tokenizer)}\n")
             names = itos[words[k - 1][:, 0]]
             for j in range(1, k):
                 names = names + " " + itos[words[k - 1][:, j]]
@@ -143,10 +162,15 @@ def read_arpa(path: str | Path, tokenizer: Tokenizer | None = None) -> NGramLM:
                 raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno} has {len(fields)} fields "
                                  f"(expected {k + 1} or {k + 2}): {line[:80]!r}")
             try:
-                probs.append(float(fields[0]))
-                bows.append(float(fields[k + 1]) if len(fields) == k + 2 else 0.0)
+                prob = float(fields[0])
+                bow = float(fields[k + 1]) if len(fields) == k + 2 else 0.0
             except ValueError:
                 raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno} has a non-number: {line[:80]!r}") from None
+            if not (prob <= 0.0) or not math.isfinite(bow):  # NaN fails both comparisons
+                raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno}: a log10 probability must be <= 0 and "
+                                 f"a backoff weight finite: {line[:80]!r}")
+            probs.append(prob)
+            bows.append(bow)
             grams.append(fields[1:k + 1])
         if len(grams) != counts[k]:
             raise SeqlmError(f"{bad}: the header announces {counts[k]} {k}-grams but the file has {len(grams)} "
@@ -155,7 +179,26 @@ def read_arpa(path: str | Path, tokenizer: Tokenizer | None = None) -> NGramLM:
     if set(entries) != set(counts):
         missing = sorted(set(counts) - set(entries))
         raise SeqlmError(f"{bad}: missing section(s) {missing} (truncated?)")
-    return _build(entries, order, tokenizer or Tokenizer(), bad, str(path))
+    marked = _take_mark(entries[1], bad)
+    if marked and tokenizer and (marked.level, marked.lowercase) != (tokenizer.level, tokenizer.lowercase):
+        raise SeqlmError(f"{path} was written for {marked.level}-level text (lowercase={marked.lowercase}): "
+                         f"drop --level, or give a matching one")
+    return _build(entries, order, marked or tokenizer or Tokenizer(), bad, str(path))
+
+
+def _take_mark(unigrams: tuple[list, list, list], bad: str) -> Tokenizer | None:
+    """Remove seqlm's tokenizer mark from the unigram entries (in place) and return its tokenizer."""
+    probs, grams, bows = unigrams
+    at = [i for i, g in enumerate(grams) if g[0].startswith(MARK)]
+    if not at:
+        return None
+    if len(at) > 1:
+        raise SeqlmError(f"{bad}: more than one tokenizer mark")
+    i = at[0]
+    tokenizer = _parse_mark(grams[i][0], bad)
+    for column in unigrams:
+        del column[i]
+    return tokenizer
 
 
 def _build(entries, order, tokenizer, bad, source) -> NGramLM:

@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import SeqlmError, atomic_dir, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_dir, write_config
 from ..interface import LanguageModel, State, check_mode
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
 from .counts import pad_stream
@@ -154,8 +155,7 @@ class NGramLM(LanguageModel):
         with atomic_dir(path) as tmp:
             np.savez(tmp / "model.npz", **arrays)
             self.vocab.save(tmp / "vocab.json")
-            with atomic_write(tmp / "config.json") as f:
-                json.dump(config, f, indent=2, default=_jsonable)
+            write_config(tmp, config, default=_jsonable)
 
     @classmethod
     def load(cls, path: str | Path, config: dict) -> "NGramLM":

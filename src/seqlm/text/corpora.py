@@ -26,7 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SeqlmError, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_write, sha256_file  # noqa: F401 (sha256_file re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,15 @@ def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
                          f"convert it, e.g. iconv -f LATIN1 -t UTF-8") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines()
+    # a line ends at \n (or \r\n) only, as KenLM reads text: str.splitlines() would also split at \v, \f,
+    # \x1c-\x1e, U+0085, U+2028 and U+2029, turning one sentence into several
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if not any(line.strip() for line in lines):
         raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
     return lines if keep_blank else [line for line in lines if line.strip()]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- named corpora -----------------------------------------------------------------------------

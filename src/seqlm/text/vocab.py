@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import SeqlmError, atomic_write
+from ..errors import SeqlmError
+from ..files import atomic_write
 from .tokenize import Tokenizer
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"

@@ -16,7 +16,7 @@ from seqlm.generate import generate
 from seqlm.interface import LanguageModel
 from seqlm.models import load
 from seqlm.text.vocab import BOS_ID
-from seqlm.train import train_neural_run
+from seqlm.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "train.batch_size=4", "train.bptt=8",
@@ -24,8 +24,8 @@ TINY = ["model.embedding_dim=16", "model.hidden_size=16", "train.batch_size=4", 
 
 
 def tiny_run(tmp_path, files, name="m", kind="lstm", extra=(), **kw):
-    return train_neural_run(out=tmp_path / name, overrides=TINY + list(extra), kind=kind, corpus=None,
-                            train=str(files["train"]), valid=str(files["valid"]), test=str(files["test"]), **kw)
+    return train(out=tmp_path / name, overrides=TINY + list(extra), model=kind, train=files["train"],
+                 valid=files["valid"], test=files["test"], **kw)
 
 
 @pytest.fixture(scope="module")
@@ -158,14 +158,26 @@ def test_every_recipe_parses():
 @pytest.mark.parametrize("bad,match", [
     (["model.tie_weights=true", "model.embedding_dim=8"], "tie_weights"),
     (["model.kind=lstmx"], "unknown model kind"),
-    (["model.backend=cudnn"], "unknown backend"),
+    (["model.backend=cudnn"], "no 'cudnn' backend"),
+    (["model.kind=window", "model.backend=reference"], "no 'reference' backend"),
     (["model.hidden_sizes=3"], "unknown key"),
     (["model.hidden_size=big"], "must be an int"),
     (["train.epochs"], "section.key=value"),
+    (["model.order=5"], "model.order is for n-gram models"),
+    (["model.kind=kn", "model.hidden_size=100"], "model.hidden_size is for neural models"),
+    (["model.kind=kn", "train.epochs=3"], "train.epochs is for neural models"),
+    (["model.kind=mkn", "model.k=0.5"], "pseudo-count of add-k"),
+    (["model.kind=kn", "model.order=20000"], "between 1 and 32"),
+    (["train.lr=nan"], "finite"),
+    (["train.threads=-1"], "train.threads must be >= 1"),
+    (["train.max_steps=-5"], "train.max_steps must be >= 1"),
+    (["train.max_minutes=0"], "max_minutes must be > 0"),
+    (["data.split_ratio=nan,1,1"], "finite"),
+    (["data.split_ratio=0,1,1"], "positive train share"),
 ])
 def test_bad_configs(bad, match):
     with pytest.raises(SeqlmError, match=match):
-        apply_overrides(RunConfig(), bad).validate()
+        apply_overrides(RunConfig(), ["model.kind=lstm"] + bad).validate()
 
 
 def test_missing_cuda(tmp_path, small_files):

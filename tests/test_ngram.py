@@ -8,9 +8,12 @@ from seqlm.interface import LanguageModel
 from seqlm.ngram.smoothing import mkn_discounts
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
+from seqlm import kinds
 from seqlm.train import train_ngram
 
-SMOOTHERS = [("mle", {}), ("add-k", {"k": 0.5}), ("laplace", {}), ("ikn", {}), ("mkn", {})]
+# every n-gram kind of the table (aliases of another kind once)
+SMOOTHERS = [(k, {"k": 0.5} if k == "add-k" else {}) for k in kinds.names("ngram") if kinds.get(k).alias_of is None
+             or k == "laplace"]
 
 
 def contexts(lm):

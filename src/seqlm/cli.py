@@ -12,6 +12,7 @@ import math
 import sys
 from typing import Sequence
 
+from . import kinds
 from .errors import SeqlmError
 
 EXAMPLES = {
@@ -48,13 +49,22 @@ EXAMPLES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with seqlm's error shape: one line ``seqlm: error: ...`` naming the fix, exit status 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"seqlm: error: {message}: see '{self.prog} --help'\n")
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seqlm", description="Train, evaluate, score with and generate from "
+    p = _Parser(prog="seqlm", description="Train, evaluate, score with and generate from "
                                 "language models.", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="run 'seqlm COMMAND --help' for a command's options and examples")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"seqlm {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
@@ -69,31 +79,34 @@ def _parser() -> argparse.ArgumentParser:
             g.add_argument("--valid", help="validation text file")
             g.add_argument("--test", help="test text file")
             g.add_argument("--text", help="one text file, split into train/valid/test by --split-ratio")
-            g.add_argument("--split-ratio", default="0.8,0.1,0.1", help="line ratios for --text (default 0.8,0.1,0.1)")
+            g.add_argument("--split-ratio", help="line ratios for --text (default 0.8,0.1,0.1)")
 
-    t = cmd("train", "train (estimate) a model and save it as a folder")
-    t.add_argument("recipe", nargs="?", help="a recipe (TOML) for a neural model, e.g. recipes/ptb/lstm-cpu.toml")
+    t = cmd("train", "train any model (n-gram or neural) and save it as a folder")
+    t.add_argument("recipe", nargs="?", help="a recipe (TOML) for any kind, e.g. recipes/ptb/kn5.toml")
     data_args(t)
-    t.add_argument("--model", help="n-gram: mle, add-k, laplace, ikn (interpolated Kneser-Ney), mkn or kn "
-                   "(interpolated modified Kneser-Ney, as KenLM; the default); neural: lstm, gru, rnn_tanh, "
-                   "rnn_relu, window")
-    t.add_argument("--backend", choices=("fused", "reference"), help="neural: fused library kernels (default) "
-                   "or the reference cells")
+    t.add_argument("--model", metavar="KIND", help=kinds.help_text() + " (default kn)")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="neural: override a config value, e.g. --set model.hidden_size=650 --set train.epochs=1")
-    t.add_argument("--device", help="neural: auto, cpu or cuda")
-    t.add_argument("--precision", choices=("fp32", "bf16"), help="neural: fp32 or bf16 autocast")
-    t.add_argument("--resume", action="store_true", help="neural: continue the run in --out from its last checkpoint")
-    t.add_argument("--results", help="neural: also write the run's summary JSON here (results/NAME.json)")
-    t.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
-    t.add_argument("--k", type=float, default=1.0, help="pseudo-count for add-k (default 1)")
-    t.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times or less")
-    t.add_argument("--level", choices=("word", "char"), help="tokenization (default: the corpus's, word for files)")
-    t.add_argument("--lowercase", action="store_true", help="lowercase all text")
-    t.add_argument("--min-count", type=int, default=1, help="vocabulary: keep tokens seen this often (default 1)")
-    t.add_argument("--max-size", type=int, help="vocabulary: keep at most this many tokens")
-    t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
+                   help="override a config value, e.g. --set model.hidden_size=650 --set train.epochs=1; the "
+                   "flags below are sugar for it (--order 5 = --set model.order=5)")
+    g = t.add_argument_group("n-gram models")
+    g.add_argument("--order", help="n (model.order, default 3)")
+    g.add_argument("--k", help="pseudo-count for add-k (model.k, default 1)")
+    g.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times "
+                   "or less (model.prune)")
+    g.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
+    g.add_argument("--overwrite", action="store_true", help="replace the n-gram model already in --out")
+    n = t.add_argument_group("neural models")
+    n.add_argument("--backend", help="fused library kernels (default) or reference cells (model.backend)")
+    n.add_argument("--device", help="auto, cpu or cuda (train.device)")
+    n.add_argument("--precision", help="fp32 or bf16 autocast (train.precision)")
+    n.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    v = t.add_argument_group("text and vocabulary (every kind)")
+    v.add_argument("--level", help="word or char tokenization (default: the corpus's, word for files)")
+    v.add_argument("--lowercase", action="store_true", default=None, help="lowercase all text")
+    v.add_argument("--min-count", help="vocabulary: keep tokens seen this often (default 1)")
+    v.add_argument("--max-size", help="vocabulary: keep at most this many tokens")
+    t.add_argument("--out", required=True, help="model folder (n-gram) or run folder (neural) to write")
+    t.add_argument("--results", help="also write the run's summary JSON here (results/NAME.json)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     e = cmd("evaluate", "perplexity of a model on a corpus split or a file")
@@ -149,6 +162,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _print_json(obj) -> None:
     """Strict JSON (non-finite numbers as null: JSON.parse rejects Infinity and NaN), one object a line."""
     from .files import dumps
@@ -199,50 +218,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .config import NEURAL_KINDS
-    from .train import train, train_neural_run
+    from .train import train
 
-    if args.recipe or (args.model in NEURAL_KINDS):
-        if args.text:
-            raise SeqlmError("neural training takes --train/--valid/--test files or --corpus, not --text")
-        if args.recipe and args.model and args.model not in NEURAL_KINDS:
-            raise SeqlmError(f"a recipe trains a neural model: drop --model {args.model} or the recipe")
-        lm, summary = train_neural_run(args.recipe, out=args.out, overrides=args.set, resume=args.resume,
-                                       results=args.results, argv=sys.argv, kind=args.model, backend=args.backend,
-                                       corpus=args.corpus, data_dir=args.data_dir, train=args.train,
-                                       valid=args.valid, test=args.test, level=args.level,
-                                       device=args.device, precision=args.precision)
-        if args.json:
-            _print_json(summary)
-        else:
-            m = summary["metrics"]
-            print(f"{summary['model']['kind']} ({summary['model']['parameters']:,} parameters): "
-                  + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in m.items())
-                  + f", {summary['wall_seconds'] / 60:.1f} min, stopped by {summary['stop']} -> {args.out}")
-        return 130 if summary.get("interrupted") else 0
-    if args.set or args.backend or args.resume or args.device or args.precision or args.results:
-        raise SeqlmError("--set/--backend/--resume/--device/--precision/--results are for neural models: "
-                         "give a recipe or --model lstm|gru|rnn_tanh|rnn_relu|window")
-    args.model = args.model or "kn"
-
-    prune = None
-    if args.prune:
-        try:
-            prune = [int(x) for x in args.prune.split(",")]
-        except ValueError:
-            raise SeqlmError(f"--prune needs comma-separated integers, e.g. 0,0,1 (got {args.prune!r})") from None
-    try:
-        ratio = tuple(float(x) for x in args.split_ratio.split(","))
-    except ValueError:
-        raise SeqlmError(f"--split-ratio needs three numbers, e.g. 0.8,0.1,0.1 (got {args.split_ratio!r})") from None
-    files = {k: getattr(args, k) for k in ("train", "valid", "test", "text") if getattr(args, k)}
-    if args.text:
-        files["split_ratio"] = ratio
-    _, summary = train(args.corpus, model=args.model, order=args.order, k=args.k, prune=prune,
-                       level=args.level, lowercase=args.lowercase, min_count=args.min_count,
-                       max_size=args.max_size, out=args.out, arpa=args.arpa, data_dir=args.data_dir, **files)
+    if args.split_ratio and not args.text:
+        raise SeqlmError("--split-ratio splits a --text file: give --text FILE, or drop --split-ratio")
+    options = {k: getattr(args, k) for k in ("corpus", "data_dir", "train", "valid", "test", "text", "split_ratio",
+                                              "model", "order", "k", "prune", "backend", "device", "precision",
+                                              "level", "lowercase", "min_count", "max_size")}
+    lm, summary = train(args.recipe, out=args.out, overrides=args.set, arpa=args.arpa, results=args.results,
+                        resume=args.resume, overwrite=args.overwrite, argv=sys.argv, **options)
     if args.json:
         _print_json(summary)
+    elif "metrics" in summary and "parameters" in summary.get("model", {}):
+        m = summary["metrics"]
+        print(f"{summary['model']['kind']} ({summary['model']['parameters']:,} parameters): "
+              + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in m.items())
+              + f", {summary['wall_seconds'] / 60:.1f} min, stopped by {summary['stop']} -> {args.out}")
     else:
         m = summary["model"]
         print(f"{m['order']}-gram {m['smoothing']}: {'/'.join(map(str, m['ngrams']))} n-grams, "
@@ -250,7 +241,7 @@ def _train(args) -> int:
         if "valid" in summary:
             v = summary["valid"]
             print(f"valid perplexity {_fmt(v['perplexity'])} ({v['tokens']} tokens, {v['oov']} OOV)")
-    return 0
+    return 130 if summary.get("interrupted") else 0
 
 
 def _evaluate(args) -> int:

@@ -1,5 +1,7 @@
-"""Typed run configuration: defaults live here, documented field by field; a recipe (TOML) holds only
-overrides, and ``--set section.field=value`` overrides those.  Unknown keys and wrong types are errors.
+"""Typed run configuration for every kind, n-gram and neural: defaults live here, documented field by
+field; a recipe (TOML) holds only overrides, and ``--set section.field=value`` overrides those (CLI flags
+such as ``--order`` are sugar for it).  Unknown keys, wrong types, non-finite numbers and options that do
+not apply to the chosen kind are errors, never silently dropped.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import math
+
+from . import kinds
 from .errors import SeqlmError
 
-NEURAL_KINDS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "window")
-BACKENDS = ("fused", "reference")
+NEURAL_KINDS = kinds.names("neural")
+NGRAM_KINDS = kinds.names("ngram")
+MAX_ORDER = 32
 
 
 @dataclass
@@ -23,6 +29,8 @@ class DataConfig:
     train: str | None = None  # raw text files, one sentence per line
     valid: str | None = None
     test: str | None = None
+    text: str | None = None  # one text file, split into train/valid/test by split_ratio (lines, in order)
+    split_ratio: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     level: str | None = None  # word | char (default: the corpus's; word for files)
     lowercase: bool = False
     min_count: int = 1  # vocabulary: keep tokens seen this often in train
@@ -31,7 +39,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "lstm"  # lstm | gru | rnn_tanh | rnn_relu | window (Bengio et al. 2003 fixed window)
+    kind: str = "kn"  # any kind of kinds.py: n-gram (mle, add-k, laplace, wb, ikn, mkn, kn) or neural
+    #   (lstm, gru, rnn_tanh, rnn_relu, window)
+    # n-gram models
+    order: int = 3  # n
+    k: float = 1.0  # add-k: the pseudo-count
+    prune: list[int] = field(default_factory=list)  # count thresholds per order, e.g. [0, 0, 1]
+    # neural models
     backend: str = "fused"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py)
     embedding_dim: int = 200
     hidden_size: int = 200
@@ -101,44 +115,101 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def family(self) -> str:
+        return kinds.get(self.model.kind).family
+
     def validate(self) -> "RunConfig":
+        """Check every value, and that no option is set that the kind does not use."""
+        kind = kinds.get(self.model.kind)
+        self._check_applicable(kind)
+        self._check_data()
+        if kind.family == "ngram":
+            self._check_ngram(kind)
+        else:
+            self._check_neural(kind)
+        return self
+
+    def _check_applicable(self, kind) -> None:
+        defaults = {"model": ModelConfig(kind=kind.name), "train": TrainConfig()}
+        ngram_model = {"kind", "order", "k", "prune"}
+        for section, default in defaults.items():
+            obj = getattr(self, section)
+            for f in dataclasses.fields(obj):
+                applies = (f.name in ngram_model) if kind.family == "ngram" else (
+                    section == "train" or f.name not in ngram_model - {"kind"})
+                if not applies and getattr(obj, f.name) != getattr(default, f.name):
+                    other = "neural" if kind.family == "ngram" else "n-gram"
+                    raise SeqlmError(f"{section}.{f.name} is for {other} models and does not apply to {kind.name} "
+                                     f"({kind.family}): drop it, or choose a {other} --model")
+        if kind.family == "ngram" and self.model.k != 1.0 and kind.canonical != "add-k":
+            raise SeqlmError(f"model.k (--k) is the pseudo-count of add-k smoothing and does not apply to {kind.name}: "
+                             f"drop it, or use --model add-k")
+
+    def _check_data(self) -> None:
+        d = self.data
+        if d.level not in (None, "word", "char"):
+            raise SeqlmError(f"data.level must be word or char (got {d.level!r})")
+        if d.min_count < 1:
+            raise SeqlmError(f"data.min_count must be >= 1 (got {d.min_count})")
+        if d.max_size is not None and d.max_size < 1:
+            raise SeqlmError(f"data.max_size must be >= 1 (got {d.max_size})")
+        r = d.split_ratio
+        if len(r) != 3 or any(x < 0 for x in r) or sum(r) <= 0 or r[0] <= 0:
+            raise SeqlmError(f"the split ratio needs three numbers >= 0 with a positive train share, e.g. "
+                             f"0.8,0.1,0.1 (got {','.join(map(str, r))})")
+
+    def _check_ngram(self, kind) -> None:
+        m = self.model
+        if not 1 <= m.order <= MAX_ORDER:
+            raise SeqlmError(f"model.order (--order) must be between 1 and {MAX_ORDER} (got {m.order})")
+        if kind.canonical == "add-k" and m.k <= 0:
+            raise SeqlmError(f"model.k (--k) must be > 0 (got {m.k}); use --model mle for no smoothing")
+
+    def _check_neural(self, kind) -> None:
         m, t = self.model, self.train
-        if m.kind not in NEURAL_KINDS:
-            raise SeqlmError(f"unknown model kind {m.kind!r}: choose one of {', '.join(NEURAL_KINDS)}")
-        if m.backend not in BACKENDS:
-            raise SeqlmError(f"unknown backend {m.backend!r}: choose fused or reference")
+        if m.backend not in kind.backends:
+            raise SeqlmError(f"{kind.name} models have no {m.backend!r} backend: choose {' or '.join(kind.backends)}")
+        if t.precision not in ("fp32", "bf16"):
+            raise SeqlmError(f"unknown precision {t.precision!r}: choose fp32 or bf16")
         for name in ("embedding_dim", "hidden_size", "num_layers", "context"):
             if getattr(m, name) < 1:
                 raise SeqlmError(f"model.{name} must be >= 1 (got {getattr(m, name)})")
-        for name in ("dropout", "embedding_dropout", "word_dropout"):
+        for name in ("fc_layers", "fc_size", "last_layer_size"):
+            if getattr(m, name) < 0:
+                raise SeqlmError(f"model.{name} must be >= 0 (got {getattr(m, name)})")
+        for name in ("dropout", "embedding_dropout", "word_dropout", "weight_drop"):
             if not 0 <= getattr(m, name) < 1:
                 raise SeqlmError(f"model.{name} must be in [0, 1) (got {getattr(m, name)})")
+        if m.init_range < 0:
+            raise SeqlmError(f"model.init_range must be >= 0 (got {m.init_range})")
         out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else (m.last_layer_size or m.hidden_size)
         if m.tie_weights and out_dim != m.embedding_dim:
             raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "
                              f"({m.embedding_dim}): set model.embedding_dim={out_dim} or tie_weights=false")
-        if t.optimizer not in ("sgd", "adam", "adamw"):
-            raise SeqlmError(f"unknown optimizer {t.optimizer!r}: choose sgd, adam or adamw")
-        if t.schedule not in ("zaremba", "plateau", "constant", "cosine"):
-            raise SeqlmError(f"unknown schedule {t.schedule!r}: choose zaremba, plateau, constant or cosine")
-        if t.graphs not in ("auto", "off"):
-            raise SeqlmError(f"train.graphs must be auto or off (got {t.graphs!r})")
-        if not 0 <= m.weight_drop < 1:
-            raise SeqlmError(f"model.weight_drop must be in [0, 1) (got {m.weight_drop})")
-        if m.last_layer_size < 0:
-            raise SeqlmError(f"model.last_layer_size must be >= 0 (got {m.last_layer_size})")
-        if t.precision not in ("fp32", "bf16"):
-            raise SeqlmError(f"unknown precision {t.precision!r}: choose fp32 or bf16")
+        choices = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("zaremba", "plateau", "constant", "cosine"),
+                   "graphs": ("auto", "off"), "on_nan": ("stop", "skip")}
+        for name, allowed in choices.items():
+            if getattr(t, name) not in allowed:
+                raise SeqlmError(f"train.{name} must be one of {', '.join(allowed)} (got {getattr(t, name)!r})")
         if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
             raise SeqlmError(f"unknown device {t.device!r}: choose auto, cpu or cuda")
-        if t.on_nan not in ("stop", "skip"):
-            raise SeqlmError(f"train.on_nan must be stop or skip (got {t.on_nan!r})")
         for name in ("epochs", "batch_size", "bptt", "eval_chunk", "checkpoint_every", "log_every", "eval_every"):
             if getattr(t, name) < 1:
                 raise SeqlmError(f"train.{name} must be >= 1 (got {getattr(t, name)})")
+        for name in ("max_steps", "threads"):
+            if getattr(t, name) is not None and getattr(t, name) < 1:
+                raise SeqlmError(f"train.{name} must be >= 1 or none (got {getattr(t, name)})")
+        if t.max_minutes is not None and t.max_minutes <= 0:
+            raise SeqlmError(f"train.max_minutes must be > 0 or none (got {t.max_minutes})")
         if t.lr <= 0:
             raise SeqlmError(f"train.lr must be > 0 (got {t.lr})")
-        return self
+        if t.clip < 0 or t.weight_decay < 0:
+            raise SeqlmError("train.clip and train.weight_decay must be >= 0 (0 = off)")
+        if not 0 <= t.momentum < 1:
+            raise SeqlmError(f"train.momentum must be in [0, 1) (got {t.momentum})")
+        if not 0 < t.lr_decay <= 1:
+            raise SeqlmError(f"train.lr_decay must be in (0, 1] (got {t.lr_decay})")
 
 
 SECTIONS = {"meta": Meta, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -149,6 +220,8 @@ def _coerce(value, typ, where: str):
     args = typing.get_args(typ)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), typ) if args else typ
+    if typing.get_origin(typ) is list:
+        base = list
     if isinstance(value, str) and optional and value.lower() in ("none", "null"):
         return None
     if value is None:
@@ -169,7 +242,17 @@ def _coerce(value, typ, where: str):
         if base is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            x = float(value)
+            if not math.isfinite(x):
+                raise SeqlmError(f"{where} must be a finite number (got {value!r})")
+            return x
+        if base is list:
+            item = (typing.get_args(typ) or (str,))[0]
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            if not isinstance(value, list):
+                raise ValueError
+            return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         if base is str:
             return str(value)
         if base is dict:
@@ -179,6 +262,8 @@ def _coerce(value, typ, where: str):
     except (TypeError, ValueError):
         pass
     name = getattr(base, "__name__", str(base))
+    if base is list:
+        name = f"list of {getattr(typing.get_args(typ)[0], '__name__', '?')} (e.g. 0,0,1)"
     raise SeqlmError(f"{where} must be {'an' if name[0] in 'aeiou' else 'a'} {name} (got {value!r})")
 
 
@@ -199,6 +284,10 @@ def load_recipe(path: str | Path) -> RunConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SeqlmError(f"{path}: no such recipe file: check the path (recipes live in recipes/)") from None
+    except IsADirectoryError:
+        raise SeqlmError(f"{path} is a folder: give a recipe file (.toml), e.g. recipes/ptb/kn5.toml") from None
+    except PermissionError:
+        raise SeqlmError(f"{path}: permission denied: make the recipe readable") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SeqlmError(f"{path} is not valid TOML ({e}): fix the recipe") from None
     cfg = RunConfig(name=path.stem)

@@ -67,7 +67,7 @@ def _small_lstm(train: list[str], valid: list[str], test: list[str]) -> dict:
     import tempfile
     from pathlib import Path
 
-    from .train import train_neural_run
+    from .train import train as train_model
 
     with tempfile.TemporaryDirectory() as d:
         files = {}
@@ -77,7 +77,7 @@ def _small_lstm(train: list[str], valid: list[str], test: list[str]) -> dict:
         overrides = ["model.embedding_dim=64", "model.hidden_size=64", "model.num_layers=1", "train.epochs=2",
                      "train.optimizer=adam", "train.lr=0.005", "train.clip=1", "train.schedule=constant",
                      "train.batch_size=16", "train.bptt=20", "train.device=cpu"]
-        lm, summary = train_neural_run(out=Path(d) / "lstm", overrides=overrides, kind="lstm", corpus=None, **files)
+        lm, summary = train_model(out=Path(d) / "lstm", overrides=overrides, model="lstm", **files)
         return {"valid": summary["metrics"]["valid_perplexity"], "test": summary["metrics"]["test_perplexity"],
                 "seconds": summary["wall_seconds"], "suggestions": predict(lm, "the students opened their", top_k=3)}
 

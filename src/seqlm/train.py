@@ -17,11 +17,11 @@ from .interface import LanguageModel
 from .text.corpora import Corpus, load_corpus
 from .text.tokenize import Tokenizer
 from .text.vocab import Vocab
-from .config import NEURAL_KINDS, RunConfig, apply_overrides, load_recipe
+from . import kinds
+from .config import RunConfig, apply_overrides, load_recipe
+from .runtime import hardware
 
 log = logging.getLogger(__name__)
-
-NGRAM_MODELS = ("mle", "add-k", "laplace", "ikn", "mkn", "kn")
 
 
 def build_vocab(lines: Sequence[str], tokenizer: Tokenizer, min_count: int = 1,
@@ -37,7 +37,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     from .ngram import NGramLM, count_ngrams, estimate
 
     if not isinstance(order, int) or order < 1:
-        raise SeqlmError(f"--order must be an integer >= 1 (got {order})")
+        raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
     if smoothing == "laplace":
         k = 1.0
     tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
@@ -62,37 +62,133 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     return NGramLM(vocab, tables, config)
 
 
-def train(
-    corpus: Corpus | str | None = None,
-    *,
-    model: str = "mkn",
-    order: int = 3,
-    k: float = 1.0,
-    prune: list[int] | None = None,
-    level: str | None = None,
-    lowercase: bool = False,
-    min_count: int = 1,
-    max_size: int | None = None,
-    out: str | Path | None = None,
-    arpa: str | Path | None = None,
-    data_dir: str | None = None,
-    **files,
-) -> tuple[LanguageModel, dict]:
-    """Train ``model`` on ``corpus`` (a :class:`Corpus`, a registered name, or files via ``train=``,
-    ``valid=``, ``test=``, ``text=``); save to ``out`` (and ``arpa``) if given.
+# CLI flags and train() keywords: sugar for ``--set section.key=value``
+SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune",
+         "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase",
+         "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
+         "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
+         "text": "data.text", "split_ratio": "data.split_ratio", "device": "train.device",
+         "precision": "train.precision"}
 
-    Returns the model and a summary (sizes, time, validation perplexity when there is a valid split).
+
+def make_config(recipe: str | Path | None = None, overrides: Sequence[str] = (), **options) -> RunConfig:
+    """The validated config of a run: the recipe (or the defaults), then ``options`` (the keywords of
+    :data:`SUGAR`), then ``overrides`` (``section.key=value``)."""
+    from .config import apply
+
+    cfg = load_recipe(recipe) if recipe else RunConfig()
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in SUGAR:
+            raise TypeError(f"train() got an unexpected keyword argument {key!r}")
+        section, name = SUGAR[key].split(".")
+        apply(cfg, section, name, str(value) if isinstance(value, Path) else value)
+        if key in ("train", "valid", "test", "text"):
+            cfg.data.corpus = None
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    apply_overrides(cfg, list(overrides))
+    return cfg.validate()
+
+
+def train(
+    source: Corpus | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    arpa: str | Path | None = None,
+    results: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    argv: list[str] | None = None,
+    **options,
+) -> tuple[LanguageModel, dict]:
+    """Train any kind of model, n-gram or neural, from one config.
+
+    ``source``: a recipe (``.toml``), a registered corpus name (``"ptb"``) or a :class:`Corpus`.
+    ``options``: the CLI's flags as keywords (``model="lstm"``, ``order=5``, ``train="my.txt"``, ...: see
+    :data:`SUGAR`); ``overrides``: ``section.key=value`` strings.  ``out``: the model folder (n-gram) or
+    run folder (neural; required); ``arpa``: also write an n-gram model as ARPA; ``results``: also write
+    the summary JSON there; ``resume``: continue a neural run; ``overwrite``: replace an n-gram model folder.
+
+    Returns the model and a summary.  Nothing is written, and no file is touched, when the config or an
+    output path is wrong.
     """
+    corpus_obj = None
+    recipe = None
+    if isinstance(source, Corpus):
+        corpus_obj = source
+    elif isinstance(source, (str, Path)):
+        if str(source).endswith(".toml") or Path(source).is_dir():
+            recipe = source
+        else:
+            options.setdefault("corpus", str(source))
+    elif source is not None:
+        raise TypeError(f"train() takes a recipe path, a corpus name or a Corpus, not {type(source).__name__}")
+    cfg = make_config(recipe, overrides, **options)
+    if corpus_obj is not None:
+        cfg.data.corpus = corpus_obj.name
+    family = cfg.family
+    _check_outputs(family, out, arpa, results, resume, overwrite)
+    if family == "neural":
+        if arpa is not None:
+            raise SeqlmError("--arpa writes n-gram models: a neural model is saved as a folder (--out)")
+        if out is None:
+            raise SeqlmError("neural training needs --out: the run folder for checkpoints and the model")
+        if corpus_obj is not None:
+            raise SeqlmError("neural training reads its data through the config: give corpus= or train=/valid=/test=")
+        from .neural.training import train_neural
+
+        return train_neural(cfg, out, resume=resume, results=results, argv=argv)
+    lm, summary = _train_ngram_run(cfg, corpus_obj, out, arpa)
+    if results is not None:
+        from .files import write_json
+
+        write_json(results, summary)
+    return lm, summary
+
+
+def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
+    """Every output path, checked before any work (a wrong one fails in one line, not after training)."""
+    from .files import check_output_folder
+
+    paths = {"--out": out, "--arpa": arpa, "--results": results}
+    given = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
+    seen: dict[Path, str] = {}
+    for flag, path in given.items():
+        if path in seen:
+            raise SeqlmError(f"{seen[path]} and {flag} are the same path ({path}): give each its own")
+        seen[path] = flag
+    for flag in ("--arpa", "--results"):
+        if flag in given and given[flag].is_dir():
+            raise SeqlmError(f"{flag} {paths[flag]} is a folder: give a file name")
+        if flag in given and "--out" in given and given["--out"] in given[flag].parents:
+            raise SeqlmError(f"{flag} {paths[flag]} is inside --out: write it elsewhere")
+    if out is not None:
+        if resume and family == "ngram":
+            raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
+        if overwrite and family == "neural":
+            raise SeqlmError("--overwrite replaces n-gram model folders; a neural run folder is resumed "
+                             "(--resume) or left alone: choose another --out")
+        check_output_folder(Path(out), family, overwrite=overwrite, resume=resume)
+
+
+def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[LanguageModel, dict]:
     t0 = time.perf_counter()
-    if model not in NGRAM_MODELS:
-        raise SeqlmError(f"unknown --model {model!r}: choose one of {', '.join(NGRAM_MODELS + NEURAL_KINDS)}")
-    if not isinstance(corpus, Corpus):
-        corpus = load_corpus(corpus, data_dir=data_dir, level=level, need=("train",), **files)
-    if arpa is not None and model in ("add-k", "laplace") and order > 1:
-        raise SeqlmError("add-k smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
-    tokenizer = Tokenizer(level or corpus.level, lowercase)
-    lm = train_ngram(corpus.split("train"), smoothing=model, order=order, k=k, prune=prune,
-                     tokenizer=tokenizer, min_count=min_count, max_size=max_size)
+    d, m = cfg.data, cfg.model
+    kind = kinds.get(m.kind)
+    if arpa is not None and kind.arpa == "order-1" and m.order > 1:
+        raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
+    if corpus is None:
+        files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
+        if d.text:
+            files["split_ratio"] = tuple(d.split_ratio)
+        corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
+                             **files)
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
+    lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
+                     tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size)
     lm.config["corpus"] = corpus.describe()
     if out is not None:
         lm.save(out)
@@ -102,38 +198,19 @@ def train(
 
         write_arpa(lm, arpa)
         log.info("wrote %s", arpa)
-    summary = {"model": lm.describe(), "out": str(out) if out else None, "arpa": str(arpa) if arpa else None,
-               "train_tokens": lm.config["train_tokens"], "seconds": round(time.perf_counter() - t0, 3)}
-    if "valid" in corpus.splits:
+    summary = {"recipe": cfg.name or None, "model": lm.describe(), "out": str(out) if out else None,
+               "arpa": str(arpa) if arpa else None, "train_tokens": lm.config["train_tokens"],
+               "seconds": round(time.perf_counter() - t0, 3)}
+    if "valid" in corpus.splits or "test" in corpus.splits:
         from .evaluate import evaluate
 
-        summary["valid"] = {k2: v for k2, v in evaluate(lm, corpus.splits["valid"]).items() if k2 != "model"}
+        metrics = {}
+        for split in ("valid", "test"):
+            if split in corpus.splits:
+                r = evaluate(lm, corpus.splits[split])
+                summary[split] = {k2: v for k2, v in r.items() if k2 != "model"}
+                metrics[f"{split}_perplexity"] = r["perplexity"]
+        summary["metrics"] = metrics
+    if cfg.name:
+        summary.update(target=cfg.meta.target, hardware=hardware(), wall_seconds=summary["seconds"])
     return lm, summary
-
-
-def train_neural_run(
-    recipe: str | Path | None = None,
-    *,
-    out: str | Path,
-    overrides: list[str] | None = None,
-    resume: bool = False,
-    results: str | Path | None = None,
-    argv: list[str] | None = None,
-    **fields,
-) -> tuple[LanguageModel, dict]:
-    """Train a neural model from a recipe (TOML) and/or ``section.key=value`` overrides.
-
-    ``fields`` may set data.corpus/train/valid/test/data_dir, model.kind and model.backend directly.
-    """
-    from .neural.training import train_neural
-
-    cfg = load_recipe(recipe) if recipe else RunConfig()
-    for key, value in fields.items():
-        if value is None:
-            continue
-        section = "model" if key in ("kind", "backend") else "train" if key in ("device", "precision") else "data"
-        apply_overrides(cfg, [f"{section}.{key}={value}"])
-        if key in ("train", "valid", "test") and section == "data":
-            cfg.data.corpus = None
-    apply_overrides(cfg, overrides or [])
-    return train_neural(cfg, out, resume=resume, results=results, argv=argv)

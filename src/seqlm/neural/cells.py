@@ -36,11 +36,11 @@ recurrent part runs step by step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
-
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
 def rnn_cell(xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, relu: bool) -> Tensor:
@@ -70,6 +70,50 @@ def gru_cell(xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     return (1 - z) * n + z * h
 
 
+# -- the table of cells: everything that differs between recurrent kinds, in one place -------------------
+def _rnn_step(relu: bool):
+    def step(xw, h, w_hh, b_hh):
+        h = rnn_cell(xw, h, w_hh, b_hh, relu)
+        return h, h
+    return step
+
+
+def _lstm_step(xw, state, w_hh, b_hh):
+    h, c = lstm_cell(xw, state[0], state[1], w_hh, b_hh)
+    return h, (h, c)
+
+
+def _gru_step(xw, h, w_hh, b_hh):
+    h = gru_cell(xw, h, w_hh, b_hh)
+    return h, h
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell: ``step(xw_t, state, U, b_U) -> (h_t, state)``; ``paired``: the state is (h, c);
+    ``fused``: the single-layer ``torch.nn`` module computing the same (batch_first); ``stack``: the name of
+    the multi-layer fused function in ``torch._VF``; ``forget_gate``: the chunk of the gates that is the
+    forget gate (for ``model.forget_bias``), if any."""
+
+    gates: int
+    step: Callable
+    fused: Callable[[int, int], nn.Module]
+    stack: str
+    paired: bool = False
+    forget_gate: int | None = None
+
+
+CELLS = {
+    "lstm": Cell(4, _lstm_step, lambda i, h: nn.LSTM(i, h, 1, batch_first=True), "lstm", paired=True, forget_gate=1),
+    "gru": Cell(3, _gru_step, lambda i, h: nn.GRU(i, h, 1, batch_first=True), "gru"),
+    "rnn_tanh": Cell(1, _rnn_step(False), lambda i, h: nn.RNN(i, h, 1, nonlinearity="tanh", batch_first=True),
+                     "rnn_tanh"),
+    "rnn_relu": Cell(1, _rnn_step(True), lambda i, h: nn.RNN(i, h, 1, nonlinearity="relu", batch_first=True),
+                     "rnn_relu"),
+}
+GATES = {name: cell.gates for name, cell in CELLS.items()}
+
+
 class ReferenceRecurrent(nn.Module):
     """A stack of reference cells with the interface of ``torch.nn.LSTM`` (``batch_first=True``).
 
@@ -80,8 +124,8 @@ class ReferenceRecurrent(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
         super().__init__()
-        if cell not in GATES:
-            raise ValueError(cell)
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}: one of {', '.join(CELLS)}")
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.dropout = num_layers, dropout
         g = GATES[cell]
@@ -101,34 +145,25 @@ class ReferenceRecurrent(nn.Module):
     def forward(self, x: Tensor, state=None):
         B, T, _ = x.shape
         L, H = self.num_layers, self.hidden_size
-        lstm = self.cell == "lstm"
+        cell = CELLS[self.cell]
         if state is None:
             zeros = x.new_zeros(L, B, H)
-            state = (zeros, zeros.clone()) if lstm else zeros
-        h0 = state[0] if lstm else state
-        c0 = state[1] if lstm else None
-        hs, cs = [], []
+            state = (zeros, zeros.clone()) if cell.paired else zeros
+        finals = []
         layer_in = x
         for k in range(L):
             w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
             b_ih, b_hh = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
             xw = torch.nn.functional.linear(layer_in, w_ih, b_ih)  # (B, T, gates*H), all steps at once
-            h = h0[k]
-            c = c0[k] if lstm else None
+            st = (state[0][k], state[1][k]) if cell.paired else state[k]
             outs = []
             for t in range(T):
-                if lstm:
-                    h, c = lstm_cell(xw[:, t], h, c, w_hh, b_hh)
-                elif self.cell == "gru":
-                    h = gru_cell(xw[:, t], h, w_hh, b_hh)
-                else:
-                    h = rnn_cell(xw[:, t], h, w_hh, b_hh, self.cell == "rnn_relu")
+                h, st = cell.step(xw[:, t], st, w_hh, b_hh)
                 outs.append(h)
             layer_in = torch.stack(outs, dim=1)
-            hs.append(h)
-            if lstm:
-                cs.append(c)
+            finals.append(st)
             if self.dropout > 0 and self.training and k < L - 1:
                 layer_in = torch.nn.functional.dropout(layer_in, self.dropout, True)
-        h_n = torch.stack(hs)
-        return layer_in, ((h_n, torch.stack(cs)) if lstm else h_n)
+        if cell.paired:
+            return layer_in, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
+        return layer_in, torch.stack(finals)

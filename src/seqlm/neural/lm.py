@@ -26,14 +26,15 @@ from ..interface import LanguageModel, State, check_mode
 from ..text.corpora import sha256_file
 from ..text.encode import join_with_eos
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
-from .recurrent import RecurrentLM
-from .window import WindowLM
 
 FORMAT = "seqlm-neural-1"
 
 
 def build_module(cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
-    return WindowLM(cfg, vocab_size) if cfg.kind == "window" else RecurrentLM(cfg, vocab_size)
+    """The kind's module, from the table of kinds."""
+    from ..kinds import builder
+
+    return builder(cfg.kind)(cfg, vocab_size)
 
 
 class NeuralLM(LanguageModel):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from .cells import GATES, ReferenceRecurrent
+from .cells import CELLS, ReferenceRecurrent
 
 
 class SequenceDropout(nn.Module):
@@ -37,11 +37,7 @@ class SequenceDropout(nn.Module):
 def make_layer(kind: str, backend: str, input_size: int, hidden_size: int) -> nn.Module:
     if backend == "reference":
         return ReferenceRecurrent(kind, input_size, hidden_size, 1)
-    if kind == "lstm":
-        return nn.LSTM(input_size, hidden_size, 1, batch_first=True)
-    if kind == "gru":
-        return nn.GRU(input_size, hidden_size, 1, batch_first=True)
-    return nn.RNN(input_size, hidden_size, 1, nonlinearity=kind.split("_")[1], batch_first=True)
+    return CELLS[kind].fused(input_size, hidden_size)
 
 
 class RecurrentLM(nn.Module):
@@ -49,6 +45,7 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.kind = cfg.kind
+        self.cell = CELLS[cfg.kind]
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
         self.sizes = [cfg.hidden_size] * (cfg.num_layers - 1) + [cfg.last_layer_size or cfg.hidden_size]
         inputs = [cfg.embedding_dim] + self.sizes[:-1]
@@ -69,25 +66,21 @@ class RecurrentLM(nn.Module):
         if a > 0:
             for p in self.parameters():
                 nn.init.uniform_(p, -a, a)
-        if self.kind == "lstm" and self.cfg.forget_bias:
+        f = self.cell.forget_gate
+        if f is not None and self.cfg.forget_bias:
             for layer, H in zip(self.layers, self.sizes):
-                layer.bias_ih_l0.data[H:2 * H] = self.cfg.forget_bias
-                layer.bias_hh_l0.data[H:2 * H] = 0.0
+                layer.bias_ih_l0.data[f * H:(f + 1) * H] = self.cfg.forget_bias
+                layer.bias_hh_l0.data[f * H:(f + 1) * H] = 0.0
 
     def init_state(self, batch_size: int, device=None):
         """Zero state: a list with one entry per layer ((h, c) for LSTMs), each (1, B, H of that layer)."""
         dtype = self.embedding.weight.dtype
         z = lambda H: torch.zeros(1, batch_size, H, device=device, dtype=dtype)  # noqa: E731
-        return [(z(H), z(H)) if self.kind == "lstm" else z(H) for H in self.sizes]
+        return [(z(H), z(H)) if self.cell.paired else z(H) for H in self.sizes]
 
     @staticmethod
     def detach_state(state):
         return [tuple(s.detach() for s in st) if isinstance(st, tuple) else st.detach() for st in state]
-
-    @staticmethod
-    def select_state(state, index: Tensor):
-        """The state of the batch rows in ``index`` (for batched decoding)."""
-        return [tuple(s[:, index] for s in st) if isinstance(st, tuple) else st[:, index] for st in state]
 
     def embed(self, tokens: Tensor) -> Tensor:
         weight = self.embedding.weight
@@ -118,12 +111,12 @@ class RecurrentLM(nn.Module):
             weights += [layer.weight_ih_l0, w_hh, layer.bias_ih_l0, layer.bias_hh_l0]
         drop = self.cfg.dropout if self.training else 0.0
         args = (weights, True, len(self.layers), drop, self.training, False, True)
-        if self.kind == "lstm":
+        fn = getattr(torch._VF, self.cell.stack)
+        if self.cell.paired:
             h0 = torch.cat([st[0] for st in state])  # (L, B, H)
             c0 = torch.cat([st[1] for st in state])
-            out, h, c = torch._VF.lstm(x, (h0, c0), *args)
+            out, h, c = fn(x, (h0, c0), *args)
             return out, [(h[k:k + 1], c[k:k + 1]) for k in range(len(self.layers))]
-        fn = {"gru": torch._VF.gru, "rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu}[self.kind]
         out, h = fn(x, torch.cat(state), *args)
         return out, [h[k:k + 1] for k in range(len(self.layers))]
 
@@ -156,6 +149,3 @@ class RecurrentLM(nn.Module):
             x = self.drop(torch.relu(fc(x)))
         return self.decoder(x), new_state  # (B, T, V)
 
-
-def gates(kind: str) -> int:
-    return GATES[kind]

@@ -171,7 +171,9 @@ def epoch_end_lr(t, lr: float, epoch: int, improved: bool) -> float:
 
 def _prepare_data(cfg: RunConfig):
     d, t = cfg.data, cfg.train
-    files = {k: getattr(d, k) for k in ("train", "valid", "test") if getattr(d, k)}
+    files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
+    if d.text:
+        files["split_ratio"] = tuple(d.split_ratio)
     corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",), **files)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
@@ -372,7 +374,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         best = lm
     log.info("evaluating the best model (valid, test)")
     metrics = _evaluate_splits(best, corpus, ("valid", "test"), level)
-    summary = {"recipe": cfg.name or None, "metrics": metrics, "stop": stop_reason, "steps": progress["step"],
+    summary = {"recipe": cfg.name or None, "config": cfg.to_dict(), "metrics": metrics, "stop": stop_reason, "steps": progress["step"],
                "epochs_completed": progress["epoch"], "train_seconds": round(train_seconds, 1),
                "wall_seconds": round(time.perf_counter() - t_start, 1), "hardware": _hardware(device),
                "torch": torch.__version__, "commit": git_commit(), "precision": precision, "cuda_graphs": graphed,

@@ -39,10 +39,6 @@ class WindowLM(nn.Module):
     def detach_state(state: Tensor) -> Tensor:
         return state
 
-    @staticmethod
-    def select_state(state: Tensor, index: Tensor) -> Tensor:
-        return state[index]
-
     def forward(self, tokens: Tensor, state: Tensor | None = None):
         B, T = tokens.shape
         if state is None:

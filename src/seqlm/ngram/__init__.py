@@ -3,6 +3,6 @@
 from .arpa import read_arpa, write_arpa
 from .counts import count_ngrams
 from .model import NGramLM
-from .smoothing import SMOOTHERS, Tables, estimate
+from .smoothing import Tables, estimate
 
-__all__ = ["NGramLM", "Tables", "SMOOTHERS", "count_ngrams", "estimate", "read_arpa", "write_arpa"]
+__all__ = ["NGramLM", "Tables", "count_ngrams", "estimate", "read_arpa", "write_arpa"]

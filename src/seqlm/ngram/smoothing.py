@@ -11,6 +11,7 @@ Smoothers (Chen & Goodman 1998, "An empirical study of smoothing techniques", TR
 * ``add-k`` (``laplace`` = add-1, Lidstone otherwise): p = (c(hw) + k) / (c(h.) + k|V|) for a seen
   context, the unseen words sharing the added mass uniformly (``unseen = "uniform"``); this cannot be
   written as ARPA above order 1.
+* ``wb``: interpolated Witten-Bell: gamma(h) = N1+(h.) / (c(h.) + N1+(h.)) (see :func:`_witten_bell`).
 * ``ikn``: interpolated Kneser-Ney, one discount per order D = n1 / (n1 + 2 n2) (C&G eq. 26 with one D).
 * ``mkn`` (alias ``kn``): interpolated modified Kneser-Ney (C&G section 3.5, eqs. 17-19 and 26), three
   discounts per order from the counts of counts of the adjusted counts:
@@ -46,7 +47,6 @@ from .counts import OrderCounts
 
 log = logging.getLogger(__name__)
 
-SMOOTHERS = ("mle", "add-k", "laplace", "ikn", "mkn", "kn")
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
 
@@ -70,9 +70,11 @@ class Tables:
 
 
 def canonical(smoothing: str) -> str:
-    if smoothing not in SMOOTHERS:
-        raise SeqlmError(f"unknown smoothing {smoothing!r}: choose one of {', '.join(SMOOTHERS)}")
-    return {"kn": "mkn", "laplace": "add-k"}.get(smoothing, smoothing)
+    from .. import kinds
+
+    if smoothing not in kinds.names("ngram"):
+        raise SeqlmError(f"unknown n-gram model {smoothing!r}: choose one of {', '.join(kinds.names('ngram'))}")
+    return kinds.get(smoothing).canonical
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -137,6 +139,9 @@ def estimate(
         unseen = "backoff"
     elif smoothing == "mle":
         probs, bows, keep = _mle(counts, V, prune)
+        unseen = "backoff"
+    elif smoothing == "wb":
+        probs, bows, keep = _witten_bell(counts, V, n_pred, prune)
         unseen = "backoff"
     else:
         if k <= 0:
@@ -233,6 +238,39 @@ def _mle(counts, V, prune):
     if any(p > 0 for p in prune):
         log.warning("pruned MLE backs off with the raw freed mass: distributions over the pruned "
                     "contexts are not renormalized")
+    return probs, bows, keep
+
+
+def _witten_bell(counts, V, n_pred, prune):
+    """Interpolated Witten-Bell (C&G section 2.5; SRILM's -wbdiscount -interpolate, NLTK's WittenBell):
+    p(w|h) = (c(hw) + N1+(h.) p(w|h')) / (c(h.) + N1+(h.)), so gamma(h) = N1+(h.) / (c(h.) + N1+(h.)) is the
+    mass the context gives to the shorter one, in proportion to how many distinct words followed it.  The
+    unigram level interpolates with the uniform distribution over the predictable tokens.  Raw counts at
+    every order.  Pruned n-grams hand their counts to gamma (as Kneser-Ney does here), so every
+    distribution still sums to 1."""
+    order = len(counts)
+    c1 = counts[0].counts.astype(np.float64)
+    c1[BOS_ID] = 0
+    total, types = c1.sum(), float((c1 > 0).sum())
+    if total <= 0:
+        raise SeqlmError("the training text has no tokens: give a longer --train file")
+    p = (c1 + types / n_pred) / (total + types)
+    p[BOS_ID] = 0.0
+    probs, bows, keep = [p], [], [np.ones(V, dtype=bool)]
+    for k in range(2, order + 1):
+        c = counts[k - 1]
+        ctx = c.keys // V
+        n_ctx = len(counts[k - 2].keys)
+        a = c.counts.astype(np.float64)
+        kept = c.counts > prune[k - 1]
+        denom = _context_sums(ctx, a, n_ctx) + np.bincount(ctx, minlength=n_ctx)  # c(h.) + N1+(h.)
+        freed = np.bincount(ctx, minlength=n_ctx) + _context_sums(ctx, np.where(kept, 0.0, a), n_ctx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gamma = np.where(denom > 0, freed / denom, 1.0)
+        probs.append(a / denom[ctx] + gamma[ctx] * probs[k - 2][c.suffix])
+        keep.append(kept)
+        bows.append(gamma)
+    bows.append(np.ones(len(counts[-1].keys)))
     return probs, bows, keep
 
 

@@ -13,13 +13,16 @@ from typing import Sequence
 import numpy as np
 
 from .errors import SeqlmError
-from .interface import LanguageModel, check_mode
+from .interface import LanguageModel, as_lines, check_mode, check_model
 from .text.encode import encode_lines
 
 
-def evaluate(model: LanguageModel, lines: Sequence[str], mode: str = "stream",
+def evaluate(model: LanguageModel, lines: Sequence[str] | str, mode: str = "stream",
              batch_lines: int | None = None) -> dict:
-    """Perplexity of ``model`` on ``lines``; a dict with ``perplexity``, ``tokens``, ``oov``, ``mode``...."""
+    """Perplexity of ``model`` on ``lines`` (a list of lines, or one line); a dict with ``perplexity``,
+    ``tokens``, ``oov``, ``mode``...."""
+    check_model(model, "evaluate")
+    lines = as_lines(lines, "evaluate")
     check_mode(mode)
     if not lines:
         raise SeqlmError("nothing to evaluate: the text has no non-blank line")

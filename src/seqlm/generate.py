@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .errors import SeqlmError
-from .interface import LanguageModel, State
+from .interface import LanguageModel, State, check_model
 from .text.vocab import BOS_ID, EOS_ID, UNK_ID
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ def _banned(allow_unk: bool) -> list[int]:
 
 def predict(model: LanguageModel, prompt: str, top_k: int = 5, allow_unk: bool = False) -> list[dict]:
     """The ``top_k`` most probable next tokens after ``prompt`` (``</s>`` included), most probable first."""
+    check_model(model, "predict")
+    if not isinstance(prompt, str):
+        raise TypeError(f"predict() takes the prompt as one str, not {type(prompt).__name__}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be an int, not {type(top_k).__name__}")
     if top_k < 1:
         raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
     state, _ = read_prompt(model, prompt)
@@ -91,17 +96,20 @@ def generate(
     greedy: bool = False,
     seed: int | None = None,
     allow_unk: bool = False,
-    stop_at_eos: bool = True,
 ) -> dict:
     """Continue ``prompt``; returns the text, its generated tokens, the model log-prob of those tokens,
     and why it stopped (``"eos"`` or ``"max_tokens"``)."""
+    check_model(model, "generate")
+    if not isinstance(prompt, str):
+        raise TypeError(f"generate() takes the prompt as one str, not {type(prompt).__name__}")
     if max_tokens < 1:
         raise SeqlmError(f"--max-tokens must be >= 1 (got {max_tokens})")
-    if temperature <= 0:
-        raise SeqlmError(f"--temperature must be > 0 (got {temperature}); use --greedy for the argmax")
+    if not (math.isfinite(temperature) and 1e-3 <= temperature <= 1e3):
+        raise SeqlmError(f"--temperature must be a number between 0.001 and 1000 (got {temperature}); use --greedy "
+                         f"for the most probable token")
     if top_k is not None and top_k < 1:
         raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
-    if top_p is not None and not 0 < top_p <= 1:
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
         raise SeqlmError(f"--top-p must be in (0, 1] (got {top_p})")
     rng = np.random.default_rng(seed)
     state, prompt_tokens = read_prompt(model, prompt)
@@ -119,7 +127,7 @@ def generate(
             p = sampling_distribution(masked, temperature, top_k, top_p)
             tok = int(rng.choice(len(p), p=p))
         total += float(logp[tok])
-        if tok == EOS_ID and stop_at_eos:
+        if tok == EOS_ID:
             stopped = "eos"
             break
         out.append(tok)

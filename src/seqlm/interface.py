@@ -87,3 +87,21 @@ class LanguageModel(ABC):
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise SeqlmError(f"unknown mode {mode!r}: use stream or sentence")
+
+
+def check_model(model, caller: str) -> None:
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"{caller}() takes a model (from seqlm.load or seqlm.train), not {type(model).__name__}")
+
+
+def as_lines(lines, caller: str) -> list[str]:
+    """One string is one line; otherwise a sequence of strings."""
+    if isinstance(lines, str):
+        return [lines]
+    if isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
+        raise TypeError(f"{caller}() takes a line (str) or a list of lines, not {type(lines).__name__}")
+    lines = list(lines)
+    for line in lines:
+        if not isinstance(line, str):
+            raise TypeError(f"{caller}() takes lines of text (str), not {type(line).__name__}")
+    return lines

@@ -26,12 +26,12 @@ def setup_logging(verbosity: int = 0) -> None:
 class Progress:
     """A progress bar on stderr: redrawn in place on a terminal, a line every ``every`` s otherwise."""
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", every: float = 10.0, enabled: bool = True):
+    def __init__(self, total: int | None, desc: str, unit: str = "it", every: float = 10.0):
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.n = 0
         self.t0 = self.last = time.perf_counter()
         self.tty = sys.stderr.isatty()
-        self.enabled = enabled and log.isEnabledFor(logging.INFO)
+        self.enabled = log.isEnabledFor(logging.INFO)
         self.extra = ""
 
     def update(self, n: int = 1, **fields) -> None:

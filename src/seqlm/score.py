@@ -8,16 +8,19 @@ from typing import Sequence
 import numpy as np
 
 from .errors import SeqlmError
-from .interface import LanguageModel, check_mode
+from .interface import LanguageModel, as_lines, check_mode, check_model
 from .text.encode import encode_lines
 from .text.vocab import EOS
 
 LEVELS = ("line", "token", "corpus")
 
 
-def score(model: LanguageModel, lines: Sequence[str], per: str = "line", mode: str = "sentence") -> list[dict]:
+def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", mode: str = "sentence") -> list[dict]:
     """One dict per line (``per="line"``, or ``"token"`` adding every token's log-prob), or one dict for
-    all lines (``per="corpus"``).  Log-probs are natural logs (``"log_base": "e"``)."""
+    all lines (``per="corpus"``).  ``lines``: a list of lines, or one line.  Log-probs are natural logs
+    (``"log_base": "e"``)."""
+    check_model(model, "score")
+    lines = as_lines(lines, "score")
     check_mode(mode)
     if per not in LEVELS:
         raise SeqlmError(f"unknown --per {per!r}: use line, token or corpus")

@@ -46,7 +46,7 @@ def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
     return np.concatenate([[EOS_ID], join_with_eos(encode_lines(vocab, lines).lines)])
 
 
-def batchify(ids: np.ndarray, batch_size: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batchify(ids: np.ndarray, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets as (batch_size, n) contiguous rows of the stream."""
     n = (len(ids) - 1) // batch_size
     if n < 2:
@@ -177,7 +177,7 @@ def _prepare_data(cfg: RunConfig):
     corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",), **files)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
-    x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size, t.bptt)
+    x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
     return corpus, vocab, x_all, y_all
 
 

@@ -201,7 +201,7 @@ def _download_from(spec: CorpusSpec, source: Source, dest: Path) -> None:
             f.write(blob)
 
 
-def locate(name: str, data_dir: str | None = None, download: bool = True) -> dict[str, Path]:
+def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
     """Paths of a named corpus's files (split -> path), verified; downloads into the cache if needed."""
     if name not in REGISTRY:
         raise SeqlmError(f"unknown corpus {name!r}: choose one of {', '.join(REGISTRY)} or give --train FILE")
@@ -215,9 +215,6 @@ def locate(name: str, data_dir: str | None = None, download: bool = True) -> dic
                 _verify(p, spec.sha256[p.name])
             return paths
     dest = cache_dir() / spec.folder
-    if not download:
-        raise SeqlmError(f"corpus {name!r} not found: put {' '.join(spec.files.values())} in {dest} "
-                         f"or set SEQLM_DATA")
     _download(spec, dest)
     return {split: dest / fname for split, fname in spec.files.items()}
 

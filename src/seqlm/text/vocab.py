@@ -76,18 +76,8 @@ class Vocab:
         get = self.text_stoi.get
         return np.fromiter((get(t, UNK_ID) for t in tokens), dtype=np.int64, count=len(tokens))
 
-    def count_oov(self, tokens: Sequence[str]) -> int:
-        """Tokens not in the vocabulary (a literal ``<unk>`` is in it)."""
-        stoi = self.text_stoi
-        return sum(1 for t in tokens if t not in stoi)
-
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
-
-    @property
-    def predictable_size(self) -> int:
-        """Number of tokens a model distributes probability over: all but ``<s>``."""
-        return len(self.itos) - 1
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -205,6 +205,18 @@ def verify_folder(folder: Path, config: dict) -> None:
                              f"or modified): copy the model folder again or retrain")
 
 
+def check_target(path: Path, flag: str) -> None:
+    """Fail now, not after the work, when ``path`` cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SeqlmError(f"{flag} {path} is a folder: give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SeqlmError(f"cannot write {path}: {parent} is a file, not a folder: choose another path")
+            break
+
+
 SEQLM_FILES = {"config.json", "vocab.json", "model.npz", "model.safetensors", "run.json", "summary.json",
                "metrics.jsonl", "steps.jsonl", "model", "last"}
 

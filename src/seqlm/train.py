@@ -77,6 +77,9 @@ def make_config(recipe: str | Path | None = None, overrides: Sequence[str] = (),
     from .config import apply
 
     cfg = load_recipe(recipe) if recipe else RunConfig()
+    files = [k for k in ("train", "valid", "test", "text") if options.get(k) is not None]
+    if options.get("corpus") is not None and files:
+        raise SeqlmError("give either --corpus NAME or text files (--train/--valid/--test or --text), not both")
     for key, value in options.items():
         if value is None:
             continue
@@ -151,7 +154,7 @@ def train(
 
 def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
     """Every output path, checked before any work (a wrong one fails in one line, not after training)."""
-    from .files import check_output_folder
+    from .files import check_output_folder, check_target
 
     paths = {"--out": out, "--arpa": arpa, "--results": results}
     given = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
@@ -161,11 +164,16 @@ def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
             raise SeqlmError(f"{seen[path]} and {flag} are the same path ({path}): give each its own")
         seen[path] = flag
     for flag in ("--arpa", "--results"):
-        if flag in given and given[flag].is_dir():
-            raise SeqlmError(f"{flag} {paths[flag]} is a folder: give a file name")
+        if flag in given:
+            check_target(Path(paths[flag]), flag)
         if flag in given and "--out" in given and given["--out"] in given[flag].parents:
             raise SeqlmError(f"{flag} {paths[flag]} is inside --out: write it elsewhere")
     if out is not None:
+        for parent in Path(out).parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise SeqlmError(f"cannot write {out}: {parent} is a file, not a folder: choose another --out")
+                break
         if resume and family == "ngram":
             raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
         if overwrite and family == "neural":

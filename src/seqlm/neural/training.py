@@ -261,7 +261,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         if not math.isfinite(r["loss_sum"]):
             raise SeqlmError(f"the loss became {r['loss_sum']} between steps {last_sync['step'] + 1} and "
                              f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
-                             f"the last checkpoint in {out}/last is intact")
+                             f"{_checkpoint_note(out)}")
         last_sync["step"] = progress["step"]
         progress["epoch_loss"] += r["loss_sum"]
         progress["epoch_tokens"] += r["tokens"]
@@ -300,8 +300,8 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
                 if loss is not None and not math.isfinite(loss):
                     if t.on_nan == "stop":
                         raise SeqlmError(f"the loss became {loss} at step {progress['step'] + 1} (epoch "
-                                         f"{progress['epoch'] + 1}): lower train.lr or set train.clip; the last "
-                                         f"checkpoint in {out}/last is intact (or --set train.on_nan=skip)")
+                                         f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
+                                         f"train.on_nan=skip); {_checkpoint_note(out)}")
                     progress["skipped"] += 1
                     stepper.reset_state(module.init_state(t.batch_size, device))
                 progress["batch"] += 1
@@ -385,6 +385,12 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         if results:
             write_json(results, summary)
     return best, summary
+
+def _checkpoint_note(out: Path) -> str:
+    if (out / "last" / "resume.json").is_file():
+        return f"the last checkpoint in {out}/last is intact (--resume continues from it)"
+    return "no checkpoint was written before it: start again without --resume"
+
 
 def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else math.inf

@@ -2,7 +2,9 @@
 
 Query rule (ARPA backoff): ln p(w | h) = logprob of the longest stored n-gram ``h' w`` (h' a suffix of h)
 plus the ``logbow`` of every stored context longer than h'.  For add-k (``unseen == "uniform"``), an
-unseen word after the longest stored context h' gets bow(h') / |V| instead.
+unseen word after the longest *seen* context h' (one followed by some word in training) gets
+bow(h') / |V| = k / (c(h'.) + k|V|) instead; a context never seen backs off to the next shorter one, at
+every order alike (a one-word context that is a known word but was never followed by one included).
 
 Batched scoring looks up, for every position of the padded token stream and every order k, the k-gram
 ending there with one ``np.searchsorted`` per order: no Python loop per token.  The history never reaches
@@ -51,6 +53,9 @@ class NGramLM(LanguageModel):
         self.order = tables.order
         self.config = dict(config or {})
         self._log_n_pred = np.log(len(vocab) - 1)
+        # add-k: which stored (k-1)-grams were seen as contexts (followed by a word) in training
+        self._seen_ctx = [np.bincount(tables.keys[k] // len(vocab), minlength=len(tables.keys[k - 1])) > 0
+                          for k in range(1, tables.order)] if tables.unseen == "uniform" else None
 
     # -- single queries -----------------------------------------------------------------------
     def start(self) -> State:
@@ -89,6 +94,8 @@ class NGramLM(LanguageModel):
                 break
             keys = t.keys[k - 1]
             lo, hi = np.searchsorted(keys, [r * V, (r + 1) * V])
+            if self._seen_ctx is not None and lo == hi:
+                break  # add-k: a context never seen backs off to the shorter one (the rule of every order)
             bow = t.logbow[k - 2][r]
             if t.unseen == "uniform":
                 out[:] = bow - self._log_n_pred
@@ -120,6 +127,8 @@ class NGramLM(LanguageModel):
         alive = np.ones(len(toks), dtype=bool)  # that (k-1)-gram is stored
         for k in range(2, self.order + 1):
             ctx_ok = (pos[target] >= k - 1) & alive[target - 1]
+            if self._seen_ctx is not None:  # add-k: only seen contexts (see the module docstring)
+                ctx_ok &= self._seen_ctx[k - 2][np.where(ctx_ok, rank[target - 1], 0)]
             sel = target[ctx_ok]
             ctx_rank = rank[sel - 1]
             idx, found = _find(t.keys[k - 1], ctx_rank * V + toks[sel])

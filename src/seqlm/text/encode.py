@@ -52,7 +52,9 @@ def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:
     lengths = [len(t) for t in tokens]
     get = vocab.text_stoi.get
     ids = np.fromiter((get(w, -1) for t in tokens for w in t), dtype=np.int64, count=sum(lengths))
-    oov = ids < 0
-    ids[oov] = UNK_ID
+    # OOV = every token scored as <unk>: unknown words and a literal <unk> in the text alike, as KenLM's
+    # query counts them (PTB's own <unk> tokens are OOVs for both)
+    oov = (ids < 0) | (ids == UNK_ID)
+    ids[ids < 0] = UNK_ID
     bounds = np.cumsum(lengths)[:-1]
     return Encoded(np.split(ids, bounds), np.split(oov, bounds), tokens)

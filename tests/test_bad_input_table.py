@@ -181,7 +181,7 @@ CASES = [
     ("generate_num_zero", ["generate", "kn", "--num", "0"], "--num"),
     ("generate_max_tokens_zero", ["generate", "kn", "--max-tokens", "0"], "--max-tokens"),
     ("generate_unknown_prompt", ["generate", "kn", "--prompt", "qqq zzz"], "outside the model's vocabulary"),
-    ("export_neural", ["export", "run", "x.arpa"], "only n-gram models"),
+    ("export_neural", ["export", "run", "x.arpa"], "only n-gram models can"),
     ("export_addk", ["export", "addk", "x.arpa"], "cannot be written as ARPA"),
     ("export_to_folder", ["export", "kn", "user"], "is a folder"),
     ("export_under_a_file", ["export", "kn", "afile/x.arpa"], "cannot write"),

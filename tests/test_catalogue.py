@@ -191,3 +191,19 @@ def test_train_api_builds_any_kind(tmp_path, toy_files):
                               overrides=["model.hidden_size=8", "model.embedding_dim=8", "train.max_steps=2",
                                          "train.threads=1"])
     assert summary["model"]["kind"] == "lstm" and lm.vocab.tokenizer == Tokenizer("word")
+
+
+def test_hand_edited_neural_config_of_an_old_folder(tmp_path, toy_files, capsys):
+    """A folder from before checksums, edited by hand: the model section is typed and checked on load."""
+    seqlm.train(model="lstm", train=toy_files["train"], out=tmp_path / "r",
+                overrides=["model.hidden_size=8", "model.embedding_dim=8", "train.max_steps=2", "train.threads=1"])
+    cfg_path = tmp_path / "r" / "model" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("files", "config_sha256", "weights_sha256"):
+        cfg.pop(key)
+    for bad, words in (({"hidden_size": "big"}, "must be an int"), ({"kind": "transformer"}, "unknown model kind"),
+                       ({"kind": "kn"}, "not a neural kind")):
+        cfg_path.write_text(json.dumps({**cfg, "model": {**cfg["model"], **bad}}))
+        assert main(["predict", str(tmp_path / "r"), "--prompt", "the"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and "config.json" in err[0], err

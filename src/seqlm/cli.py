@@ -245,25 +245,13 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate_data
     from .models import load
-    from .text.corpora import load_corpus, read_lines
 
     model = load(args.model, level=args.level)
-    if args.file:
-        if args.corpus:
-            raise SeqlmError("give either --file or --corpus, not both")
-        lines, source = read_lines(args.file), args.file
-    elif args.corpus:
-        corpus = load_corpus(args.corpus, data_dir=args.data_dir)
-        lines, source = corpus.split(args.split), f"{args.corpus}:{args.split}"
-        if corpus.level != model.vocab.tokenizer.level:
-            raise SeqlmError(f"corpus {args.corpus} is {corpus.level}-level but the model reads "
-                             f"{model.vocab.tokenizer.level}s: use the matching corpus")
-    else:
-        raise SeqlmError("nothing to evaluate on: give --corpus NAME --split SPLIT or --file FILE")
-    result = evaluate(model, lines, mode=args.mode)
-    result["data"] = source
+    result = evaluate_data(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir,
+                           mode=args.mode)
+    source = result["data"]
     if args.json:
         _print_json(result)
     else:
@@ -337,12 +325,8 @@ def _generate(args) -> int:
 def _export(args) -> int:
     from .models import load
     from .ngram.arpa import write_arpa
-    from .ngram.model import NGramLM
 
-    model = load(args.model)
-    if not isinstance(model, NGramLM):
-        raise SeqlmError(f"{args.model} is a {model.kind} model: only n-gram models can be written as ARPA")
-    write_arpa(model, args.arpa)
+    write_arpa(load(args.model), args.arpa)
     print(args.arpa)
     return 0
 

@@ -38,6 +38,30 @@ def evaluate(model: LanguageModel, lines: Sequence[str] | str, mode: str = "stre
     return summarize(np.concatenate(logps), enc.scored_oov(), model, mode, lines=len(lines))
 
 
+def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
+                  data_dir: str | None = None, mode: str = "stream") -> dict:
+    """:func:`evaluate` on a registered corpus's split or on a text file; the result names the data."""
+    from .text.corpora import load_corpus, read_lines
+
+    if file and corpus:
+        raise SeqlmError("give either a file or a corpus to evaluate on, not both")
+    if file:
+        lines, source = read_lines(file), str(file)
+    elif corpus:
+        data = load_corpus(corpus, data_dir=data_dir)
+        if split not in data.splits:
+            raise SeqlmError(f"corpus {corpus} has no {split} split: choose one of {', '.join(data.splits)}")
+        lines, source = data.split(split), f"{corpus}:{split}"
+        if data.level != model.vocab.tokenizer.level:
+            raise SeqlmError(f"corpus {corpus} is {data.level}-level but the model reads "
+                             f"{model.vocab.tokenizer.level}s: use the matching corpus")
+    else:
+        raise SeqlmError("nothing to evaluate on: give a corpus and split (--corpus NAME --split SPLIT) or a file")
+    result = evaluate(model, lines, mode=mode)
+    result["data"] = source
+    return result
+
+
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:
     tokens = int(len(logp))
     total = float(logp.sum())

@@ -145,10 +145,7 @@ class NeuralLM(LanguageModel):
 
         path = Path(path)
         vocab = Vocab.load(path / "vocab.json")
-        try:
-            mcfg = ModelConfig(**config["model"])
-        except (KeyError, TypeError) as e:
-            raise SeqlmError(f"{path}/config.json has no valid model section ({e}): retrain the model") from None
+        mcfg = _model_config(path, config)
         weights = path / "model.safetensors"
         if not weights.is_file():
             raise SeqlmError(f"{weights} is missing: the model folder is incomplete, retrain or copy it again")
@@ -171,6 +168,27 @@ class NeuralLM(LanguageModel):
                              f"unexpected {unexpected[:3]}): use the folder's own config.json")
         module.to(device)
         return cls(vocab, module, config, eval_chunk=config.get("train", {}).get("eval_chunk", 2048))
+
+
+def _model_config(path: Path, config: dict) -> ModelConfig:
+    """The model section of a saved config, typed and checked as a recipe's would be."""
+    from .. import kinds
+    from ..config import RunConfig, apply
+
+    section = config.get("model")
+    if not isinstance(section, dict):
+        raise SeqlmError(f"{path}/config.json has no model section: retrain the model")
+    cfg = RunConfig()
+    try:
+        for key, value in section.items():
+            apply(cfg, "model", key, value)
+        kind = kinds.get(cfg.model.kind)
+        if kind.family != "neural":
+            raise SeqlmError(f"{kind.name} is not a neural kind")
+        cfg._check_neural(kind)
+    except SeqlmError as e:
+        raise SeqlmError(f"{path}/config.json: {e}; restore the file or retrain the model") from None
+    return cfg.model
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,9 @@ def ngram_words(model: NGramLM) -> list[np.ndarray]:
 
 def write_arpa(model: NGramLM, path: str | Path) -> None:
     """Write ``model`` as an ARPA file (gzip'd if ``path`` ends in .gz), atomically."""
+    if not isinstance(model, NGramLM):
+        raise SeqlmError(f"a {getattr(model, 'kind', type(model).__name__)} model cannot be written as ARPA: "
+                         f"only n-gram models can")
     t = model.tables
     if t.unseen != "backoff" and model.order > 1:
         raise SeqlmError("add-k smoothing above order 1 cannot be written as ARPA (backoff cannot spread "

@@ -145,7 +145,7 @@ def estimate(
         unseen = "backoff"
     else:
         if k <= 0:
-            raise SeqlmError(f"add-k needs k > 0 (got {k}); use --smoothing mle for k = 0")
+            raise SeqlmError(f"add-k needs k > 0 (got {k}); use the mle model for k = 0")
         probs, bows, keep = _add_k(counts, V, n_pred, k, prune)
         info["k"] = k
         unseen = "uniform"
@@ -276,7 +276,7 @@ def _witten_bell(counts, V, n_pred, prune):
 
 def _add_k(counts, V, n_pred, kval, prune):
     if any(p > 0 for p in prune):
-        raise SeqlmError("pruning is not defined for add-k smoothing: use --smoothing mkn or drop --prune")
+        raise SeqlmError("pruning is not defined for add-k smoothing: prune a Kneser-Ney model (mkn) instead, or drop the pruning")
     order = len(counts)
     c1 = counts[0].counts.astype(np.float64)
     c1[BOS_ID] = 0

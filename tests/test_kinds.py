@@ -1,0 +1,87 @@
+"""The interface every kind of the table of kinds meets, written once and run for each kind: the
+distribution sums to 1, batched scoring equals step-by-step, save -> load gives identical scores,
+evaluation does not depend on its batching, and the CLI trains, evaluates, scores, predicts and
+generates with it end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+import seqlm
+from seqlm import kinds
+from seqlm.cli import main
+
+TINY_NEURAL = ["model.embedding_dim=12", "model.hidden_size=12", "train.batch_size=4", "train.bptt=6",
+               "train.max_steps=6", "train.threads=1", "train.optimizer=adam", "train.lr=0.01"]
+
+
+def options(kind: str) -> list[str]:
+    if kinds.get(kind).family == "neural":
+        return sum((["--set", x] for x in TINY_NEURAL), [])
+    return ["--order", "3"] + (["--k", "0.5"] if kinds.get(kind).canonical == "add-k" else [])
+
+
+@pytest.fixture(scope="module", params=kinds.names())
+def trained(request, tmp_path_factory, toy_lines):
+    kind = request.param
+    d = tmp_path_factory.mktemp(kind)
+    for name, lines in zip(("train", "valid", "test"), (toy_lines[0][:300], toy_lines[1][:40], toy_lines[2][:40])):
+        (d / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    argv = ["-q", "train", "--model", kind, "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
+            "--out", str(d / "m")] + options(kind)
+    assert main(argv) == 0
+    return kind, d, seqlm.load(d / "m", device="cpu"), toy_lines[2][:40]
+
+
+def test_sums_to_one(trained):
+    kind, _, lm, lines = trained
+    state = lm.start()
+    for token in [lm.vocab.stoi.get(w, 0) for w in lines[0].split()[:3]] + [0]:  # known words, then <unk>
+        p = np.exp(lm.next_logprobs(state))
+        assert p.sum() == pytest.approx(1.0, abs=1e-5), kind
+        state = lm.advance(state, token)
+
+
+def test_batched_equals_step_by_step(trained):
+    kind, _, lm, lines = trained
+    encoded = [lm.vocab.encode(lm.vocab.tokenizer.tokenize(x)) for x in lines[:5]]
+    flat, _ = lm.score_lines(encoded, "sentence")
+    step = []
+    for ids in encoded:
+        state = lm.start()
+        for t in list(ids) + [lm.vocab.stoi["</s>"]]:
+            step.append(lm.next_logprobs(state)[t])
+            state = lm.advance(state, t)
+    assert flat == pytest.approx(step, abs=1e-4), kind
+
+
+def test_save_load_identical(trained, tmp_path):
+    kind, d, lm, lines = trained
+    again = seqlm.load(d / "m", device="cpu")
+    a = seqlm.score(lm, lines[:5], per="token")
+    b = seqlm.score(again, lines[:5], per="token")
+    assert [r["log_prob"] for r in a] == [r["log_prob"] for r in b], kind
+
+
+def test_evaluation_does_not_depend_on_batching(trained):
+    kind, _, lm, lines = trained
+    whole = seqlm.evaluate(lm, lines, mode="stream")
+    one_by_one = seqlm.evaluate(lm, lines, mode="stream", batch_lines=1)
+    assert one_by_one["perplexity"] == pytest.approx(whole["perplexity"], rel=1e-5), kind
+    assert one_by_one["tokens"] == whole["tokens"]
+
+
+def test_cli_end_to_end(trained, capsys):
+    kind, d, _, _ = trained
+    m = str(d / "m")
+    capsys.readouterr()
+    assert main(["evaluate", m, "--file", str(d / "test.txt"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["tokens"] > 0 and (r["perplexity"] is None or r["perplexity"] > 1)  # None: inf (mle)
+    assert main(["score", m, "--file", str(d / "test.txt"), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 40
+    assert main(["predict", m, "--prompt", "the", "--top-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
+    assert main(["generate", m, "--seed", "1", "--max-tokens", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"]

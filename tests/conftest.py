@@ -38,3 +38,14 @@ def toy_files(tmp_path, toy_lines):
         p.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths[name] = p
     return paths
+
+
+def step_by_step(lm, encoded) -> list[float]:
+    """ln p of every token and each line's </s>, one query at a time (start, next_logprobs, advance)."""
+    out = []
+    for ids in encoded:
+        state = lm.start()
+        for t in list(ids) + [lm.vocab.stoi["</s>"]]:
+            out.append(lm.next_logprobs(state)[t])
+            state = lm.advance(state, t)
+    return out

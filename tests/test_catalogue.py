@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import step_by_step
 
 import seqlm
 from seqlm.cli import main
@@ -65,14 +66,7 @@ def test_add_k_backs_off_after_any_unseen_context():
     assert np.exp(lm.next_logprobs((lm.vocab.stoi["c"], b))) == pytest.approx(np.exp(bigram.next_logprobs((b,))))
     # batched scoring follows the same rule
     ids = [lm.vocab.encode(["c", "b", "a"]), lm.vocab.encode(["zzz", "a"])]
-    flat = lm.score_lines(ids)[0]
-    step = []
-    for line in ids:
-        s = lm.start()
-        for t in list(line) + [lm.vocab.stoi["</s>"]]:
-            step.append(lm.next_logprobs(s)[t])
-            s = lm.advance(s, t)
-    assert flat == pytest.approx(step)
+    assert lm.score_lines(ids)[0] == pytest.approx(step_by_step(lm, ids))
 
 
 def test_char_model_keeps_its_level_through_arpa(tmp_path, toy_lines):

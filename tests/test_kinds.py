@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import step_by_step
 
 import seqlm
 from seqlm import kinds
@@ -47,13 +48,7 @@ def test_batched_equals_step_by_step(trained):
     kind, _, lm, lines = trained
     encoded = [lm.vocab.encode(lm.vocab.tokenizer.tokenize(x)) for x in lines[:5]]
     flat, _ = lm.score_lines(encoded, "sentence")
-    step = []
-    for ids in encoded:
-        state = lm.start()
-        for t in list(ids) + [lm.vocab.stoi["</s>"]]:
-            step.append(lm.next_logprobs(state)[t])
-            state = lm.advance(state, t)
-    assert flat == pytest.approx(step, abs=1e-4), kind
+    assert flat == pytest.approx(step_by_step(lm, encoded), abs=1e-4), kind
 
 
 def test_save_load_identical(trained, tmp_path):

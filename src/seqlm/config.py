@@ -18,7 +18,6 @@ from . import kinds
 from .errors import SeqlmError
 
 NEURAL_KINDS = kinds.names("neural")
-NGRAM_KINDS = kinds.names("ngram")
 MAX_ORDER = 32
 
 

@@ -128,7 +128,7 @@ class ReferenceRecurrent(nn.Module):
             raise ValueError(f"unknown cell {cell!r}: one of {', '.join(CELLS)}")
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.dropout = num_layers, dropout
-        g = GATES[cell]
+        g = CELLS[cell].gates
         for k in range(num_layers):
             inp = input_size if k == 0 else hidden_size
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(g * hidden_size, inp)))

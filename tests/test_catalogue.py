@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -201,3 +202,16 @@ def test_hand_edited_neural_config_of_an_old_folder(tmp_path, toy_files, capsys)
         assert main(["predict", str(tmp_path / "r"), "--prompt", "the"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0] and "config.json" in err[0], err
+
+
+def test_cpu_recipe_runs_where_onednn_has_no_bf16(tmp_path, ptb_dir):
+    """The CPU recipe asks for bf16; with oneDNN capped at AVX2 (as on an AVX2-only CPU, where its bf16 LSTM
+    primitive does not exist) it trains in fp32 after one warning instead of crashing."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "SEQLM_DATA": str(ptb_dir)}
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "ptb" / "lstm-cpu.toml")
+    out = subprocess.run([sys.executable, "-m", "seqlm", "train", recipe, "--set", "train.max_steps=3",
+                          "--set", "train.eval_chunk=8192", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.count("no native bf16") == 1 and "Traceback" not in out.stderr
+    assert json.loads((tmp_path / "x" / "run.json").read_text())["precision"] == "fp32"

@@ -149,6 +149,10 @@ def bf16_supported(device) -> bool:
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
+    # oneDNN may be capped below the CPU (ONEDNN_MAX_CPU_ISA): then its bf16 kernels are missing too
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"):
+        return False
     flags = cpu_flags()
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
@@ -157,6 +161,7 @@ def resolve_precision(precision: str, device) -> str:
     """The precision to run: bf16 falls back to fp32, with one warning, where the device lacks it."""
     if precision == "bf16" and not bf16_supported(device):
         log.warning("bf16 asked for, but this %s has no native bf16 (%s): training in fp32", device.type,
-                    "no avx512_bf16/amx_bf16 in /proc/cpuinfo" if device.type == "cpu" else "device says no")
+                    "no avx512_bf16/amx_bf16 in /proc/cpuinfo, or oneDNN capped below them"
+                    if device.type == "cpu" else "device says no")
         return "fp32"
     return precision

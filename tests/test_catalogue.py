@@ -127,13 +127,15 @@ def test_temp_files_of_a_killed_writer_are_cleaned(tmp_path):
                           text=True).stdout.strip()
     stale = tmp_path / f".out.json.{dead}.x1y2.tmp"
     stale.write_text("half")
+    other = tmp_path / f".metrics.jsonl.{dead}.q9w8.tmp"  # another target in the same folder: also stale
+    other.write_text("half")
     mine = tmp_path / f".out.json.{os.getpid()}.a1b2.tmp"  # a live writer's: left alone
     mine.write_text("in progress")
     unrelated = tmp_path / ".out.json.notes.tmp"  # not seqlm's pattern: left alone
     unrelated.write_text("user")
     with atomic_write(tmp_path / "out.json") as f:
         f.write("{}")
-    assert not stale.exists() and mine.exists() and unrelated.exists()
+    assert not stale.exists() and not other.exists() and mine.exists() and unrelated.exists()
     assert (tmp_path / "out.json").read_text() == "{}"
 
 

@@ -268,7 +268,7 @@ def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_token_cross_entropy_equals_torch(dtype):
-    from seqlm.neural.training import token_cross_entropy
+    from seqlm.neural.step import token_cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(13, 7, dtype=dtype, requires_grad=True)

@@ -7,7 +7,6 @@ printed as one line ``seqlm: error: ...`` with exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Sequence

@@ -3,7 +3,7 @@
 Every file seqlm writes goes through :func:`atomic_write` or :func:`atomic_dir`: the content lands in a
 temporary sibling that is renamed into place only once complete, so an interrupted run never leaves a
 partial file behind.  Temporary names carry the writer's process id (``.NAME.PID.XXXX.tmp``): the next
-write to the same target removes those whose process is gone (a SIGKILL leaves them), and nothing else.
+write to the same folder removes those whose process is gone (a SIGKILL leaves them), and nothing else.
 Files and folders get the permissions the user's umask gives (``mkstemp`` alone would make them 0600).
 An ``OSError`` on output (read-only folder, full disk, a folder where a file should go) becomes a
 :class:`SeqlmError` naming the path and the fix.
@@ -51,15 +51,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale(path: Path) -> None:
-    """Remove the temporary siblings of ``path`` left by seqlm processes that no longer run."""
-    prefix = f".{path.name}."
+    """Remove, in ``path``'s folder, the temporary files and folders of seqlm writes whose process no longer
+    runs (a SIGKILL leaves them): only names of seqlm's own pattern ``.NAME.PID.XXXX.tmp`` (or ``.old``)."""
     with contextlib.suppress(OSError):
         for entry in path.parent.iterdir():
             name = entry.name
-            if not (name.startswith(prefix) and (name.endswith(".tmp") or name.endswith(".old"))):
+            if not (name.startswith(".") and (name.endswith(".tmp") or name.endswith(".old"))):
                 continue
-            parts = name[len(prefix):].split(".")
-            if len(parts) != 3 or not parts[0].isdigit() or _pid_alive(int(parts[0])):
+            parts = name.rsplit(".", 3)  # [".NAME", PID, XXXX, "tmp"]
+            if len(parts) != 4 or len(parts[0]) < 2 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

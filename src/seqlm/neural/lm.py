@@ -13,7 +13,6 @@ weights), ``vocab.json`` and ``model.safetensors`` (loading never unpickles).
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np

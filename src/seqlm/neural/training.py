@@ -36,7 +36,7 @@ from ..text.encode import encode_lines, join_with_eos
 from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
 from .lm import NeuralLM, build_module
-from .step import Stepper, get_lr, make_optimizer, set_lr, token_cross_entropy  # noqa: F401 (re-exported)
+from .step import Stepper, get_lr, make_optimizer, set_lr
 
 log = logging.getLogger(__name__)
 
@@ -197,72 +197,103 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
     """Train ``cfg`` into the run folder ``out``; see the module docstring.  ``is_main``: this process
     writes the run's files (every write is behind it, for multi-process training)."""
     cfg.validate()
-    t_start = time.perf_counter()
-    out = Path(out)
-    d, m, t = cfg.data, cfg.model, cfg.train
-    device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device)
-    threads = set_threads(t.threads) if device.type == "cpu" else None
-    if device.type == "cpu":
-        tune_allocator()
-    torch.manual_seed(t.seed)
-    corpus, vocab, x_all, y_all = _prepare_data(cfg)
-    n_batches = math.ceil(x_all.shape[1] / t.bptt)
-    total_steps = n_batches * t.epochs
-    module = build_module(m, len(vocab)).to(device)
-    config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
-              "recipe": cfg.name, "corpus": corpus.describe()}
-    lm = NeuralLM(vocab, module, config, eval_chunk=t.eval_chunk)
-    graphed = use_graphs(t, device)
-    optimizer = make_optimizer(t, module.parameters(), graphed)
-    hidden = module.init_state(t.batch_size, device)
-    progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "lr": t.lr, "best_valid": None, "bad_epochs": 0,
-                "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
-                "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
+    run = Run(cfg, Path(out), argv, is_main)
     if resume:
-        saved_model = json.loads((out / "last" / "model" / "config.json").read_text())["model"] \
-            if (out / "last" / "model" / "config.json").is_file() else None
+        run.resume()
+    elif run.out.joinpath("last").exists():
+        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
+    run.write_run_info()
+    stop, interrupted = None, False
+    try:
+        while stop is None and run.progress["epoch"] < cfg.train.epochs:
+            stop = run.train_epoch() or run.end_epoch()
+    except KeyboardInterrupt:
+        interrupted, stop = True, "interrupted"
+        log.warning("interrupted: saving a checkpoint and evaluating the best model")
+    if stop in ("max_steps", "max_minutes", "interrupted"):
+        run.save_at_stop(evaluate_current=not interrupted)
+    return run.finish(stop or "epochs", interrupted, results)
+
+
+class Run:
+    """One neural training run, as named steps: set up (here), :meth:`resume`, :meth:`write_run_info`,
+    then epochs of :meth:`train_epoch` and :meth:`end_epoch`, and :meth:`finish`.  Every file is written
+    behind ``is_main``; ``progress`` (saved in each checkpoint) is everything a resume needs."""
+
+    def __init__(self, cfg: RunConfig, out: Path, argv, is_main: bool):
+        self.t_start = time.perf_counter()
+        self.cfg, self.out, self.argv, self.is_main = cfg, out, argv, is_main
+        d, m, t = cfg.data, cfg.model, cfg.train
+        self.device = resolve_device(t.device)
+        self.precision = resolve_precision(t.precision, self.device)
+        self.threads = set_threads(t.threads) if self.device.type == "cpu" else None
+        if self.device.type == "cpu":
+            tune_allocator()
+        torch.manual_seed(t.seed)
+        self.corpus, self.vocab, x_all, y_all = _prepare_data(cfg)
+        self.n_batches = math.ceil(x_all.shape[1] / t.bptt)
+        self.total_steps = self.n_batches * t.epochs
+        self.module = build_module(m, len(self.vocab)).to(self.device)
+        config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
+                  "recipe": cfg.name, "corpus": self.corpus.describe()}
+        self.lm = NeuralLM(self.vocab, self.module, config, eval_chunk=t.eval_chunk)
+        self.graphed = use_graphs(t, self.device)
+        self.optimizer = make_optimizer(t, self.module.parameters(), self.graphed)
+        self.hidden = self.module.init_state(t.batch_size, self.device)
+        self.progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_valid": None, "bad_epochs": 0,
+                         "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
+                         "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
+        self.x_all, self.y_all = x_all, y_all
+        self.level = self.vocab.tokenizer.level
+        self.valid_lines = self.corpus.splits.get("valid")
+
+    def resume(self) -> None:
+        """Weights, optimizer, schedule, RNG, data position, carried state and running sums from ``last/``."""
+        out, m = self.out, self.cfg.model
+        saved_cfg = out / "last" / "model" / "config.json"
+        saved_model = json.loads(saved_cfg.read_text())["model"] if saved_cfg.is_file() else None
         if saved_model is not None and saved_model != asdict(m):
             raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
                              f"resume with the same recipe and --set options")
-        saved, hidden = load_resume(out / "last", lm, optimizer, hidden, device)
-        progress.update(saved)
-        log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, progress["epoch"] + 1,
-                 progress["batch"], progress["step"])
-    elif (out / "last").exists():
-        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
-    n_params = sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
-    log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
-             m.kind, corpus.describe().get("name", "files") if isinstance(corpus.describe(), dict) else "text",
-             f"{x_all.numel():,}", f"{len(vocab):,}", f"{n_params:,}", device, precision,
-             f", {threads} threads" if threads else "", ", CUDA graphs" if graphed else "")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / "run.json") as f:
-            json.dump({"config": cfg.to_dict(), "command": argv or sys.argv, "commit": git_commit(),
-                       "torch": torch.__version__, "device": str(device), "threads": threads, "precision": precision,
-                       "cuda_graphs": graphed, "hardware": _hardware(device)}, f, indent=2)
+        saved, self.hidden = load_resume(out / "last", self.lm, self.optimizer, self.hidden, self.device)
+        self.progress.update(saved)
+        log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
+                 self.progress["batch"], self.progress["step"])
 
-    stepper = Stepper(module, optimizer, hidden, torch.bfloat16 if precision == "bf16" else None, t.clip,
-                      graphed=graphed, full_shape=(t.batch_size, t.bptt))
-    check_each_step = not graphed  # eager: the loss is read every step (skip / stop at once)
-    valid_lines = corpus.splits.get("valid")
-    interrupted = False
-    stop_reason = "epochs"
-    x_all, y_all = x_all.to(device), y_all.to(device)
-    loop_t0 = time.perf_counter() - progress["train_seconds"]
-    level = vocab.tokenizer.level
-    last_sync = {"step": progress["step"]}
+    def write_run_info(self) -> None:
+        """The start line on stderr; ``run.json`` (config, command, commit, versions, hardware)."""
+        n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
+        log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
+                 self.cfg.model.kind, self.corpus.describe().get("name") or "files", f"{self.x_all.numel():,}",
+                 f"{len(self.vocab):,}", f"{n_params:,}", self.device, self.precision,
+                 f", {self.threads} threads" if self.threads else "", ", CUDA graphs" if self.graphed else "")
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / "run.json", {
+                "config": self.cfg.to_dict(), "command": self.argv or sys.argv, "commit": git_commit(),
+                "torch": torch.__version__, "device": str(self.device), "threads": self.threads,
+                "precision": self.precision, "cuda_graphs": self.graphed, "hardware": _hardware(self.device)})
+        t = self.cfg.train
+        self.stepper = Stepper(self.module, self.optimizer, self.hidden,
+                               torch.bfloat16 if self.precision == "bf16" else None, t.clip, graphed=self.graphed,
+                               full_shape=(t.batch_size, t.bptt))
+        self.x_all, self.y_all = self.x_all.to(self.device), self.y_all.to(self.device)
+        self.loop_t0 = time.perf_counter() - self.progress["train_seconds"]
+        self.last_sync = self.progress["step"]
 
-    def sync(record: bool = False):
+    def seconds(self) -> float:
+        return time.perf_counter() - self.loop_t0
+
+    def sync(self, record: bool = False) -> None:
         """Read the device-side sums into the epoch totals and the log window (a non-finite loss stops
         here); ``record``: close the window as one line of steps.jsonl."""
-        r = stepper.drain()
+        progress = self.progress
+        r = self.stepper.drain()
         if not math.isfinite(r["loss_sum"]):
-            raise SeqlmError(f"the loss became {r['loss_sum']} between steps {last_sync['step'] + 1} and "
+            raise SeqlmError(f"the loss became {r['loss_sum']} between steps {self.last_sync + 1} and "
                              f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
-                             f"{_checkpoint_note(out)}")
-        last_sync["step"] = progress["step"]
+                             f"{_checkpoint_note(self.out)}")
+        self.last_sync = progress["step"]
         progress["epoch_loss"] += r["loss_sum"]
         progress["epoch_tokens"] += r["tokens"]
         w = progress["window"]
@@ -272,119 +303,131 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         if record and w["tokens"] > 0:
             steps = progress["step"] - w["since"]
             progress["log"].append({"step": progress["step"], "epoch": progress["epoch"] + 1,
-                                    "tokens": progress["tokens"], "seconds": round(time.perf_counter() - loop_t0, 2),
-                                    "train_loss": w["loss"] / w["tokens"], "lr": get_lr(optimizer),
+                                    "tokens": progress["tokens"], "seconds": round(self.seconds(), 2),
+                                    "train_loss": w["loss"] / w["tokens"], "lr": get_lr(self.optimizer),
                                     "grad_norm": r["grad_norm"], "clipped_fraction": w["clipped"] / max(steps, 1)})
             progress["window"] = {"loss": 0.0, "tokens": 0, "clipped": 0, "since": progress["step"]}
 
-    def checkpoint():
-        sync()
-        progress["train_seconds"] = time.perf_counter() - loop_t0
-        if is_main:
-            save_resume(out / "last", lm, optimizer, dict(progress), stepper.hidden)
-            _write_metrics(out, progress["history"], progress["log"])
+    def checkpoint(self) -> None:
+        self.sync()
+        self.progress["train_seconds"] = self.seconds()
+        if self.is_main:
+            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), self.stepper.hidden)
+            _write_metrics(self.out, self.progress["history"], self.progress["log"])
 
-    try:
-        while progress["epoch"] < t.epochs:
-            module.train()
-            bar = Progress(x_all.numel(), f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
-            bar.n = min(progress["batch"] * t.bptt, x_all.shape[1]) * t.batch_size
-            while progress["batch"] < n_batches:
-                i = progress["batch"]
-                x = x_all[:, i * t.bptt:(i + 1) * t.bptt]
-                y = y_all[:, i * t.bptt:(i + 1) * t.bptt]
-                lr = scheduled_lr(t, progress, total_steps, time.perf_counter() - loop_t0)
-                if lr is not None:
-                    set_lr(optimizer, lr)
-                loss = stepper.step(x, y, check=check_each_step)
-                if loss is not None and not math.isfinite(loss):
-                    if t.on_nan == "stop":
-                        raise SeqlmError(f"the loss became {loss} at step {progress['step'] + 1} (epoch "
-                                         f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
-                                         f"train.on_nan=skip); {_checkpoint_note(out)}")
-                    progress["skipped"] += 1
-                    stepper.reset_state(module.init_state(t.batch_size, device))
-                progress["batch"] += 1
-                progress["step"] += 1
-                progress["tokens"] += y.numel()
-                if progress["step"] % t.log_every == 0:
-                    sync(record=True)
-                    mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
-                    bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(optimizer))
-                bar.update(y.numel())
-                if progress["step"] % t.checkpoint_every == 0:
-                    checkpoint()
-                if t.max_steps and progress["step"] >= t.max_steps:
-                    stop_reason = "max_steps"
-                    break
-                if t.max_minutes and time.perf_counter() - loop_t0 > t.max_minutes * 60:
-                    stop_reason = "max_minutes"
-                    break
-            sync()
-            bar.close()
-            if stop_reason != "epochs":
+    def train_epoch(self) -> str | None:
+        """The rest of the current epoch, step by step; returns why it stopped early (max_steps,
+        max_minutes), or None at the epoch's end."""
+        t, progress = self.cfg.train, self.progress
+        self.module.train()
+        bar = Progress(self.x_all.numel(), f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
+        bar.n = min(progress["batch"] * t.bptt, self.x_all.shape[1]) * t.batch_size
+        stop = None
+        while progress["batch"] < self.n_batches:
+            i = progress["batch"]
+            x = self.x_all[:, i * t.bptt:(i + 1) * t.bptt]
+            y = self.y_all[:, i * t.bptt:(i + 1) * t.bptt]
+            lr = scheduled_lr(t, progress, self.total_steps, self.seconds())
+            if lr is not None:
+                set_lr(self.optimizer, lr)
+            loss = self.stepper.step(x, y, check=not self.graphed)  # eager: read every step (stop/skip at once)
+            if loss is not None and not math.isfinite(loss):
+                if t.on_nan == "stop":
+                    raise SeqlmError(f"the loss became {loss} at step {progress['step'] + 1} (epoch "
+                                     f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
+                                     f"train.on_nan=skip); {_checkpoint_note(self.out)}")
+                progress["skipped"] += 1
+                self.stepper.reset_state(self.module.init_state(t.batch_size, self.device))
+            progress["batch"] += 1
+            progress["step"] += 1
+            progress["tokens"] += y.numel()
+            if progress["step"] % t.log_every == 0:
+                self.sync(record=True)
+                mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
+                bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(self.optimizer))
+            bar.update(y.numel())
+            if progress["step"] % t.checkpoint_every == 0:
+                self.checkpoint()
+            if t.max_steps and progress["step"] >= t.max_steps:
+                stop = "max_steps"
                 break
-            # end of epoch: validate, keep the best, schedule
-            epoch = progress["epoch"] + 1
-            record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
-                      "lr": get_lr(optimizer),
-                      "train_perplexity": _exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
-                      "seconds": round(time.perf_counter() - loop_t0, 1)}
-            if epoch % t.eval_every == 0 or epoch == t.epochs:
-                record.update(_evaluate_splits(lm, corpus, ("valid", "test") if t.track_test else ("valid",), level))
-            v = record.get("valid_perplexity")
-            improved = ("valid_perplexity" in record or not valid_lines) and (
-                v is None or progress["best_valid"] is None or v < progress["best_valid"])
-            if improved:
-                progress["best_valid"] = v
-                progress["bad_epochs"] = 0
-                if is_main:
-                    lm.save(out / "model", extra={"epoch": epoch, "valid_perplexity": v})
-            else:
-                progress["bad_epochs"] += 1
-            if t.schedule != "cosine":
-                set_lr(optimizer, epoch_end_lr(t, get_lr(optimizer), epoch, improved))
-            progress["history"].append(record)
-            progress.update(epoch=epoch, batch=0, epoch_loss=0.0, epoch_tokens=0)
-            log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
-                     f"{v:.2f}" if v else "-",
-                     f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
-                     record["lr"], record["seconds"])
-            checkpoint()
-            if t.patience and progress["bad_epochs"] >= t.patience:
-                stop_reason = "early_stopping"
+            if t.max_minutes and self.seconds() > t.max_minutes * 60:
+                stop = "max_minutes"
                 break
-    except KeyboardInterrupt:
-        interrupted = True
-        stop_reason = "interrupted"
-        log.warning("interrupted: saving a checkpoint and evaluating the best model")
-    if stop_reason in ("max_steps", "max_minutes", "interrupted"):
-        checkpoint()
-        # the model as it stands is a candidate too (a cosine schedule ends at its best)
+        self.sync()
+        bar.close()
+        return stop
+
+    def end_epoch(self) -> str | None:
+        """Validate, keep the best model, schedule the lr, record, checkpoint; "early_stopping" or None."""
+        t, progress = self.cfg.train, self.progress
+        epoch = progress["epoch"] + 1
+        record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
+                  "lr": get_lr(self.optimizer),
+                  "train_perplexity": _exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
+                  "seconds": round(self.seconds(), 1)}
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            splits = ("valid", "test") if t.track_test else ("valid",)
+            record.update(_evaluate_splits(self.lm, self.corpus, splits, self.level))
+        v = record.get("valid_perplexity")
+        improved = ("valid_perplexity" in record or not self.valid_lines) and (
+            v is None or progress["best_valid"] is None or v < progress["best_valid"])
+        if improved:
+            progress["best_valid"] = v
+            progress["bad_epochs"] = 0
+            if self.is_main:
+                self.lm.save(self.out / "model", extra={"epoch": epoch, "valid_perplexity": v})
+        else:
+            progress["bad_epochs"] += 1
+        if t.schedule != "cosine":
+            set_lr(self.optimizer, epoch_end_lr(t, get_lr(self.optimizer), epoch, improved))
+        progress["history"].append(record)
+        progress.update(epoch=epoch, batch=0, epoch_loss=0.0, epoch_tokens=0)
+        log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
+                 f"{v:.2f}" if v else "-",
+                 f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
+                 record["lr"], record["seconds"])
+        self.checkpoint()
+        if t.patience and progress["bad_epochs"] >= t.patience:
+            return "early_stopping"
+        return None
+
+    def save_at_stop(self, evaluate_current: bool) -> None:
+        """A stop inside an epoch: checkpoint, and keep the model as it stands when it validates better
+        (a cosine schedule ends at its best) or when no model was kept yet."""
+        self.checkpoint()
         v = None
-        if stop_reason != "interrupted" and valid_lines:
-            v = _evaluate_splits(lm, corpus, ("valid",), level)["valid_perplexity"]
-        if is_main and (not (out / "model" / "model.safetensors").exists() or
-                        (v is not None and (progress["best_valid"] is None or v < progress["best_valid"]))):
-            lm.save(out / "model", extra={"epoch": progress["epoch"], "step": progress["step"], "valid_perplexity": v})
-    train_seconds = time.perf_counter() - loop_t0
-    if is_main:
-        best = NeuralLM.load(out / "model", json.loads((out / "model" / "config.json").read_text()), device=device)
-    else:
-        best = lm
-    log.info("evaluating the best model (valid, test)")
-    metrics = _evaluate_splits(best, corpus, ("valid", "test"), level)
-    summary = {"recipe": cfg.name or None, "config": cfg.to_dict(), "metrics": metrics, "stop": stop_reason, "steps": progress["step"],
-               "epochs_completed": progress["epoch"], "train_seconds": round(train_seconds, 1),
-               "wall_seconds": round(time.perf_counter() - t_start, 1), "hardware": _hardware(device),
-               "torch": torch.__version__, "commit": git_commit(), "precision": precision, "cuda_graphs": graphed,
-               "model": best.describe(), "target": cfg.meta.target, "epochs": progress["history"],
-               "log": progress["log"], "out": str(out), "interrupted": interrupted}
-    if is_main:
-        write_json(out / "summary.json", summary)
-        if results:
-            write_json(results, summary)
-    return best, summary
+        if evaluate_current and self.valid_lines:
+            v = _evaluate_splits(self.lm, self.corpus, ("valid",), self.level)["valid_perplexity"]
+        best = self.progress["best_valid"]
+        if self.is_main and (not (self.out / "model" / "model.safetensors").exists() or
+                             (v is not None and (best is None or v < best))):
+            self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"], "step": self.progress["step"],
+                                                    "valid_perplexity": v})
+
+    def finish(self, stop: str, interrupted: bool, results) -> tuple[NeuralLM, dict]:
+        """Evaluate the best model on valid and test; ``summary.json`` (and ``results``)."""
+        train_seconds = self.seconds()
+        best = self.lm
+        if self.is_main:
+            best = NeuralLM.load(self.out / "model", json.loads((self.out / "model" / "config.json").read_text()),
+                                 device=self.device)
+        log.info("evaluating the best model (valid, test)")
+        metrics = _evaluate_splits(best, self.corpus, ("valid", "test"), self.level)
+        summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
+                   "steps": self.progress["step"], "epochs_completed": self.progress["epoch"],
+                   "train_seconds": round(train_seconds, 1),
+                   "wall_seconds": round(time.perf_counter() - self.t_start, 1), "hardware": _hardware(self.device),
+                   "torch": torch.__version__, "commit": git_commit(), "precision": self.precision,
+                   "cuda_graphs": self.graphed, "model": best.describe(), "target": self.cfg.meta.target,
+                   "epochs": self.progress["history"], "log": self.progress["log"], "out": str(self.out),
+                   "interrupted": interrupted}
+        if self.is_main:
+            write_json(self.out / "summary.json", summary)
+            if results:
+                write_json(results, summary)
+        return best, summary
+
 
 def _checkpoint_note(out: Path) -> str:
     if (out / "last" / "resume.json").is_file():

@@ -13,7 +13,6 @@ back past the sentence's ``<s>``, so stream and sentence modes agree (see interf
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence

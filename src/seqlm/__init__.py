@@ -17,6 +17,7 @@ from __future__ import annotations
 # The API functions share their names with the modules that define them (seqlm/train.py defines
 # train, ...): binding them here, after the submodule import, makes ``seqlm.train`` the function.
 # None of these modules imports torch at import time, so the n-gram path stays light.
+from .analysis.embeddings import neighbours
 from .errors import SeqlmError
 from .evaluate import evaluate
 from .generate import generate, predict
@@ -24,6 +25,7 @@ from .interface import LanguageModel
 from .models import load
 from .ngram.arpa import write_arpa as export
 from .ngram.model import NGramLM
+from .report import report
 from .score import score
 from .text.corpora import load_corpus
 from .text.tokenize import Tokenizer
@@ -32,5 +34,5 @@ from .train import train
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "load_corpus", "Vocab",
+__all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "neighbours", "report", "load_corpus", "Vocab",
            "Tokenizer", "LanguageModel", "NGramLM", "SeqlmError"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import kinds
@@ -42,6 +43,15 @@ EXAMPLES = {
     "export": """examples:
   seqlm export runs/kn5 kn5.arpa
   seqlm export runs/kn5 kn5.arpa.gz""",
+    "neighbours": """examples:
+  seqlm neighbours runs/lstm money --top-k 10
+  seqlm neighbours runs/lstm president --json""",
+    "report": """examples:
+  seqlm report results/ --out reports/ptb-cpu
+  seqlm report results/ runs/cpu-lstm runs/cpu-gru --out reports/ptb-cpu""",
+    "diagnose": """examples:
+  seqlm diagnose gradients runs/cpu-lstm --corpus ptb --split valid --out results/gradients-lstm.json
+  seqlm diagnose gradients runs/cpu-rnn --file valid.txt --K 150 --plot rnn-gradients.png""",
     "demo": """examples:
   seqlm demo
   seqlm demo --json""",
@@ -155,6 +165,28 @@ def _parser() -> argparse.ArgumentParser:
     x = cmd("export", "write an n-gram model as an ARPA file")
     x.add_argument("model", help="model folder")
     x.add_argument("arpa", help="ARPA file to write (.gz to compress)")
+
+    nb = cmd("neighbours", "nearest words in a neural model's input embedding (cosine similarity)")
+    nb.add_argument("model", help="neural model or run folder")
+    nb.add_argument("word", nargs="+", help="one or more words")
+    nb.add_argument("--top-k", type=int, default=10, help="how many neighbours (default 10)")
+    nb.add_argument("--json", action="store_true", help="one JSON object per word")
+
+    rp = cmd("report", "write a report (tables, learning curves, embedding neighbours) from results and runs")
+    rp.add_argument("sources", nargs="+", help="results folders (*.json) and/or run folders")
+    rp.add_argument("--out", default="reports/report", help="report folder to write (default reports/report)")
+
+    dg = cmd("diagnose", "measure what a trained model does inside: gradients through time")
+    dg.add_argument("what", choices=("gradients",), help="gradients: norm of d ln p(next) / d state k steps back")
+    dg.add_argument("model", help="recurrent model or run folder")
+    data_args(dg, files=False)
+    dg.add_argument("--split", default="valid", choices=("train", "valid", "test"), help="corpus split (default valid)")
+    dg.add_argument("--file", help="a text file instead of a corpus split")
+    dg.add_argument("--K", type=int, default=100, help="steps back (default 100)")
+    dg.add_argument("--positions", type=int, default=200, help="positions sampled (default 200)")
+    dg.add_argument("--out", help="write the result JSON here (e.g. results/gradients-lstm.json)")
+    dg.add_argument("--plot", help="write the log-scale figure here (PNG; needs matplotlib)")
+    dg.add_argument("--json", action="store_true", help="print the result JSON")
 
     d = cmd("demo", "train n-gram models on the bundled generated corpora and show what they do")
     d.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -330,6 +362,66 @@ def _export(args) -> int:
     return 0
 
 
+def _neighbours(args) -> int:
+    from .analysis.embeddings import neighbours
+    from .models import load
+
+    model = load(args.model, device="cpu")
+    for word in args.word:
+        near = neighbours(model, word, k=args.top_k)
+        if args.json:
+            _print_json({"word": word, "neighbours": near})
+        else:
+            print(f"{word}: " + ", ".join(f"{n['token']} {n['cosine']:.2f}" for n in near))
+    return 0
+
+
+def _report(args) -> int:
+    from .report import report
+
+    print(report(args.sources, args.out))
+    return 0
+
+
+def _diagnose(args) -> int:
+    from .analysis.gradients import diagnose_gradients, plot
+    from .files import check_target, write_json
+    from .models import load
+    from .runtime import hardware
+    from .text.corpora import load_corpus, read_lines
+
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_target(Path(path), flag)
+    model = load(args.model, device="cpu")
+    if args.file and args.corpus:
+        raise SeqlmError("give either --file or --corpus, not both")
+    if args.file:
+        lines = read_lines(args.file)
+    elif args.corpus:
+        lines = load_corpus(args.corpus, data_dir=args.data_dir).split(args.split)
+    else:
+        raise SeqlmError("no text: give --corpus NAME (--split valid) or --file FILE")
+    result = diagnose_gradients(model, lines, K=args.K, positions=args.positions)
+    result.update(model=str(args.model), kind=model.config.get("model", {}).get("kind"), hardware=hardware(),
+                  title=f"{Path(args.model).name}: gradient through time")
+    if args.out:
+        write_json(args.out, result)
+    if args.plot:
+        try:
+            plot(result, args.plot)
+        except ImportError:
+            raise SeqlmError("--plot needs matplotlib: pip install 'seqlm[plot]'") from None
+    if args.json:
+        _print_json(result)
+    else:
+        for name in result["states"]:
+            tr, ini = result["trained"][name], result.get("init", {}).get(name, {})
+            print(f"{name}: gradient horizon {tr['horizon']} steps trained, {ini.get('horizon')} at init "
+                  f"(median norm at k=0 {tr['median'][0]:.3g}, at k={args.K} {tr['median'][-1]:.3g})")
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import demo
 
@@ -338,7 +430,8 @@ def _demo(args) -> int:
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "score": _score, "predict": _predict,
-            "generate": _generate, "export": _export, "demo": _demo}
+            "generate": _generate, "export": _export, "neighbours": _neighbours,
+            "report": _report, "diagnose": _diagnose, "demo": _demo}
 
 if __name__ == "__main__":
     sys.exit(main())

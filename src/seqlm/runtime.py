@@ -1,4 +1,4 @@
-"""Process-level helpers: logging to stderr, a small progress bar, timing, run metadata."""
+"""Process-level helpers: logging to stderr, the progress bar, devices and threads, run metadata."""
 
 from __future__ import annotations
 
@@ -24,43 +24,35 @@ def setup_logging(verbosity: int = 0) -> None:
 
 
 class Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, a line every ``every`` s otherwise."""
+    """A progress bar on stderr (tqdm: rate, elapsed time, ETA), shown at log level INFO: redrawn in place on
+    a terminal, every ``every`` seconds otherwise (logs).  ``update(n, **fields)`` adds ``n`` and shows the
+    fields (loss, lr, ...) after the bar."""
 
     def __init__(self, total: int | None, desc: str, unit: str = "it", every: float = 10.0):
-        self.total, self.desc, self.unit, self.every = total, desc, unit, every
-        self.n = 0
-        self.t0 = self.last = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.enabled = log.isEnabledFor(logging.INFO)
-        self.extra = ""
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr,
+                        disable=not log.isEnabledFor(logging.INFO), mininterval=0.2 if tty else every,
+                        dynamic_ncols=tty, ascii=not tty, leave=True)
+
+    @property
+    def n(self) -> int:
+        return self.bar.n
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self.bar.n = value
+        self.bar.last_print_n = value
 
     def update(self, n: int = 1, **fields) -> None:
-        self.n += n
         if fields:
-            self.extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        now = time.perf_counter()
-        if self.enabled and (now - self.last >= (0.2 if self.tty else self.every)):
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float, end: str = "") -> None:
-        rate = self.n / max(now - self.t0, 1e-9)
-        if self.total:
-            frac = min(self.n / self.total, 1.0)
-            bar = "#" * int(frac * 20)
-            head = f"{self.desc} [{bar:<20}] {self.n}/{self.total}"
-        else:
-            head = f"{self.desc} {self.n}"
-        line = f"{head} {rate:,.0f} {self.unit}/s {self.extra}".rstrip()
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + line + end)
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            self.bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in fields.items()},
+                                 refresh=False)
+        self.bar.update(n)
 
     def close(self) -> None:
-        if self.enabled:
-            self._draw(time.perf_counter(), end="\n" if self.tty else "")
+        self.bar.close()
 
 
 def tune_allocator() -> bool:

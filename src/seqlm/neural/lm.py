@@ -22,11 +22,13 @@ from ..config import ModelConfig
 from ..errors import SeqlmError
 from ..files import atomic_dir, write_config
 from ..interface import LanguageModel, State, check_mode
+from ..runtime import Progress
 from ..text.corpora import sha256_file
 from ..text.encode import join_with_eos
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
 
 FORMAT = "seqlm-neural-1"
+PROGRESS_FROM = 50_000  # tokens: a stream this long shows a progress bar while it is scored
 
 
 def build_module(cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
@@ -82,10 +84,15 @@ class NeuralLM(LanguageModel):
         inputs = torch.from_numpy(np.concatenate([[prev], seq[:-1]])).to(self.device) if len(seq) else None
         targets = torch.from_numpy(seq).to(self.device)
         out = []
+        bar = Progress(len(seq), "evaluating", unit="tok") if len(seq) > PROGRESS_FROM else None
         for i in range(0, len(seq), self.eval_chunk):
             x = inputs[i:i + self.eval_chunk][None]
             logits, hidden = self.module(x, hidden)
             out.append(_gather(logits[0], targets[i:i + self.eval_chunk]))
+            if bar:
+                bar.update(len(x[0]))
+        if bar:
+            bar.close()
         flat = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         return flat, (hidden, int(seq[-1]) if len(seq) else prev)
 

@@ -1,0 +1,162 @@
+"""Vanishing gradients, measured: how much the log-probability of the next token depends on the hidden
+state k steps back.
+
+For positions t sampled from a text (the validation split), the norm of d ln p(x_{t+1} | x_<=t) / d h_{t-k}
+for k = 0..K, for every layer's hidden state h (and the LSTM's cell state c), summarised over the positions
+(median and quartiles).  The positions run as one batch: each row starts from the state the model carries
+at t-K (computed without gradients), then steps one token at a time with every state kept for autograd;
+rows are independent, so the gradient of the summed log-probabilities with respect to a row's state is
+that row's own gradient.  Any recurrent kind and backend (the fused kernels are called one step at a time).
+
+The "gradient horizon" of a curve is the first k where its median falls below 1e-3 of its value at k = 0
+(None when it never does within K).  An LSTM's cell state starts at k = 1: the c_t a fused kernel returns
+is a copy that nothing at step t reads (h_t came from the kernel's own c_t), so its k = 0 gradient is 0
+here, while c_{t-1} is read by step t and so on back: the seed's "the gradient signal gets smaller and smaller as it
+backpropagates", as one number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SeqlmError
+from ..interface import check_model
+from ..text.encode import encode_lines, join_with_eos
+from ..text.vocab import EOS_ID
+
+HORIZON_RATIO = 1e-3
+WARMUP = 300  # tokens read before a row's first step, to give it the state the model carries there
+
+
+def _states(state) -> list[torch.Tensor]:
+    """The state tensors of a recurrent model's state, in order: h (and c) of every layer."""
+    out = []
+    for st in state:
+        out.extend(st if isinstance(st, tuple) else (st,))
+    return out
+
+
+def state_names(module) -> list[str]:
+    names = []
+    for k, st in enumerate(module.init_state(1)):
+        names += [f"layer{k + 1}.h", f"layer{k + 1}.c"] if isinstance(st, tuple) else [f"layer{k + 1}.h"]
+    return names
+
+
+def _step(module, tokens: torch.Tensor, state):
+    """One step of a recurrent LM (eval mode) in which each layer's new hidden state is itself what goes up
+    to the next layer and to the output: so its gradient is the total derivative (through the output at
+    this step and through every later step), which the layer's separate output tensor would hide."""
+    x = module.embed(tokens)  # (B, 1, E)
+    new = []
+    for layer, st in zip(module.layers, state):
+        _, st = layer(x, st)
+        h = st[0] if isinstance(st, tuple) else st  # (1, B, H)
+        x = h.transpose(0, 1)  # (B, 1, H): the layer's output at this step, the same values
+        new.append(st)
+    for fc in module.fc:
+        x = torch.relu(fc(x))
+    return module.decoder(x)[:, 0], new  # (B, V)
+
+
+def gradient_norms(module, stream: np.ndarray, positions: np.ndarray, K: int) -> np.ndarray:
+    """(positions, K+1, n_states) norms of d ln p(x_{t+1}) / d state_{t-k}; ``stream[i]`` is read at step i."""
+    module.eval()
+    B = len(positions)
+    device = next(module.parameters()).device
+    starts = positions - K  # the first token whose step keeps its state
+    with torch.no_grad():
+        state = module.init_state(B, device)
+        prefix = int(min(starts.min(), WARMUP))
+        # each row's state at its start, from the WARMUP tokens before it (a carried state forgets the rest)
+        tokens = torch.from_numpy(np.stack([stream[s - prefix:s] for s in starts])).to(device) if prefix else None
+        if tokens is not None:
+            for i in range(0, prefix, 512):
+                _, state = module(tokens[:, i:i + 512], state)
+    window = torch.from_numpy(np.stack([stream[s:s + K + 1] for s in starts])).to(device)  # (B, K+1)
+    target = torch.from_numpy(stream[positions + 1]).to(device)
+    kept = []
+    state = [tuple(s.detach() for s in st) if isinstance(st, tuple) else st.detach() for st in state]
+    for j in range(K + 1):
+        logits, state = _step(module, window[:, j:j + 1], state)
+        tensors = _states(state)
+        for s in tensors:
+            s.retain_grad()
+        kept.append(tensors)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp.gather(1, target[:, None]).sum().backward()
+    norms = np.zeros((B, K + 1, len(kept[0])))
+    for j, tensors in enumerate(kept):
+        k = K - j  # this state is k steps before the last one
+        for n, s in enumerate(tensors):
+            g = s.grad if s.grad is not None else torch.zeros_like(s)
+            norms[:, k, n] = g[0].norm(dim=-1).double().cpu().numpy()  # (1, B, H) -> per row
+    return norms
+
+
+def summarize(norms: np.ndarray, names: list[str]) -> dict:
+    out = {}
+    for n, name in enumerate(names):
+        q1, med, q3 = np.quantile(norms[:, :, n], [0.25, 0.5, 0.75], axis=0)
+        start = int(np.argmax(med > 0)) if (med > 0).any() else 0  # c: from k = 1 (see the module docstring)
+        below = np.flatnonzero(med[start:] < HORIZON_RATIO * med[start]) + start if med[start] > 0 else []
+        out[name] = {"median": med.tolist(), "q1": q1.tolist(), "q3": q3.tolist(), "from_k": start,
+                     "horizon": int(below[0]) if len(below) else None}
+    return out
+
+
+def diagnose_gradients(model, lines, K: int = 100, positions: int = 200, seed: int = 0,
+                       at_init: bool = True) -> dict:
+    """The measurement for ``model`` (a recurrent NeuralLM) on ``lines``, and for the same model at
+    initialisation (same config and seed, untrained) when ``at_init``."""
+    check_model(model, "diagnose_gradients")
+    module = getattr(model, "module", None)
+    if module is None or not hasattr(module, "layers"):
+        raise SeqlmError("the gradient diagnostic needs a recurrent model (lstm, gru, rnn_tanh, rnn_relu): an n-gram "
+                         "or fixed-window model carries no state through time")
+    if K < 1 or positions < 1:
+        raise SeqlmError(f"K and positions must be >= 1 (got {K}, {positions})")
+    stream = np.concatenate([[EOS_ID], join_with_eos(encode_lines(model.vocab, lines).lines)]).astype(np.int64)
+    if len(stream) < K + 2 + positions:
+        raise SeqlmError(f"the text has {len(stream)} tokens, too few for K={K} and {positions} positions: "
+                         f"give more text or lower K")
+    rng = np.random.default_rng(seed)
+    pos = np.sort(rng.choice(np.arange(K, len(stream) - 1), size=positions, replace=False))
+    names = state_names(module)
+    result = {"K": K, "positions": positions, "states": names, "tokens": int(len(stream)),
+              "trained": summarize(gradient_norms(module, stream, pos, K), names)}
+    if at_init:
+        from ..config import ModelConfig
+        from ..neural.lm import build_module
+
+        torch.manual_seed(model.config.get("train", {}).get("seed", 1))
+        fresh = build_module(ModelConfig(**model.config["model"]), len(model.vocab)).to(next(module.parameters()).device)
+        result["init"] = summarize(gradient_norms(fresh, stream, pos, K), names)
+    return result
+
+
+def plot(result: dict, path) -> None:
+    """Median gradient norm (quartiles shaded) against k, log scale: trained solid, at initialisation dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    k = np.arange(result["K"] + 1)
+    for which, style in (("trained", "-"), ("init", "--")):
+        for name, curve in result.get(which, {}).items():
+            med = np.maximum(np.array(curve["median"]), 1e-30)
+            line, = ax.plot(k, med, style, label=f"{name} ({which}, horizon {curve['horizon']})")
+            if which == "trained":
+                ax.fill_between(k, np.maximum(curve["q1"], 1e-30), np.maximum(curve["q3"], 1e-30), alpha=0.15,
+                                color=line.get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel("k (steps back)")
+    ax.set_ylabel("|| d ln p(x_{t+1}) / d state_{t-k} ||")
+    ax.set_title(result.get("title", "gradient through time"))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)

@@ -86,3 +86,18 @@ def test_gradient_diagnostic_needs_a_recurrent_model(toy_files):
     lm, _ = seqlm.train(model="kn", order=2, train=toy_files["train"])
     with pytest.raises(SeqlmError, match="recurrent model"):
         diagnose_gradients(lm, ["a b"])
+
+
+def test_recall_probe_reach():
+    """The 5-gram and the 4-word window recall the key while it is within their reach (d + 2 <= 4) and are
+    at chance beyond it; an LSTM learns the recall at d = 1 in a few hundred updates."""
+    from seqlm.analysis import probe
+
+    r = probe.run_probe(distances=(1, 5), families=("kn5", "window"), steps=300, threads=1)
+    acc = r["accuracy"]
+    assert acc["kn5"]["1"] > 0.9 and acc["window"]["1"] > 0.9, acc
+    assert acc["kn5"]["5"] < 0.25 and acc["window"]["5"] < 0.25, acc
+    r = probe.run_probe(distances=(1,), families=("lstm",), steps=800, threads=1)
+    assert r["accuracy"]["lstm"]["1"] > 0.9, r["accuracy"]
+    lines, keys = probe.recall_lines(3, 5, seed=1)
+    assert all(line.split()[0] == line.split()[-1] == k and len(line.split()) == 3 + 3 for line, k in zip(lines, keys))

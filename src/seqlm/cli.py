@@ -51,7 +51,8 @@ EXAMPLES = {
   seqlm report results/ runs/cpu-lstm runs/cpu-gru --out reports/ptb-cpu""",
     "diagnose": """examples:
   seqlm diagnose gradients runs/cpu-lstm --corpus ptb --split valid --out results/gradients-lstm.json
-  seqlm diagnose gradients runs/cpu-rnn --file valid.txt --K 150 --plot rnn-gradients.png""",
+  seqlm diagnose gradients runs/cpu-rnn --file valid.txt --K 150 --plot rnn-gradients.png
+  seqlm diagnose recall --out results/probe-recall.json --plot reports/figures/recall.png""",
     "demo": """examples:
   seqlm demo
   seqlm demo --json""",
@@ -177,8 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports/report", help="report folder to write (default reports/report)")
 
     dg = cmd("diagnose", "measure what a trained model does inside: gradients through time")
-    dg.add_argument("what", choices=("gradients",), help="gradients: norm of d ln p(next) / d state k steps back")
-    dg.add_argument("model", help="recurrent model or run folder")
+    dg.add_argument("what", choices=("gradients", "recall"), help="gradients: norm of d ln p(next) / d state k "
+                    "steps back, for MODEL; recall: the long-range recall probe, every family trained on generated "
+                    "text (no MODEL)")
+    dg.add_argument("model", nargs="?", help="recurrent model or run folder (gradients)")
+    dg.add_argument("--distances", default="1,2,5,10,20,50,100", help="recall: distances d (default 1,2,5,10,20,50,100)")
+    dg.add_argument("--families", default="kn5,window,rnn_tanh,lstm,gru", help="recall: which families")
     data_args(dg, files=False)
     dg.add_argument("--split", default="valid", choices=("train", "valid", "test"), help="corpus split (default valid)")
     dg.add_argument("--file", help="a text file instead of a corpus split")
@@ -384,6 +389,8 @@ def _report(args) -> int:
 
 
 def _diagnose(args) -> int:
+    if args.what == "recall":
+        return _recall(args)
     from .analysis.gradients import diagnose_gradients, plot
     from .files import check_target, write_json
     from .models import load
@@ -393,6 +400,8 @@ def _diagnose(args) -> int:
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path:
             check_target(Path(path), flag)
+    if not args.model:
+        raise SeqlmError("seqlm diagnose gradients needs a model: seqlm diagnose gradients RUN --corpus ptb")
     model = load(args.model, device="cpu")
     if args.file and args.corpus:
         raise SeqlmError("give either --file or --corpus, not both")
@@ -419,6 +428,40 @@ def _diagnose(args) -> int:
             tr, ini = result["trained"][name], result.get("init", {}).get(name, {})
             print(f"{name}: gradient horizon {tr['horizon']} steps trained, {ini.get('horizon')} at init "
                   f"(median norm at k=0 {tr['median'][0]:.3g}, at k={args.K} {tr['median'][-1]:.3g})")
+    return 0
+
+
+def _recall(args) -> int:
+    from .analysis import probe
+    from .files import check_target, write_json
+    from .runtime import hardware
+
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_target(Path(path), flag)
+    try:
+        distances = [int(x) for x in args.distances.split(",")]
+    except ValueError:
+        raise SeqlmError(f"--distances needs comma-separated integers (got {args.distances!r})") from None
+    if any(d < 1 for d in distances):
+        raise SeqlmError("--distances must be >= 1")
+    families = args.families.split(",")
+    unknown = [f for f in families if f not in probe.FAMILIES]
+    if unknown:
+        raise SeqlmError(f"unknown families {unknown}: choose from {', '.join(probe.FAMILIES)}")
+    result = probe.run_probe(distances, families)
+    result["hardware"] = hardware()
+    if args.out:
+        write_json(args.out, result)
+    if args.plot:
+        probe.plot(result, args.plot)
+    if args.json:
+        _print_json(result)
+    else:
+        print("recall accuracy (chance %.3f)" % result["chance"])
+        print(f"{'family':<10}" + "".join(f"{'d=' + str(d):>8}" for d in distances))
+        for fam, acc in result["accuracy"].items():
+            print(f"{fam:<10}" + "".join(f"{acc[str(d)]:>8.2f}" for d in distances))
     return 0
 
 

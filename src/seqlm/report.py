@@ -46,8 +46,8 @@ def ngram_table(res: dict, source: str) -> list[str]:
 def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
     lines = ["**Recipe runs** (each row from its `results/` file, written by the run itself; \"vs target\" compares "
              "the target's metric with the published number the recipe names)", "",
-             "| recipe | valid ppl | test ppl | target | vs target | epochs | stopped by | wall time | hardware | file |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | valid ppl | test ppl | target | vs target | epochs | stopped by | wall time | precision | "
+             "hardware | file |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res, source in rows:
         m = res.get("metrics", {})
         target = res.get("target", {})
@@ -60,7 +60,7 @@ def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
             hw_s += " (shared by 6 runs)"
         lines.append(f"| {res['recipe']} | {_f(m.get('valid_perplexity'))} | {_f(m.get('test_perplexity'))} | "
                      f"{tgt} | {vs} | {res.get('epochs_completed', '–')} | {res.get('stop', '–')} | "
-                     f"{res.get('wall_seconds', 0) / 60:.1f} min | {hw_s} | `{source}` |")
+                     f"{res.get('wall_seconds', 0) / 60:.1f} min | {res.get('precision', '–')} | {hw_s} | `{source}` |")
     return lines
 
 
@@ -75,6 +75,33 @@ def throughput_table(res: dict, source: str) -> list[str]:
         backend = r.get("backend") or "baseline"
         lines.append(f"| {name} | {backend} | {r['precision']} | {'yes' if r.get('graphed') else 'no'} | "
                      f"{r['tokens_per_s']:,.0f} | {r.get('vs_baseline', 1.0):.2f}x |")
+    return lines
+
+
+def gradients_table(rows: list[tuple[dict, str]]) -> list[str]:
+    lines = ["**Gradients through time** (`seqlm diagnose gradients`: median over the positions of "
+             "||d ln p(x_{t+1}) / d state_{t-k}||; the horizon is the first k where it falls below 1e-3 of its "
+             "first value; trained vs the same model at initialisation)", "",
+             "| model | state | horizon, trained | horizon, at init | median at k=0 (trained) | at k=K (trained) | K | "
+             "file |", "|---|---|---|---|---|---|---|---|"]
+    for res, source in rows:
+        for name in res["states"]:
+            tr, ini = res["trained"][name], res.get("init", {}).get(name, {})
+            hz = lambda c: "> K" if c.get("horizon") is None else str(c.get("horizon"))  # noqa: E731
+            first = tr["median"][tr.get("from_k", 0)]
+            lines.append(f"| {Path(res.get('model', '?')).name} | {name} | {hz(tr)} | {hz(ini) if ini else '–'} | "
+                         f"{first:.3g} | {tr['median'][-1]:.3g} | {res['K']} | `{source}` |")
+    return lines
+
+
+def probe_table(res: dict, source: str) -> list[str]:
+    ds = res["distances"]
+    lines = [f"**Long-range recall** (`seqlm diagnose recall`: `KEY w_1 ... w_d = KEY`, accuracy of the right key "
+             f"among {round(1 / res['chance'])}, chance {res['chance']:.3f}; {res['train_lines']} training lines, "
+             f"{res.get('steps', '?')} updates per neural model; from `{source}`)", "",
+             "| family | " + " | ".join(f"d={d}" for d in ds) + " |", "|---|" + "---|" * len(ds)]
+    for fam, acc in res["accuracy"].items():
+        lines.append(f"| {fam} | " + " | ".join(f"{acc[str(d)]:.2f}" if str(d) in acc else "–" for d in ds) + " |")
     return lines
 
 
@@ -121,12 +148,32 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
         fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
         plt.close(fig)
         written.append(target)
+    written += analysis_figures(results_dir, out_dir)
+    return written
+
+
+def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """The gradient and recall figures, redrawn from their result files."""
+    from .analysis import gradients, probe
+
+    written = []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if "trained" in res and "K" in res:
+            target = out_dir / f"{path.stem}.png"
+            gradients.plot(res, target)
+        elif "accuracy" in res and "distances" in res:
+            target = out_dir / f"{path.stem}.png"
+            probe.plot(res, target)
+        else:
+            continue
+        written.append(target)
     return written
 
 
 def render(results_dir: Path) -> str:
     blocks: list[list[str]] = []
-    recipes = []
+    recipes, grads = [], []
     for path in sorted(results_dir.glob("*.json")):
         res = json.loads(path.read_text(encoding="utf-8"))
         rel = f"results/{path.name}"
@@ -136,8 +183,14 @@ def render(results_dir: Path) -> str:
             blocks.append(throughput_table(res, rel))
         elif "recipe" in res:
             recipes.append((res, rel))
+        elif "trained" in res and "K" in res:
+            grads.append((res, rel))
+        elif "accuracy" in res and "distances" in res:
+            blocks.append(probe_table(res, rel))
     if recipes:
         blocks.append(recipe_table(recipes))
+    if grads:
+        blocks.append(gradients_table(grads))
     if not blocks:
         return "No results yet."
     return "\n\n".join("\n".join(b) for b in blocks)

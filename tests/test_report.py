@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from seqlm.report import main
+from seqlm.reports import main
 
 REPO = Path(__file__).resolve().parents[1]
 

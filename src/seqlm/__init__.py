@@ -25,7 +25,7 @@ from .interface import LanguageModel
 from .models import load
 from .ngram.arpa import write_arpa as export
 from .ngram.model import NGramLM
-from .report import report
+from .reports import report
 from .score import score
 from .text.corpora import load_corpus
 from .text.tokenize import Tokenizer

@@ -382,7 +382,7 @@ def _neighbours(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import report
+    from .reports import report
 
     print(report(args.sources, args.out))
     return 0

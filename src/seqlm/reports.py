@@ -1,0 +1,288 @@
+"""Results tables for the README, generated from ``results/*.json`` (never typed by hand).
+
+    python -m seqlm.report            # rewrite the README section between the results markers
+    python -m seqlm.report --check    # exit 1 if the README is not what results/ says
+
+Three shapes of result file are rendered: recipe runs (``{"recipe": ..., "metrics": {...}, ...}``), the
+n-gram benchmark (``{"benchmark": "ngram-ptb", ...}``) and the training-throughput benchmark
+(``{"benchmark": "train-throughput", ...}``).  Without ``--check`` it also draws the recipe runs' learning
+curves into ``reports/figures/curves-{cpu,gpu}.png`` (matplotlib, the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _f(x, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def ngram_table(res: dict, source: str) -> list[str]:
+    lines = [f"**n-gram models on PTB** (interpolated modified Kneser-Ney; from `{source}`, written by "
+             f"`python bench/ngram.py --results {source}`; {res['hardware']['cpu']}, {res['hardware']['cores']} cores)",
+             "", "| order | n-grams | valid ppl | test ppl | test ppl, sentence mode | test vs KenLM lmplz |",
+             "|---|---|---|---|---|---|"]
+    ken = res.get("lmplz_5gram", {}).get("reference", {}).get("test_perplexity", {})
+    for row in res["perplexity"]:
+        ref = ken.get(str(row["order"]))
+        vs = f"{(row['test_stream'] / ref - 1) * 100:+.3f}% of {ref}" if ref else "–"
+        lines.append(f"| {row['order']} | {sum(row['ngrams']):,} | {_f(row['valid_stream'])} | "
+                     f"{_f(row['test_stream'])} | {_f(row['test_sentence'])} | {vs} |")
+    est, sc = res["estimate_5gram"], res["scoring"]
+    lines += ["", f"5-gram estimation, whole process from the shell: {est['seconds']:.2f} s, peak "
+              f"{est['peak_mb']:.0f} MB. Scoring: {sc['seqlm_scorer_tokens_per_s'] / 1e6:.2f} M tokens/s "
+              f"(scorer), {sc['seqlm_evaluate_tokens_per_s'] / 1e6:.2f} M tokens/s (evaluate, tokenizing included)"
+              + (f"; the kenlm Python module on the same ARPA: {sc['kenlm_python_tokens_per_s'] / 1e6:.2f} M tokens/s."
+                 if "kenlm_python_tokens_per_s" in sc else ".")]
+    return lines
+
+
+def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
+    lines = ["**Recipe runs** (each row from its `results/` file, written by the run itself; \"vs target\" compares "
+             "the target's metric with the published number the recipe names)", "",
+             "| recipe | valid ppl | test ppl | target | vs target | epochs | stopped by | wall time | precision | "
+             "hardware | file |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res, source in rows:
+        m = res.get("metrics", {})
+        target = res.get("target", {})
+        tgt = f"{target.get('metric', '').replace('_perplexity', ' ppl')} {target.get('value', '')}".strip() or "–"
+        ours, goal = m.get(target.get("metric", "")), target.get("value")
+        vs = f"{(ours / goal - 1) * 100:+.1f}%" if ours and goal else "–"
+        hw = res.get("hardware", {})
+        hw_s = hw.get("device") or hw.get("cpu", "")
+        if res.get("concurrency", "").startswith("one of"):
+            hw_s += " (shared by 6 runs)"
+        lines.append(f"| {res['recipe']} | {_f(m.get('valid_perplexity'))} | {_f(m.get('test_perplexity'))} | "
+                     f"{tgt} | {vs} | {res.get('epochs_completed', '–')} | {res.get('stop', '–')} | "
+                     f"{res.get('wall_seconds', 0) / 60:.1f} min | {res.get('precision', '–')} | {hw_s} | `{source}` |")
+    return lines
+
+
+def throughput_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    lines = [f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
+             f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch {res.get('torch')}; "
+             f"baseline = the PyTorch word_language_model loop, measured in the same run)", "",
+             "| model | backend | precision | CUDA graph | tokens/s | vs baseline |", "|---|---|---|---|---|---|"]
+    for r in res["results"]:
+        name = f"2x{r['size']} {r['kind']}" if r.get("kind") != "window" else f"window {r['size']}"
+        backend = r.get("backend") or "baseline"
+        lines.append(f"| {name} | {backend} | {r['precision']} | {'yes' if r.get('graphed') else 'no'} | "
+                     f"{r['tokens_per_s']:,.0f} | {r.get('vs_baseline', 1.0):.2f}x |")
+    return lines
+
+
+def gradients_table(rows: list[tuple[dict, str]]) -> list[str]:
+    lines = ["**Gradients through time** (`seqlm diagnose gradients`: median over the positions of "
+             "||d ln p(x_{t+1}) / d state_{t-k}||; the horizon is the first k where it falls below 1e-3 of its "
+             "first value; trained vs the same model at initialisation)", "",
+             "| model | state | horizon, trained | horizon, at init | median at k=0 (trained) | at k=K (trained) | K | "
+             "file |", "|---|---|---|---|---|---|---|---|"]
+    for res, source in rows:
+        for name in res["states"]:
+            tr, ini = res["trained"][name], res.get("init", {}).get(name, {})
+            hz = lambda c: "> K" if c.get("horizon") is None else str(c.get("horizon"))  # noqa: E731
+            first = tr["median"][tr.get("from_k", 0)]
+            lines.append(f"| {Path(res.get('model', '?')).name} | {name} | {hz(tr)} | {hz(ini) if ini else '–'} | "
+                         f"{first:.3g} | {tr['median'][-1]:.3g} | {res['K']} | `{source}` |")
+    return lines
+
+
+def probe_table(res: dict, source: str) -> list[str]:
+    ds = res["distances"]
+    lines = [f"**Long-range recall** (`seqlm diagnose recall`: `KEY w_1 ... w_d = KEY`, accuracy of the right key "
+             f"among {round(1 / res['chance'])}, chance {res['chance']:.3f}; {res['train_lines']} training lines, "
+             f"{res.get('steps', '?')} updates per neural model; from `{source}`)", "",
+             "| family | " + " | ".join(f"d={d}" for d in ds) + " |", "|---|" + "---|" * len(ds)]
+    for fam, acc in res["accuracy"].items():
+        lines.append(f"| {fam} | " + " | ".join(f"{acc[str(d)]:.2f}" if str(d) in acc else "–" for d in ds) + " |")
+    return lines
+
+
+def figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """PNG figures of the recipe runs' curves (needs matplotlib, the ``plot`` extra): validation and test
+    perplexity against wall-clock training time, one figure per hardware, n-grams as horizontal lines."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if "recipe" in res and res.get("epochs"):
+            runs.append(res)
+    written = []
+    groups = {"gpu": [r for r in runs if r.get("hardware", {}).get("device")],
+              "cpu": [r for r in runs if not r.get("hardware", {}).get("device")]}
+    for name, group in groups.items():
+        if not group:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for res in group:
+            pts = [(e["seconds"] / 60, e["valid_perplexity"]) for e in res["epochs"] if "valid_perplexity" in e]
+            line, = ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid")
+            test = [(e["seconds"] / 60, e["test_perplexity"]) for e in res["epochs"] if "test_perplexity" in e]
+            if test:
+                ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['recipe']} test")
+        ax.set_yscale("log")
+        ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("training wall time (min)")
+        ax.set_ylabel("perplexity (PTB)")
+        ax.set_ylim(top=250)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        hw = group[0]["hardware"].get("device") or group[0]["hardware"].get("cpu")
+        ax.set_title(f"PTB learning curves, {hw}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"curves-{name}.png"
+        fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        written.append(target)
+    written += analysis_figures(results_dir, out_dir)
+    return written
+
+
+def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """The gradient and recall figures, redrawn from their result files."""
+    from .analysis import gradients, probe
+
+    written = []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if "trained" in res and "K" in res:
+            target = out_dir / f"{path.stem}.png"
+            gradients.plot(res, target)
+        elif "accuracy" in res and "distances" in res:
+            target = out_dir / f"{path.stem}.png"
+            probe.plot(res, target)
+        else:
+            continue
+        written.append(target)
+    return written
+
+
+def render(results_dir: Path) -> str:
+    blocks: list[list[str]] = []
+    recipes, grads = [], []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        rel = f"results/{path.name}"
+        if res.get("benchmark") == "ngram-ptb":
+            blocks.append(ngram_table(res, rel))
+        elif res.get("benchmark") == "train-throughput":
+            blocks.append(throughput_table(res, rel))
+        elif "recipe" in res:
+            recipes.append((res, rel))
+        elif "trained" in res and "K" in res:
+            grads.append((res, rel))
+        elif "accuracy" in res and "distances" in res:
+            blocks.append(probe_table(res, rel))
+    if recipes:
+        blocks.append(recipe_table(recipes))
+    if grads:
+        blocks.append(gradients_table(grads))
+    if not blocks:
+        return "No results yet."
+    return "\n\n".join("\n".join(b) for b in blocks)
+
+
+NEIGHBOUR_WORDS = ("money", "president", "market", "year", "three", "buy")
+
+
+def report(sources, out: str | Path = "reports/report", words=NEIGHBOUR_WORDS) -> Path:
+    """Write a report folder: ``report.md`` (the tables of every result file, the learning-curve figures,
+    and, for each run folder given, the nearest neighbours of a few frequent words in its embedding)
+    and the figures' PNG files.  ``sources``: results folders and/or run folders.  Returns report.md."""
+    from .errors import SeqlmError
+    from .files import atomic_write
+
+    sources = [Path(x) for x in ([sources] if isinstance(sources, (str, Path)) else sources)]
+    out = Path(out)
+    missing = [str(x) for x in sources if not x.is_dir()]
+    if missing:
+        raise SeqlmError(f"{', '.join(missing)}: no such folder: give results folders or run folders")
+    result_dirs = [x for x in sources if any(x.glob("*.json")) and not (x / "run.json").exists()]
+    runs = [x for x in sources if (x / "run.json").exists() or (x / "model" / "config.json").exists()]
+    if not result_dirs and not runs:
+        raise SeqlmError("nothing to report: the folders hold no result files (*.json) and no run folders")
+    lines = ["# seqlm report", "", "Generated by `seqlm report` from "
+             + ", ".join(f"`{x}`" for x in sources) + "; every number is read from those files.", ""]
+    for rd in result_dirs:
+        lines += [render(rd), ""]
+        try:
+            written = figures(rd, out)
+        except ImportError:
+            written = []
+            lines += ["(matplotlib is not installed: `pip install 'seqlm[plot]'` for the figures)", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in written] + [""]
+    if runs:
+        from .analysis.embeddings import neighbours
+        from .models import load
+
+        lines += ["## Nearest neighbours in the input embedding (cosine)", ""]
+        for run in runs:
+            model = load(run, device="cpu")
+            if not hasattr(model, "module"):
+                continue
+            lines += [f"**{run.name}**", "", "| word | nearest |", "|---|---|"]
+            for w in words:
+                if w in model.vocab.text_stoi:
+                    near = neighbours(model, w, k=6)
+                    lines.append(f"| {w} | " + ", ".join(f"{n['token']} ({n['cosine']:.2f})" for n in near) + " |")
+            lines.append("")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "report.md"
+    with atomic_write(target) as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+    return target
+
+
+def update(readme: Path, results_dir: Path) -> tuple[str, str]:
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{render(results_dir)}\n{END}{tail}"
+    return text, new
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="generate the README's results tables from results/")
+    ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--check", action="store_true", help="only check that the README is up to date")
+    ap.add_argument("--figures", default="reports/figures", help="folder for the PNG curves (needs matplotlib)")
+    args = ap.parse_args(argv)
+    if not args.check:
+        try:
+            for path in figures(Path(args.results), Path(args.figures)):
+                print(f"wrote {path}", file=sys.stderr)
+        except ImportError:
+            print("matplotlib is not installed (pip install 'seqlm[plot]'): no figures", file=sys.stderr)
+    old, new = update(Path(args.readme), Path(args.results))
+    if args.check:
+        if old != new:
+            print("README results are stale: run python -m seqlm.report", file=sys.stderr)
+            return 1
+        return 0
+    if old != new:
+        from .files import atomic_write
+
+        with atomic_write(args.readme) as f:
+            f.write(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

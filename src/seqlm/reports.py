@@ -105,49 +105,99 @@ def probe_table(res: dict, source: str) -> list[str]:
     return lines
 
 
-def figures(results_dir: Path, out_dir: Path) -> list[Path]:
-    """PNG figures of the recipe runs' curves (needs matplotlib, the ``plot`` extra): validation and test
-    perplexity against wall-clock training time, one figure per hardware, n-grams as horizontal lines."""
+def _plt():
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
-    runs = []
+    return matplotlib, plt
+
+
+def _save(fig, plt, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return target
+
+
+def _ppl_axis(matplotlib, ax) -> None:
+    ax.set_yscale("log")
+    ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylabel("perplexity (PTB)")
+    ax.set_ylim(top=250)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """PNG figures of the recipe runs (needs matplotlib, the ``plot`` extra), one set per hardware:
+    validation (and test) perplexity against wall-clock training time and against tokens seen, n-grams as
+    horizontal lines; test perplexity per recipe; gradient norm before clipping and the clipped fraction
+    over training.  Then the gradient and recall figures (:func:`analysis_figures`)."""
+    matplotlib, plt = _plt()
+    runs, ngrams = [], []
     for path in sorted(results_dir.glob("*.json")):
         res = json.loads(path.read_text(encoding="utf-8"))
         if "recipe" in res and res.get("epochs"):
             runs.append(res)
+        elif "recipe" in res and res.get("metrics", {}).get("valid_perplexity") and "ngrams" in res.get("model", {}):
+            ngrams.append(res)
     written = []
-    groups = {"gpu": [r for r in runs if r.get("hardware", {}).get("device")],
-              "cpu": [r for r in runs if not r.get("hardware", {}).get("device")]}
-    for name, group in groups.items():
+    on_gpu = lambda r: bool(r.get("hardware", {}).get("device"))  # noqa: E731
+    for name in ("gpu", "cpu"):
+        group = [r for r in runs if on_gpu(r) == (name == "gpu")]
         if not group:
             continue
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for res in group:
-            pts = [(e["seconds"] / 60, e["valid_perplexity"]) for e in res["epochs"] if "valid_perplexity" in e]
-            line, = ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid")
-            test = [(e["seconds"] / 60, e["test_perplexity"]) for e in res["epochs"] if "test_perplexity" in e]
-            if test:
-                ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['recipe']} test")
-        ax.set_yscale("log")
-        ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250])
-        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("training wall time (min)")
-        ax.set_ylabel("perplexity (PTB)")
-        ax.set_ylim(top=250)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
         hw = group[0]["hardware"].get("device") or group[0]["hardware"].get("cpu")
-        ax.set_title(f"PTB learning curves, {hw}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / f"curves-{name}.png"
-        fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
-        plt.close(fig)
-        written.append(target)
+        for axis in ("time", "tokens"):
+            fig, ax = plt.subplots(figsize=(8, 5))
+            for res in group:
+                key = "seconds" if axis == "time" else "tokens"
+                scale = 60 if axis == "time" else 1e6
+                pts = [(e[key] / scale, e["valid_perplexity"]) for e in res["epochs"]
+                       if "valid_perplexity" in e and key in e]
+                if not pts:
+                    continue
+                line, = ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid")
+                test = [(e[key] / scale, e["test_perplexity"]) for e in res["epochs"] if "test_perplexity" in e and key in e]
+                if test:
+                    ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['recipe']} test")
+            for res in ngrams if name == "cpu" else []:
+                ax.axhline(res["metrics"]["valid_perplexity"], color="black", ls=":", lw=1,
+                           label=f"{res['recipe']} valid (n-gram, {res.get('seconds', 0):.0f} s)")
+            _ppl_axis(matplotlib, ax)
+            ax.set_xlabel("training wall time (min)" if axis == "time" else "training tokens seen (millions)")
+            ax.legend(fontsize=7)
+            ax.set_title(f"PTB learning curves, {hw}")
+            written.append(_save(fig, plt, out_dir / (f"curves-{name}.png" if axis == "time" else f"tokens-{name}.png")))
+        fig, ax = plt.subplots(figsize=(8, 4))
+        bars = [(r["recipe"], r["metrics"]["test_perplexity"]) for r in group] + \
+            ([(r["recipe"], r["metrics"]["test_perplexity"]) for r in ngrams] if name == "cpu" else [])
+        ax.barh([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
+        for i, (_, v) in enumerate(bars):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+        ax.set_xlabel("test perplexity (PTB)")
+        ax.set_title(f"Test perplexity per recipe, {hw}")
+        written.append(_save(fig, plt, out_dir / f"test-{name}.png"))
+        logged = [r for r in group if r.get("log")]
+        if logged:
+            fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+            for res in logged:
+                xs = [x["seconds"] / 60 for x in res["log"]]
+                top.plot(xs, [x["grad_norm"] for x in res["log"]], label=res["recipe"], lw=1)
+                bottom.plot(xs, [x["clipped_fraction"] for x in res["log"]], label=res["recipe"], lw=1)
+            top.set_yscale("log")
+            top.set_ylabel("gradient norm before clipping")
+            bottom.set_ylabel("fraction of steps clipped")
+            bottom.set_xlabel("training wall time (min)")
+            top.legend(fontsize=7)
+            top.grid(True, alpha=0.3)
+            bottom.grid(True, alpha=0.3)
+            top.set_title(f"Gradient norms and clipping, {hw}")
+            written.append(_save(fig, plt, out_dir / f"gradnorm-{name}.png"))
     written += analysis_figures(results_dir, out_dir)
     return written
 

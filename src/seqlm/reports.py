@@ -124,11 +124,11 @@ def _save(fig, plt, target: Path) -> Path:
 
 def _ppl_axis(matplotlib, ax) -> None:
     ax.set_yscale("log")
-    ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250])
+    ax.set_yticks([60, 70, 80, 90, 100, 120, 150, 200, 250, 300, 400])
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylabel("perplexity (PTB)")
-    ax.set_ylim(top=250)
+    ax.set_ylim(top=400)
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -147,6 +147,9 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
             ngrams.append(res)
     written = []
     on_gpu = lambda r: bool(r.get("hardware", {}).get("device"))  # noqa: E731
+    names = [r["recipe"] for r in runs]
+    for r in runs:  # runs of one recipe in several precisions: say which is which
+        r["label"] = f"{r['recipe']} ({r.get('precision')})" if names.count(r["recipe"]) > 1 else r["recipe"]
     for name in ("gpu", "cpu"):
         group = [r for r in runs if on_gpu(r) == (name == "gpu")]
         if not group:
@@ -161,10 +164,10 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
                        if "valid_perplexity" in e and key in e]
                 if not pts:
                     continue
-                line, = ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid")
+                line, = ax.plot(*zip(*pts), marker=".", label=f"{res['label']} valid")
                 test = [(e[key] / scale, e["test_perplexity"]) for e in res["epochs"] if "test_perplexity" in e and key in e]
                 if test:
-                    ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['recipe']} test")
+                    ax.plot(*zip(*test), ls="--", color=line.get_color(), label=f"{res['label']} test")
             for res in ngrams if name == "cpu" else []:
                 ax.axhline(res["metrics"]["valid_perplexity"], color="black", ls=":", lw=1,
                            label=f"{res['recipe']} valid (n-gram, {res.get('seconds', 0):.0f} s)")
@@ -174,7 +177,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
             ax.set_title(f"PTB learning curves, {hw}")
             written.append(_save(fig, plt, out_dir / (f"curves-{name}.png" if axis == "time" else f"tokens-{name}.png")))
         fig, ax = plt.subplots(figsize=(8, 4))
-        bars = [(r["recipe"], r["metrics"]["test_perplexity"]) for r in group] + \
+        bars = [(r["label"], r["metrics"]["test_perplexity"]) for r in group] + \
             ([(r["recipe"], r["metrics"]["test_perplexity"]) for r in ngrams] if name == "cpu" else [])
         ax.barh([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
         for i, (_, v) in enumerate(bars):
@@ -187,8 +190,8 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
             fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
             for res in logged:
                 xs = [x["seconds"] / 60 for x in res["log"]]
-                top.plot(xs, [x["grad_norm"] for x in res["log"]], label=res["recipe"], lw=1)
-                bottom.plot(xs, [x["clipped_fraction"] for x in res["log"]], label=res["recipe"], lw=1)
+                top.plot(xs, [x["grad_norm"] for x in res["log"]], label=res["label"], lw=1)
+                bottom.plot(xs, [x["clipped_fraction"] for x in res["log"]], label=res["label"], lw=1)
             top.set_yscale("log")
             top.set_ylabel("gradient norm before clipping")
             bottom.set_ylabel("fraction of steps clipped")

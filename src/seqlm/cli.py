@@ -392,25 +392,16 @@ def _diagnose(args) -> int:
     if args.what == "recall":
         return _recall(args)
     from .analysis.gradients import diagnose_gradients, plot
-    from .files import check_target, write_json
+    from .evaluate import read_source
+    from .files import check_targets, write_json
     from .models import load
     from .runtime import hardware
-    from .text.corpora import load_corpus, read_lines
 
-    for flag, path in (("--out", args.out), ("--plot", args.plot)):
-        if path:
-            check_target(Path(path), flag)
+    check_targets(out=args.out, plot=args.plot)
     if not args.model:
         raise SeqlmError("seqlm diagnose gradients needs a model: seqlm diagnose gradients RUN --corpus ptb")
     model = load(args.model, device="cpu")
-    if args.file and args.corpus:
-        raise SeqlmError("give either --file or --corpus, not both")
-    if args.file:
-        lines = read_lines(args.file)
-    elif args.corpus:
-        lines = load_corpus(args.corpus, data_dir=args.data_dir).split(args.split)
-    else:
-        raise SeqlmError("no text: give --corpus NAME (--split valid) or --file FILE")
+    lines, _ = read_source(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir)
     result = diagnose_gradients(model, lines, K=args.K, positions=args.positions)
     result.update(model=str(args.model), kind=model.config.get("model", {}).get("kind"), hardware=hardware(),
                   title=f"{Path(args.model).name}: gradient through time")
@@ -433,12 +424,10 @@ def _diagnose(args) -> int:
 
 def _recall(args) -> int:
     from .analysis import probe
-    from .files import check_target, write_json
+    from .files import check_targets, write_json
     from .runtime import hardware
 
-    for flag, path in (("--out", args.out), ("--plot", args.plot)):
-        if path:
-            check_target(Path(path), flag)
+    check_targets(out=args.out, plot=args.plot)
     try:
         distances = [int(x) for x in args.distances.split(",")]
     except ValueError:

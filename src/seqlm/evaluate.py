@@ -38,9 +38,10 @@ def evaluate(model: LanguageModel, lines: Sequence[str] | str, mode: str = "stre
     return summarize(np.concatenate(logps), enc.scored_oov(), model, mode, lines=len(lines))
 
 
-def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
-                  data_dir: str | None = None, mode: str = "stream") -> dict:
-    """:func:`evaluate` on a registered corpus's split or on a text file; the result names the data."""
+def read_source(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
+                data_dir: str | None = None) -> tuple[list[str], str]:
+    """The lines of a registered corpus's split or of a text file, for ``model`` (levels must match), and
+    a name for them."""
     from .text.corpora import load_corpus, read_lines
 
     if file and corpus:
@@ -57,6 +58,13 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
                              f"{model.vocab.tokenizer.level}s: use the matching corpus")
     else:
         raise SeqlmError("nothing to evaluate on: give a corpus and split (--corpus NAME --split SPLIT) or a file")
+    return lines, source
+
+
+def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
+                  data_dir: str | None = None, mode: str = "stream") -> dict:
+    """:func:`evaluate` on a registered corpus's split or on a text file; the result names the data."""
+    lines, source = read_source(model, corpus=corpus, split=split, file=file, data_dir=data_dir)
     result = evaluate(model, lines, mode=mode)
     result["data"] = source
     return result

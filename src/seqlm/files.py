@@ -205,16 +205,28 @@ def verify_folder(folder: Path, config: dict) -> None:
                              f"or modified): copy the model folder again or retrain")
 
 
+def check_parent(path: Path, flag: str) -> None:
+    """Fail now when the nearest existing parent of ``path`` is a file (nothing can be written under it)."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SeqlmError(f"cannot write {path}: {parent} is a file, not a folder: choose another {flag}")
+            return
+
+
 def check_target(path: Path, flag: str) -> None:
     """Fail now, not after the work, when ``path`` cannot be written as a file."""
     path = Path(path)
     if path.is_dir():
         raise SeqlmError(f"{flag} {path} is a folder: give a file name")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SeqlmError(f"cannot write {path}: {parent} is a file, not a folder: choose another path")
-            break
+    check_parent(path, flag)
+
+
+def check_targets(**paths) -> None:
+    """:func:`check_target` for each ``flag=path`` given (None: not asked for); ``_`` in a flag is ``-``."""
+    for flag, path in paths.items():
+        if path is not None:
+            check_target(Path(path), "--" + flag.replace("_", "-"))
 
 
 SEQLM_FILES = {"config.json", "vocab.json", "model.npz", "model.safetensors", "run.json", "summary.json",

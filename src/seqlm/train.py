@@ -154,7 +154,7 @@ def train(
 
 def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
     """Every output path, checked before any work (a wrong one fails in one line, not after training)."""
-    from .files import check_output_folder, check_target
+    from .files import check_output_folder, check_parent, check_target
 
     paths = {"--out": out, "--arpa": arpa, "--results": results}
     given = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
@@ -169,11 +169,7 @@ def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
         if flag in given and "--out" in given and given["--out"] in given[flag].parents:
             raise SeqlmError(f"{flag} {paths[flag]} is inside --out: write it elsewhere")
     if out is not None:
-        for parent in Path(out).parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise SeqlmError(f"cannot write {out}: {parent} is a file, not a folder: choose another --out")
-                break
+        check_parent(Path(out), "--out")
         if resume and family == "ngram":
             raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
         if overwrite and family == "neural":

@@ -18,6 +18,11 @@ from ..config import ModelConfig
 from .cells import CELLS, ReferenceRecurrent
 
 
+def drop_connect(w: Tensor, p: float) -> Tensor:
+    """``w`` with each entry zeroed with probability ``p`` and the rest scaled by 1/(1-p) (one mask)."""
+    return w * w.new_empty(w.shape).bernoulli_(1 - p) / (1 - p)
+
+
 class SequenceDropout(nn.Module):
     """Dropout on (B, T, D); ``locked`` draws one mask per sequence (B, 1, D) shared over time."""
 
@@ -105,9 +110,7 @@ class RecurrentLM(nn.Module):
         p = self.cfg.weight_drop if self.training else 0.0
         weights = []
         for layer in self.layers:
-            w_hh = layer.weight_hh_l0
-            if p > 0:
-                w_hh = w_hh * w_hh.new_empty(w_hh.shape).bernoulli_(1 - p) / (1 - p)
+            w_hh = drop_connect(layer.weight_hh_l0, p) if p > 0 else layer.weight_hh_l0
             weights += [layer.weight_ih_l0, w_hh, layer.bias_ih_l0, layer.bias_hh_l0]
         drop = self.cfg.dropout if self.training else 0.0
         args = (weights, True, len(self.layers), drop, self.training, False, True)
@@ -128,9 +131,7 @@ class RecurrentLM(nn.Module):
         p = self.cfg.weight_drop
         if not self.training or p == 0:
             return layer(x, state)
-        w = layer.weight_hh_l0
-        dropped = w * w.new_empty(w.shape).bernoulli_(1 - p) / (1 - p)
-        return torch.func.functional_call(layer, {"weight_hh_l0": dropped}, (x, state))
+        return torch.func.functional_call(layer, {"weight_hh_l0": drop_connect(layer.weight_hh_l0, p)}, (x, state))
 
     def forward(self, tokens: Tensor, state=None):
         if state is None:

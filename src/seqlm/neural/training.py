@@ -202,7 +202,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         run.resume()
     elif run.out.joinpath("last").exists():
         raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
-    run.write_run_info()
+    run.begin()
     stop, interrupted = None, False
     try:
         while stop is None and run.progress["epoch"] < cfg.train.epochs:
@@ -216,7 +216,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
 
 
 class Run:
-    """One neural training run, as named steps: set up (here), :meth:`resume`, :meth:`write_run_info`,
+    """One neural training run, as named steps: set up (here), :meth:`resume`, :meth:`begin`,
     then epochs of :meth:`train_epoch` and :meth:`end_epoch`, and :meth:`finish`.  Every file is written
     behind ``is_main``; ``progress`` (saved in each checkpoint) is everything a resume needs."""
 
@@ -260,8 +260,9 @@ class Run:
         log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
                  self.progress["batch"], self.progress["step"])
 
-    def write_run_info(self) -> None:
-        """The start line on stderr; ``run.json`` (config, command, commit, versions, hardware)."""
+    def begin(self) -> None:
+        """The start line on stderr, ``run.json`` (config, command, commit, versions, hardware), then the
+        stepper, the data on the device and the clock of the training loop."""
         n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
         log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
                  self.cfg.model.kind, self.corpus.describe().get("name") or "files", f"{self.x_all.numel():,}",

@@ -1,6 +1,11 @@
 """Training throughput (tokens/s) of every neural kind and backend, fp32 and bf16, next to a baseline.
 
     python bench/train_throughput.py [--quick] [--sizes 200,650] [--device cpu|cuda]
+    python bench/train_throughput.py --ddp 2 [--device cpu|cuda]
+
+``--ddp N``: ``seqlm train`` itself (2x200 LSTM, global batch 20, bptt 35, on a generated Zipfian text with
+a 10k vocabulary) in N processes under torchrun (DDP; on CPU each process takes cores/N threads) next to
+one process with every core, same run; tokens/s from the runs' own step logs, warm-up excluded.
 
 On CUDA every seqlm configuration is timed eagerly and with the whole step captured as a CUDA graph
 (neural/step.py), and the headline ratio is ``graphed_bf16_vs_baseline`` at the largest size.  bf16 is
@@ -194,6 +199,69 @@ def parse_log(path: str) -> dict:
     return out
 
 
+def zipf_text(path: Path, tokens: int, vocab: int = 10_000, seed: int = 0) -> None:
+    """A text of ``tokens`` words drawn from a Zipfian distribution over ``vocab`` types, 20 per line."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, vocab + 1)
+    ids = rng.choice(vocab, size=tokens, p=p / p.sum())
+    words = np.array([f"w{i}" for i in range(vocab)])[ids]
+    path.write_text("\n".join(" ".join(words[i:i + 20]) for i in range(0, tokens, 20)) + "\n")
+
+
+def ddp_bench(nproc: int, device: str, quick: bool) -> dict:
+    """Tokens/s of ``seqlm train`` in ``nproc`` processes (torchrun, DDP) and in one process, same run."""
+    import shutil
+    import tempfile
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        raise SystemExit("torchrun is not on PATH: install PyTorch's command-line tools")
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    steps, warm = (40, 10) if quick else (120, 20)
+    precisions = ["fp32", "bf16"] if bf16_supported(torch.device(dev)) else ["fp32"]
+    out = {"benchmark": "train-throughput-ddp", "device": dev, "processes": nproc, "hardware": hardware(),
+           "torch": torch.__version__, "commit": git_commit(REPO), "model": "lstm 2x200 tied", "global_batch": B,
+           "bptt": T, "vocab": V, "steps": steps, "warmup_steps": warm, "results": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        zipf_text(tmp / "train.txt", 400_000)
+        zipf_text(tmp / "valid.txt", 2_000, seed=1)
+        for precision in precisions:
+            for procs in (1, nproc):
+                run = tmp / f"run-{precision}-{procs}"
+                args = ["train", "--train", str(tmp / "train.txt"), "--valid", str(tmp / "valid.txt"), "--model",
+                        "lstm", "--out", str(run), "--device", dev, "--precision", precision,
+                        "--set", "model.embedding_dim=200", "--set", "model.hidden_size=200",
+                        "--set", "model.tie_weights=true", "--set", "model.dropout=0.2",
+                        "--set", f"train.batch_size={B}", "--set", f"train.bptt={T}", "--set", "train.log_every=10",
+                        "--set", f"train.max_steps={steps}", "--set", "train.checkpoint_every=100000",
+                        "--set", "data.max_size=20000"]
+                prefix = [sys.executable, "-m", "seqlm"] if procs == 1 else [
+                    torchrun, "--standalone", f"--nproc_per_node={procs}", "-m", "seqlm"]
+                r = subprocess.run(prefix + args + ["-q"], capture_output=True, text=True,
+                                   env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+                if r.returncode != 0:
+                    print(f"  {procs} process(es), {precision}: failed: {r.stderr.strip()[-400:]}", file=sys.stderr)
+                    continue
+                log = [json.loads(x) for x in (run / "steps.jsonl").read_text().splitlines()]
+                a = next(x for x in log if x["step"] >= warm)
+                z = log[-1]
+                rate = (z["tokens"] - a["tokens"]) / (z["seconds"] - a["seconds"])
+                threads = json.loads((run / "run.json").read_text()).get("threads")
+                out["results"].append({"processes": procs, "threads_per_process": threads, "precision": precision,
+                                       "tokens_per_s": rate})
+                print(f"{procs} process(es) x {threads} thread(s), {precision}: {rate:,.0f} tokens/s", file=sys.stderr)
+    for precision in precisions:
+        one = next((x["tokens_per_s"] for x in out["results"] if x["processes"] == 1 and x["precision"] == precision),
+                   None)
+        many = next((x["tokens_per_s"] for x in out["results"] if x["processes"] == nproc and
+                     x["precision"] == precision), None)
+        out[f"ddp_vs_one_process_{precision}"] = many / one if one and many else None
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -201,7 +269,11 @@ def main() -> None:
     ap.add_argument("--sizes", default=None, help="comma-separated hidden sizes (default 200, and 650 unless --quick)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--parse-log", metavar="LOG", help="print the JSON of an interrupted run from its stderr log")
+    ap.add_argument("--ddp", type=int, metavar="N", help="compare N processes under torchrun with one process")
     args = ap.parse_args()
+    if args.ddp:
+        print(json.dumps(ddp_bench(args.ddp, args.device, args.quick)))
+        return
     if args.parse_log:
         print(json.dumps(parse_log(args.parse_log)))
         return

@@ -130,6 +130,22 @@ def test_stepper_eager_equals_plain_loop():
     assert r["tokens"] == 40 and r["clipped"] == 4 and r["grad_norm"] > 0.1
 
 
+def test_an_overflowing_gradient_updates_nothing():
+    """A finite loss whose gradient is not finite (no clipping to save it): the eager step reports the
+    non-finite norm and leaves the weights and the carried state as they were."""
+    torch.manual_seed(0)
+    m = RecurrentLM(ModelConfig(kind="rnn_tanh", embedding_dim=8, hidden_size=8, num_layers=1), 30)
+    t = SimpleNamespace(optimizer="sgd", lr=0.5, momentum=0.0, weight_decay=0.0)
+    stepper = Stepper(m, make_optimizer(t, m.parameters()), m.init_state(2), None, clip=0.0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.layers[0].weight_hh_l0.register_hook(lambda g: g * float("inf"))
+    x, y = torch.randint(0, 30, (2, 5)), torch.randint(0, 30, (2, 5))
+    value = stepper.step(x, y, check=True)
+    assert not math.isfinite(value)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(torch.equal(h, torch.zeros_like(h)) for h in stepper.hidden)
+
+
 def test_resume_reproduces_the_metrics(tmp_path, small_files):  # noqa: F811
     """Killed mid-epoch and resumed: metrics.jsonl (train perplexity included) and steps.jsonl equal the
     uninterrupted run's, except the wall-clock seconds."""

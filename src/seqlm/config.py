@@ -101,6 +101,7 @@ class Meta:
     expected_time: str = ""
     command: str = ""
     notes: str = ""
+    ablation: str = ""  # runs that share this name are one ablation: the report draws them together
 
 
 @dataclass

@@ -51,14 +51,19 @@ def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
     for res, source in rows:
         m = res.get("metrics", {})
         target = res.get("target", {})
-        tgt = f"{target.get('metric', '').replace('_perplexity', ' ppl')} {target.get('value', '')}".strip() or "–"
+        tgt = (f"{target.get('metric', '').replace('_perplexity', ' ppl').replace('_bits_per_character', ' bpc')} "
+               f"{target.get('value', '')}").strip() or "–"
         ours, goal = m.get(target.get("metric", "")), target.get("value")
         vs = f"{(ours / goal - 1) * 100:+.1f}%" if ours and goal else "–"
         hw = res.get("hardware", {})
         hw_s = hw.get("device") or hw.get("cpu", "")
         if res.get("concurrency", "").startswith("one of"):
             hw_s += " (shared by 6 runs)"
-        lines.append(f"| {res['recipe']} | {_f(m.get('valid_perplexity'))} | {_f(m.get('test_perplexity'))} | "
+        if (res.get("world_size") or 1) > 1:
+            hw_s += f" ({res['world_size']} processes, {res.get('backend')})"
+        test = _f(m.get("test_perplexity")) + (f" ({m['test_bits_per_character']:.3f} bpc)"
+                                               if "test_bits_per_character" in m else "")
+        lines.append(f"| {res['recipe']} | {_f(m.get('valid_perplexity'))} | {test} | "
                      f"{tgt} | {vs} | {res.get('epochs_completed', '–')} | {res.get('stop', '–')} | "
                      f"{res.get('wall_seconds', 0) / 60:.1f} min | {res.get('precision', '–')} | {hw_s} | `{source}` |")
     return lines
@@ -75,6 +80,20 @@ def throughput_table(res: dict, source: str) -> list[str]:
         backend = r.get("backend") or "baseline"
         lines.append(f"| {name} | {backend} | {r['precision']} | {'yes' if r.get('graphed') else 'no'} | "
                      f"{r['tokens_per_s']:,.0f} | {r.get('vs_baseline', 1.0):.2f}x |")
+    return lines
+
+
+def ddp_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    lines = [f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global batch "
+             f"{res['global_batch']}, bptt {res['bptt']}; tokens/s after {res['warmup_steps']} warm-up steps; from "
+             f"`{source}`; {hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores, torch {res.get('torch')})", "",
+             "| processes | threads each | precision | tokens/s | vs one process |", "|---|---|---|---|---|"]
+    one = {r["precision"]: r["tokens_per_s"] for r in res["results"] if r["processes"] == 1}
+    for r in res["results"]:
+        base = one.get(r["precision"])
+        lines.append(f"| {r['processes']} | {r['threads_per_process']} | {r['precision']} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['tokens_per_s'] / base:.2f}x |" if base else "| – |")
     return lines
 
 
@@ -138,14 +157,21 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
     horizontal lines; test perplexity per recipe; gradient norm before clipping and the clipped fraction
     over training.  Then the gradient and recall figures (:func:`analysis_figures`)."""
     matplotlib, plt = _plt()
-    runs, ngrams = [], []
+    runs, ngrams, ablations = [], [], {}
     for path in sorted(results_dir.glob("*.json")):
         res = json.loads(path.read_text(encoding="utf-8"))
-        if "recipe" in res and res.get("epochs"):
+        if "recipe" in res and ablation_of(res):
+            ablations.setdefault(ablation_of(res), []).append(res)
+        elif "recipe" in res and res.get("epochs"):
             runs.append(res)
         elif "recipe" in res and res.get("metrics", {}).get("valid_perplexity") and "ngrams" in res.get("model", {}):
             ngrams.append(res)
     written = []
+    is_char = lambda r: "test_bits_per_character" in r.get("metrics", {})  # noqa: E731
+    chars = [r for r in runs + ngrams if is_char(r)]
+    runs, ngrams = [r for r in runs if not is_char(r)], [r for r in ngrams if not is_char(r)]
+    if chars:
+        written.append(char_figure(chars, out_dir / "curves-char.png"))
     on_gpu = lambda r: bool(r.get("hardware", {}).get("device"))  # noqa: E731
     names = [r["recipe"] for r in runs]
     for r in runs:  # runs of one recipe in several precisions: say which is which
@@ -201,8 +227,63 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
             bottom.grid(True, alpha=0.3)
             top.set_title(f"Gradient norms and clipping, {hw}")
             written.append(_save(fig, plt, out_dir / f"gradnorm-{name}.png"))
+    for name, group in sorted(ablations.items()):
+        written.append(ablation_figure(name, group, out_dir / f"ablation-{name}.png"))
     written += analysis_figures(results_dir, out_dir)
     return written
+
+
+def char_figure(group: list[dict], target: Path) -> Path:
+    """Character-level runs: validation bits per character against training wall time, n-grams as lines."""
+    _, plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for res in group:
+        m = res["metrics"]
+        if res.get("epochs"):
+            pts = [(e["seconds"] / 60, e["valid_bits_per_character"]) for e in res["epochs"]
+                   if "valid_bits_per_character" in e]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=f"{res['recipe']} valid (test {m['test_bits_per_character']:.3f})")
+        elif "valid_bits_per_character" in m:
+            ax.axhline(m["valid_bits_per_character"], color="black", ls=":", lw=1,
+                       label=f"{res['recipe']} valid (n-gram; test {m['test_bits_per_character']:.3f})")
+    ax.set_xlabel("training wall time (min)")
+    ax.set_ylabel("bits per character (PTB characters)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    hw = group[0].get("hardware", {})
+    ax.set_title(f"PTB characters, {hw.get('device') or hw.get('cpu', '')}")
+    return _save(fig, plt, target)
+
+
+def ablation_of(res: dict) -> str:
+    return (res.get("config") or {}).get("meta", {}).get("ablation", "")
+
+
+def ablation_figure(name: str, group: list[dict], target: Path) -> Path:
+    """Runs of one ablation side by side, step by step: training loss, gradient norm before clipping and
+    the fraction of steps clipped, against the tokens seen; each labelled with its final perplexities."""
+    _, plt = _plt()
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    for res in sorted(group, key=lambda r: r["recipe"]):
+        m = res.get("metrics", {})
+        label = (f"{res['config']['meta'].get('title') or res['recipe']}: test ppl {_f(m.get('test_perplexity'), 1)}"
+                 + (f", {res['skipped_steps']} non-finite steps skipped" if res.get("skipped_steps") else ""))
+        xs = [x["tokens"] / 1e6 for x in res.get("log", [])]
+        axes[0].plot(xs, [x["train_loss"] for x in res["log"]], lw=1, label=label)
+        axes[1].plot(xs, [x["grad_norm"] for x in res["log"]], lw=1, label=label)
+        axes[2].plot(xs, [x["clipped_fraction"] for x in res["log"]], lw=1, label=label)
+    axes[0].set_ylabel("training loss (nats/token)")
+    axes[1].set_ylabel("gradient norm before clipping")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("fraction of steps clipped")
+    axes[2].set_xlabel("training tokens seen (millions)")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    hw = group[0].get("hardware", {})
+    axes[0].set_title(f"Ablation: {name} ({hw.get('device') or hw.get('cpu', '')})")
+    return _save(fig, plt, target)
 
 
 def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
@@ -234,6 +315,8 @@ def render(results_dir: Path) -> str:
             blocks.append(ngram_table(res, rel))
         elif res.get("benchmark") == "train-throughput":
             blocks.append(throughput_table(res, rel))
+        elif res.get("benchmark") == "train-throughput-ddp":
+            blocks.append(ddp_table(res, rel))
         elif "recipe" in res:
             recipes.append((res, rel))
         elif "trained" in res and "K" in res:

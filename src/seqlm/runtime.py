@@ -108,12 +108,16 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` CPU threads (default: the cores this process may run on, never more)."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = min(threads or cores, cores)  # more threads than cores is a cliff: never oversubscribe
+    n = min(threads or cores(), cores())  # more threads than cores is a cliff: never oversubscribe
     torch.set_num_threads(n)
     return n
 

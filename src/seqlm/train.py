@@ -144,6 +144,10 @@ def train(
         from .neural.training import train_neural
 
         return train_neural(cfg, out, resume=resume, results=results, argv=argv)
+    from .distributed import world_from_env
+
+    if world_from_env().active:
+        raise SeqlmError("n-gram models are counted in one process: run seqlm train without torchrun")
     lm, summary = _train_ngram_run(cfg, corpus_obj, out, arpa)
     if results is not None:
         from .files import write_json
@@ -214,6 +218,8 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
                 r = evaluate(lm, corpus.splits[split])
                 summary[split] = {k2: v for k2, v in r.items() if k2 != "model"}
                 metrics[f"{split}_perplexity"] = r["perplexity"]
+                if "bits_per_character" in r:
+                    metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
         summary["metrics"] = metrics
     if cfg.name:
         summary.update(target=cfg.meta.target, hardware=hardware(), wall_seconds=summary["seconds"])

@@ -24,19 +24,35 @@ def drop_connect(w: Tensor, p: float) -> Tensor:
 
 
 class SequenceDropout(nn.Module):
-    """Dropout on (B, T, D); ``locked`` draws one mask per sequence (B, 1, D) shared over time."""
+    """Dropout on (B, T, ...); ``locked`` draws one mask per sequence (B, 1, D) shared over time.
+
+    ``rows`` = (first row, global batch size) when this process trains some rows of a larger batch
+    (``torchrun``): the mask is drawn for the whole global batch and this process keeps its rows, so the
+    masks are those of one process training the whole batch (see ``seqlm.distributed``).  On CPU the mask
+    is always drawn explicitly (the same random numbers either way); on CUDA a single process uses the fused
+    ``F.dropout``.
+    """
 
     def __init__(self, p: float, locked: bool):
         super().__init__()
         self.p, self.locked = p, locked
+        self.rows: tuple[int, int] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        if not self.locked:
+        if not self.locked and self.rows is None and x.is_cuda:
             return nn.functional.dropout(x, self.p, True)
-        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p) / (1 - self.p)
-        return x * mask
+        shape = list(x.shape)
+        if self.locked:
+            shape[1] = 1
+        first = 0
+        if self.rows is not None:
+            first, shape[0] = self.rows
+        mask = x.new_empty(shape).bernoulli_(1 - self.p)
+        if self.rows is not None:
+            mask = mask[first:first + x.shape[0]]
+        return x * mask / (1 - self.p)
 
 
 def make_layer(kind: str, backend: str, input_size: int, hidden_size: int) -> nn.Module:
@@ -50,6 +66,7 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.kind = cfg.kind
+        self.state_batch_dim = 1  # each layer's state is (1, B, H)
         self.cell = CELLS[cfg.kind]
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
         self.sizes = [cfg.hidden_size] * (cfg.num_layers - 1) + [cfg.last_layer_size or cfg.hidden_size]

@@ -108,8 +108,9 @@ class Stepper:
     """
 
     def __init__(self, module, optimizer, hidden, autocast_dtype, clip: float, graphed: bool = False,
-                 full_shape: tuple[int, int] | None = None):
+                 full_shape: tuple[int, int] | None = None, forward=None):
         self.module, self.optimizer, self.clip = module, optimizer, clip
+        self.forward = forward or module  # the module, or its DistributedDataParallel wrapper
         self.dtype = autocast_dtype  # None: fp32
         self.device = next(module.parameters()).device
         self.graphed = graphed
@@ -128,7 +129,7 @@ class Stepper:
         hidden = self.module.detach_state(self.hidden)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None,
                             cache_enabled=False):
-            logits, new_hidden = self.module(x, hidden)  # (B, T, V)
+            logits, new_hidden = self.forward(x, hidden)  # (B, T, V)
         loss = token_cross_entropy(logits.flatten(0, 1), y.flatten())
         value = None
         if check:  # eager only: a non-finite loss updates nothing and carries nothing
@@ -138,6 +139,10 @@ class Stepper:
         loss.backward()
         params = [p for p in self.module.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip > 0 else float("inf"))
+        if check:  # a finite loss can still overflow its gradient (no clipping): then no update either
+            size = norm.item()
+            if not math.isfinite(size):
+                return size
         self.optimizer.step()
         with torch.no_grad():
             self.grad_norm.copy_(norm)
@@ -153,7 +158,7 @@ class Stepper:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, check: bool = False) -> float | None:
         """One update.  ``check`` (eager only, a host sync): return the window's mean loss, and skip the
-        update when it is not finite.  Otherwise returns None and the loss is checked at :meth:`drain`."""
+        update when it or the gradient norm is not finite (then that non-finite value is returned).  Otherwise returns None and the loss is checked at :meth:`drain`."""
         if self.graphed and self.graph is None and self.warmup <= 0 and tuple(x.shape) == self.full_shape:
             self._capture(x, y)
         if self.graph is not None and self.static[0].shape == x.shape:

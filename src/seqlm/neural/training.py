@@ -11,6 +11,9 @@ latest resume checkpoint: weights, optimizer, schedule, RNG, data position, carr
 atomically), ``metrics.jsonl`` (one line per epoch), ``run.json`` (resolved config, command line,
 commit, versions) and ``summary.json`` (final metrics).  Resuming from ``last/`` reproduces the same
 weights as an uninterrupted run.
+
+Under ``torchrun`` the same loop runs in every process, each on its rows of the global batch, wrapped in
+DistributedDataParallel (``seqlm.distributed`` says what makes it the one-process run).
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..errors import SeqlmError
 from ..files import atomic_dir, atomic_write, dumps, write_json
 from ..evaluate import evaluate
-from ..runtime import Progress, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
+from ..runtime import Progress, cores, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
 from ..text.corpora import load_corpus
 from ..text.encode import encode_lines, join_with_eos
 from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
 from .lm import NeuralLM, build_module
+from .recurrent import SequenceDropout
 from .step import Stepper, get_lr, make_optimizer, set_lr
 
 log = logging.getLogger(__name__)
@@ -193,19 +198,35 @@ def _evaluate_splits(lm, corpus, splits, level: str) -> dict:
 
 
 def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results: str | Path | None = None,
-                 argv: list[str] | None = None, is_main: bool = True) -> tuple[NeuralLM, dict]:
-    """Train ``cfg`` into the run folder ``out``; see the module docstring.  ``is_main``: this process
-    writes the run's files (every write is behind it, for multi-process training)."""
+                 argv: list[str] | None = None) -> tuple[NeuralLM, dict]:
+    """Train ``cfg`` into the run folder ``out``; see the module docstring.  Under ``torchrun`` this is
+    one of the processes of one run (``seqlm.distributed``): rank 0 writes the files."""
     cfg.validate()
-    run = Run(cfg, Path(out), argv, is_main)
+    world = distributed.world_from_env()
+    if world.active and cfg.train.on_nan == "skip":
+        raise SeqlmError("train.on_nan=skip cannot run under torchrun (a rank that skips a step would leave the "
+                         "others waiting in the gradient exchange): use train.on_nan=stop")
+    if not resume and Path(out, "last").exists():
+        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
+    try:
+        run = Run(cfg, Path(out), argv, world)
+        try:
+            return _train(run, resume, results)
+        except RuntimeError as e:  # under torchrun: a collective broke because another rank stopped
+            if not world.active or isinstance(e, SeqlmError):
+                raise
+            raise distributed.failure(e, world, _checkpoint_note(run.out)) from None
+    finally:
+        distributed.stop()
+
+
+def _train(run: "Run", resume: bool, results) -> tuple[NeuralLM, dict]:
     if resume:
         run.resume()
-    elif run.out.joinpath("last").exists():
-        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
     run.begin()
     stop, interrupted = None, False
     try:
-        while stop is None and run.progress["epoch"] < cfg.train.epochs:
+        while stop is None and run.progress["epoch"] < run.cfg.train.epochs:
             stop = run.train_epoch() or run.end_epoch()
     except KeyboardInterrupt:
         interrupted, stop = True, "interrupted"
@@ -218,29 +239,45 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
 class Run:
     """One neural training run, as named steps: set up (here), :meth:`resume`, :meth:`begin`,
     then epochs of :meth:`train_epoch` and :meth:`end_epoch`, and :meth:`finish`.  Every file is written
-    behind ``is_main``; ``progress`` (saved in each checkpoint) is everything a resume needs."""
+    behind ``is_main`` (rank 0 under torchrun); ``progress`` (saved in each checkpoint) is everything a resume
+    needs.  Under torchrun every rank runs the same steps in lockstep on its rows of the global batch; the
+    decisions (stop, lr, best model) come from rank 0's clock and evaluations."""
 
-    def __init__(self, cfg: RunConfig, out: Path, argv, is_main: bool):
+    def __init__(self, cfg: RunConfig, out: Path, argv, world: distributed.World | None = None):
         self.t_start = time.perf_counter()
-        self.cfg, self.out, self.argv, self.is_main = cfg, out, argv, is_main
+        self.world = world = world or distributed.World()
+        self.cfg, self.out, self.argv, self.is_main = cfg, out, argv, world.is_main
         d, m, t = cfg.data, cfg.model, cfg.train
-        self.device = resolve_device(t.device)
+        self.device = distributed.start(world, resolve_device(t.device))
         self.precision = resolve_precision(t.precision, self.device)
-        self.threads = set_threads(t.threads) if self.device.type == "cpu" else None
+        self.threads = None
         if self.device.type == "cpu":
+            # several processes on one machine share its cores: each takes its part unless told
+            self.threads = set_threads(t.threads or max(1, cores() // world.local_size))
             tune_allocator()
         torch.manual_seed(t.seed)
         self.corpus, self.vocab, x_all, y_all = _prepare_data(cfg)
+        self.rows = world.rows(t.batch_size)
+        x_all, y_all = x_all[self.rows], y_all[self.rows]  # this rank's contiguous rows of the stream
         self.n_batches = math.ceil(x_all.shape[1] / t.bptt)
         self.total_steps = self.n_batches * t.epochs
         self.module = build_module(m, len(self.vocab)).to(self.device)
+        self.forward = self.module
+        if world.active:
+            for sub in self.module.modules():
+                if isinstance(sub, SequenceDropout):
+                    sub.rows = (self.rows.start, t.batch_size)
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(self.module, device_ids=[self.device] if self.device.type == "cuda"
+                                                   else None, broadcast_buffers=False)
         config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
                   "recipe": cfg.name, "corpus": self.corpus.describe()}
         self.lm = NeuralLM(self.vocab, self.module, config, eval_chunk=t.eval_chunk)
-        self.graphed = use_graphs(t, self.device)
+        self.graphed = use_graphs(t, self.device) and not world.active
         self.optimizer = make_optimizer(t, self.module.parameters(), self.graphed)
-        self.hidden = self.module.init_state(t.batch_size, self.device)
-        self.progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_valid": None, "bad_epochs": 0,
+        self.hidden = self.module.init_state(x_all.shape[0], self.device)
+        self.progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_valid": None, "best_eval": {}, "bad_epochs": 0,
                          "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
                          "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
         self.x_all, self.y_all = x_all, y_all
@@ -255,7 +292,9 @@ class Run:
         if saved_model is not None and saved_model != asdict(m):
             raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
                              f"resume with the same recipe and --set options")
-        saved, self.hidden = load_resume(out / "last", self.lm, self.optimizer, self.hidden, self.device)
+        template = self.module.init_state(self.cfg.train.batch_size, self.device)  # the global batch's state
+        saved, hidden = load_resume(out / "last", self.lm, self.optimizer, template, self.device)
+        self.hidden = distributed.take_rows(hidden, self.rows, self.module.state_batch_dim)
         self.progress.update(saved)
         log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
                  self.progress["batch"], self.progress["step"])
@@ -264,20 +303,23 @@ class Run:
         """The start line on stderr, ``run.json`` (config, command, commit, versions, hardware), then the
         stepper, the data on the device and the clock of the training loop."""
         n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
+        procs = (f", {self.world.size} processes ({distributed.backend_name()}) x" if self.world.active else ",")
         log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
-                 self.cfg.model.kind, self.corpus.describe().get("name") or "files", f"{self.x_all.numel():,}",
-                 f"{len(self.vocab):,}", f"{n_params:,}", self.device, self.precision,
-                 f", {self.threads} threads" if self.threads else "", ", CUDA graphs" if self.graphed else "")
+                 self.cfg.model.kind, self.corpus.describe().get("name") or "files",
+                 f"{self.x_all.numel() * self.world.size:,}", f"{len(self.vocab):,}", f"{n_params:,}", self.device,
+                 self.precision, f"{procs} {self.threads} threads" if self.threads else procs.rstrip(" x,"),
+                 ", CUDA graphs" if self.graphed else "")
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "run.json", {
                 "config": self.cfg.to_dict(), "command": self.argv or sys.argv, "commit": git_commit(),
                 "torch": torch.__version__, "device": str(self.device), "threads": self.threads,
-                "precision": self.precision, "cuda_graphs": self.graphed, "hardware": _hardware(self.device)})
+                "precision": self.precision, "cuda_graphs": self.graphed, "hardware": _hardware(self.device),
+                **self.world.describe()})
         t = self.cfg.train
         self.stepper = Stepper(self.module, self.optimizer, self.hidden,
                                torch.bfloat16 if self.precision == "bf16" else None, t.clip, graphed=self.graphed,
-                               full_shape=(t.batch_size, t.bptt))
+                               full_shape=tuple(self.x_all[:, :t.bptt].shape), forward=self.forward)
         self.x_all, self.y_all = self.x_all.to(self.device), self.y_all.to(self.device)
         self.loop_t0 = time.perf_counter() - self.progress["train_seconds"]
         self.last_sync = self.progress["step"]
@@ -285,11 +327,25 @@ class Run:
     def seconds(self) -> float:
         return time.perf_counter() - self.loop_t0
 
+    def clock(self) -> float:
+        """The training time that the schedule and the time budget read: rank 0's under torchrun (one
+        small broadcast per step), so every rank sets the same lr and stops at the same step."""
+        if not (self.world.active and self.cfg.train.max_minutes):
+            return self.seconds()
+        import torch.distributed as dist
+
+        t = torch.tensor([self.seconds()], dtype=torch.float64, device=self.device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+
     def sync(self, record: bool = False) -> None:
         """Read the device-side sums into the epoch totals and the log window (a non-finite loss stops
         here); ``record``: close the window as one line of steps.jsonl."""
         progress = self.progress
         r = self.stepper.drain()
+        if self.world.active:  # the global batch's loss and tokens (clipping, on the global norm, is the same)
+            r["loss_sum"], r["tokens"] = distributed.all_sum([r["loss_sum"], r["tokens"]], self.world, self.device)
+            r["tokens"] = int(r["tokens"])
         if not math.isfinite(r["loss_sum"]):
             raise SeqlmError(f"the loss became {r['loss_sum']} between steps {self.last_sync + 1} and "
                              f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
@@ -311,9 +367,10 @@ class Run:
 
     def checkpoint(self) -> None:
         self.sync()
-        self.progress["train_seconds"] = self.seconds()
+        self.progress["train_seconds"] = self.clock()
+        hidden = distributed.gather_rows(self.stepper.hidden, self.world, self.module.state_batch_dim)
         if self.is_main:
-            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), self.stepper.hidden)
+            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), hidden)
             _write_metrics(self.out, self.progress["history"], self.progress["log"])
 
     def train_epoch(self) -> str | None:
@@ -321,38 +378,39 @@ class Run:
         max_minutes), or None at the epoch's end."""
         t, progress = self.cfg.train, self.progress
         self.module.train()
-        bar = Progress(self.x_all.numel(), f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
+        bar = Progress(self.x_all.numel() * self.world.size, f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
         bar.n = min(progress["batch"] * t.bptt, self.x_all.shape[1]) * t.batch_size
         stop = None
         while progress["batch"] < self.n_batches:
             i = progress["batch"]
             x = self.x_all[:, i * t.bptt:(i + 1) * t.bptt]
             y = self.y_all[:, i * t.bptt:(i + 1) * t.bptt]
-            lr = scheduled_lr(t, progress, self.total_steps, self.seconds())
+            now = self.clock()
+            lr = scheduled_lr(t, progress, self.total_steps, now)
             if lr is not None:
                 set_lr(self.optimizer, lr)
             loss = self.stepper.step(x, y, check=not self.graphed)  # eager: read every step (stop/skip at once)
             if loss is not None and not math.isfinite(loss):
                 if t.on_nan == "stop":
-                    raise SeqlmError(f"the loss became {loss} at step {progress['step'] + 1} (epoch "
+                    raise SeqlmError(f"the loss or its gradient became {loss} at step {progress['step'] + 1} (epoch "
                                      f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
                                      f"train.on_nan=skip); {_checkpoint_note(self.out)}")
                 progress["skipped"] += 1
                 self.stepper.reset_state(self.module.init_state(t.batch_size, self.device))
             progress["batch"] += 1
             progress["step"] += 1
-            progress["tokens"] += y.numel()
+            progress["tokens"] += y.numel() * self.world.size
             if progress["step"] % t.log_every == 0:
                 self.sync(record=True)
                 mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
                 bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(self.optimizer))
-            bar.update(y.numel())
+            bar.update(y.numel() * self.world.size)
             if progress["step"] % t.checkpoint_every == 0:
                 self.checkpoint()
             if t.max_steps and progress["step"] >= t.max_steps:
                 stop = "max_steps"
                 break
-            if t.max_minutes and self.seconds() > t.max_minutes * 60:
+            if t.max_minutes and now > t.max_minutes * 60:
                 stop = "max_minutes"
                 break
         self.sync()
@@ -369,12 +427,13 @@ class Run:
                   "seconds": round(self.seconds(), 1)}
         if epoch % t.eval_every == 0 or epoch == t.epochs:
             splits = ("valid", "test") if t.track_test else ("valid",)
-            record.update(_evaluate_splits(self.lm, self.corpus, splits, self.level))
+            record.update(self.evaluate(self.lm, splits))
         v = record.get("valid_perplexity")
         improved = ("valid_perplexity" in record or not self.valid_lines) and (
             v is None or progress["best_valid"] is None or v < progress["best_valid"])
         if improved:
             progress["best_valid"] = v
+            progress["best_eval"] = {k: x for k, x in record.items() if k.startswith("valid_")}
             progress["bad_epochs"] = 0
             if self.is_main:
                 self.lm.save(self.out / "model", extra={"epoch": epoch, "valid_perplexity": v})
@@ -393,18 +452,26 @@ class Run:
             return "early_stopping"
         return None
 
+    def evaluate(self, lm, splits) -> dict:
+        """Perplexities of ``splits`` (whole streams): on rank 0 under torchrun, broadcast to the others."""
+        metrics = _evaluate_splits(lm, self.corpus, splits, self.level) if self.is_main else None
+        return distributed.broadcast(metrics, self.world)
+
     def save_at_stop(self, evaluate_current: bool) -> None:
         """A stop inside an epoch: checkpoint, and keep the model as it stands when it validates better
         (a cosine schedule ends at its best) or when no model was kept yet."""
         self.checkpoint()
-        v = None
+        v, current = None, {}
         if evaluate_current and self.valid_lines:
-            v = _evaluate_splits(self.lm, self.corpus, ("valid",), self.level)["valid_perplexity"]
+            current = self.evaluate(self.lm, ("valid",))
+            v = current["valid_perplexity"]
         best = self.progress["best_valid"]
-        if self.is_main and (not (self.out / "model" / "model.safetensors").exists() or
-                             (v is not None and (best is None or v < best))):
-            self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"], "step": self.progress["step"],
-                                                    "valid_perplexity": v})
+        kept = self.out / "model" / "model.safetensors"
+        if distributed.broadcast(not kept.exists(), self.world) or (v is not None and (best is None or v < best)):
+            self.progress["best_eval"] = current
+            if self.is_main:
+                self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"],
+                                                        "step": self.progress["step"], "valid_perplexity": v})
 
     def finish(self, stop: str, interrupted: bool, results) -> tuple[NeuralLM, dict]:
         """Evaluate the best model on valid and test; ``summary.json`` (and ``results``)."""
@@ -413,14 +480,19 @@ class Run:
         if self.is_main:
             best = NeuralLM.load(self.out / "model", json.loads((self.out / "model" / "config.json").read_text()),
                                  device=self.device)
-        log.info("evaluating the best model (valid, test)")
-        metrics = _evaluate_splits(best, self.corpus, ("valid", "test"), self.level)
+        # the validation that chose the best model is its validation: only what is unknown is evaluated
+        known = dict(self.progress.get("best_eval") or {})
+        splits = ("test",) if "valid_perplexity" in known else ("valid", "test")
+        log.info("evaluating the best model (%s)", ", ".join(splits))
+        metrics = {**known, **self.evaluate(best, splits)}
         summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
-                   "steps": self.progress["step"], "epochs_completed": self.progress["epoch"],
+                   "steps": self.progress["step"], "skipped_steps": self.progress["skipped"],
+                   "epochs_completed": self.progress["epoch"],
                    "train_seconds": round(train_seconds, 1),
                    "wall_seconds": round(time.perf_counter() - self.t_start, 1), "hardware": _hardware(self.device),
                    "torch": torch.__version__, "commit": git_commit(), "precision": self.precision,
-                   "cuda_graphs": self.graphed, "model": best.describe(), "target": self.cfg.meta.target,
+                   "cuda_graphs": self.graphed, **self.world.describe(), "model": best.describe(),
+                   "target": self.cfg.meta.target,
                    "epochs": self.progress["history"], "log": self.progress["log"], "out": str(self.out),
                    "interrupted": interrupted}
         if self.is_main:

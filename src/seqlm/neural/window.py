@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..text.vocab import EOS_ID
+from .recurrent import SequenceDropout
 
 
 class WindowLM(nn.Module):
@@ -19,12 +20,13 @@ class WindowLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.kind = "window"
+        self.state_batch_dim = 0  # the state is (B, n-1)
         self.n_ctx = cfg.context
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
         sizes = [cfg.context * cfg.embedding_dim] + [cfg.hidden_size] * cfg.num_layers
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.drop = nn.Dropout(cfg.dropout)
-        self.embedding_drop = nn.Dropout(cfg.embedding_dropout)
+        self.drop = SequenceDropout(cfg.dropout, locked=False)
+        self.embedding_drop = SequenceDropout(cfg.embedding_dropout, locked=False)
         self.decoder = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.init_range > 0:
             for p in self.parameters():

@@ -86,8 +86,8 @@ class ExampleModel(torch.nn.Module):
 def time_baseline(size: int, steps: int, device) -> float:
     model = ExampleModel(size).to(device)
     model.train()
-    x = torch.randint(0, V, (T, B), device=device)
-    y = torch.randint(0, V, (T * B,), device=device)
+    x = zipf_ids((T, B), device)
+    y = zipf_ids((T * B,), device)
     hidden = tuple(torch.zeros(2, B, size, device=device) for _ in range(2))
     crit = torch.nn.CrossEntropyLoss()
     lr = 20.0
@@ -122,18 +122,30 @@ def best_of_blocks(step, steps: int, device, blocks: int = 3, warmup: int = 3) -
     return B * T * steps / best
 
 
-def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device, graphed: bool = False) -> float:
+def zipf_ids(shape, device) -> torch.Tensor:
+    """Token ids drawn as words are (rank-frequency 1/rank, ids sorted by frequency as seqlm's vocabularies
+    are): the full softmax costs the same for any targets, the adaptive softmax depends on where they fall."""
+    p = 1.0 / torch.arange(1, V + 1, dtype=torch.float64)
+    return torch.multinomial(p / p.sum(), int(torch.tensor(shape).prod()), replacement=True).view(shape).to(device)
+
+
+ADAPTIVE = [1000, 4000]  # cut points of the adaptive softmax rows (PTB: the head covers 79% of tokens)
+
+
+def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device, graphed: bool = False,
+               adaptive: bool = False) -> float:
     """seqlm's training step (neural/step.py Stepper), set up as ``seqlm train`` sets it up."""
     if device.type == "cpu":
         tune_allocator()
     cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
-                      dropout=0.2, embedding_dropout=0.2, context=4)
+                      dropout=0.2, embedding_dropout=0.2, context=4, tie_weights=adaptive,
+                      adaptive_cutoffs=ADAPTIVE if adaptive else [])
     module = build_module(cfg, V).to(device)
     module.train()
     train = type("T", (), {"optimizer": "sgd", "lr": 20.0, "momentum": 0.0, "weight_decay": 0.0})
     opt = make_optimizer(train, module.parameters(), graphed)
-    x = torch.randint(0, V, (B, T), device=device)
-    y = torch.randint(0, V, (B, T), device=device)
+    x = zipf_ids((B, T), device)
+    y = zipf_ids((B, T), device)
     stepper = Stepper(module, opt, module.init_state(B, device), torch.bfloat16 if precision == "bf16" else None,
                       0.25, graphed=graphed, full_shape=(B, T))
     check = device.type == "cpu"  # as seqlm train: eager steps read the loss, graphed ones do not
@@ -173,7 +185,7 @@ def run_job(job: dict, device) -> float:
     if job["what"] == "baseline":
         return time_baseline(job["size"], job["steps"], device)
     return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device,
-                      job.get("graphed", False))
+                      job.get("graphed", False), job.get("adaptive", False))
 
 
 ROW = re.compile(r"2x(\d+) (\w+)\s+(\w+)\s+(fp32|bf16)( graphed)?\s*:\s+([\d,]+) tokens/s\s+([\d.]+)x baseline")
@@ -240,7 +252,7 @@ def ddp_bench(nproc: int, device: str, quick: bool) -> dict:
                         "--set", "data.max_size=20000"]
                 prefix = [sys.executable, "-m", "seqlm"] if procs == 1 else [
                     torchrun, "--standalone", f"--nproc_per_node={procs}", "-m", "seqlm"]
-                r = subprocess.run(prefix + args + ["-q"], capture_output=True, text=True,
+                r = subprocess.run(prefix + ["-q"] + args, capture_output=True, text=True,
                                    env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
                 if r.returncode != 0:
                     print(f"  {procs} process(es), {precision}: failed: {r.stderr.strip()[-400:]}", file=sys.stderr)
@@ -327,6 +339,21 @@ def main() -> None:
                         print(f"2x{size} {kind:<8} {backend:<9} {precision}{' graphed' if graphed else '        '}: "
                               f"{rate:>10,.0f} tokens/s  {rate / base:5.2f}x baseline  {gflops:8.1f} GFLOP/s "
                               f"({gflops / peak[precision]:.1%} of peak)", file=sys.stderr)
+        for precision in precisions:  # the adaptive softmax (tied), next to the full softmax above
+            rate = measure({"what": "seqlm", "kind": "lstm", "backend": "fused", "precision": precision, "size": size,
+                            "steps": steps, "adaptive": True}, device)
+            if rate is None:
+                continue
+            full = next((r["tokens_per_s"] for r in out["results"] if r.get("kind") == "lstm" and
+                         r.get("backend") == "fused" and r["precision"] == precision and r["size"] == size and
+                         not r["graphed"]), None)
+            out["results"].append({"name": "seqlm lstm fused, adaptive softmax", "kind": "lstm", "backend": "fused",
+                                   "size": size, "precision": precision, "graphed": False, "adaptive": ADAPTIVE,
+                                   "tokens_per_s": rate, "vs_baseline": rate / base,
+                                   "vs_full_softmax": rate / full if full else None})
+            print(f"2x{size} lstm     fused     {precision} adaptive softmax {ADAPTIVE}: {rate:>10,.0f} tokens/s  "
+                  f"{rate / base:5.2f}x baseline  {rate / full if full else float('nan'):.2f}x the full softmax",
+                  file=sys.stderr)
 
     def rate(kind, backend, precision, size=sizes[0], graphed=False):
         return next((r["tokens_per_s"] for r in out["results"] if r.get("kind") == kind and

@@ -17,20 +17,25 @@ TINY_NEURAL = ["model.embedding_dim=12", "model.hidden_size=12", "train.batch_si
                "train.max_steps=6", "train.threads=1", "train.optimizer=adam", "train.lr=0.01"]
 
 
-def options(kind: str) -> list[str]:
+# variants run through the same interface checks: the adaptive softmax (tied) on a recurrent and a window LM
+VARIANTS = {"lstm+adaptive": ["model.adaptive_cutoffs=10,40", "model.tie_weights=true"],
+            "window+adaptive": ["model.adaptive_cutoffs=20", "model.tie_weights=true"]}
+
+
+def options(kind: str, variant: str = "") -> list[str]:
     if kinds.get(kind).family == "neural":
-        return sum((["--set", x] for x in TINY_NEURAL), [])
+        return sum((["--set", x] for x in TINY_NEURAL + VARIANTS.get(f"{kind}+{variant}", [])), [])
     return ["--order", "3"] + (["--k", "0.5"] if kinds.get(kind).canonical == "add-k" else [])
 
 
-@pytest.fixture(scope="module", params=kinds.names())
+@pytest.fixture(scope="module", params=list(kinds.names()) + list(VARIANTS))
 def trained(request, tmp_path_factory, toy_lines):
-    kind = request.param
-    d = tmp_path_factory.mktemp(kind)
+    kind, _, variant = request.param.partition("+")
+    d = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     for name, lines in zip(("train", "valid", "test"), (toy_lines[0][:300], toy_lines[1][:40], toy_lines[2][:40])):
         (d / f"{name}.txt").write_text("\n".join(lines) + "\n")
     argv = ["-q", "train", "--model", kind, "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
-            "--out", str(d / "m")] + options(kind)
+            "--out", str(d / "m")] + options(kind, variant)
     assert main(argv) == 0
     return kind, d, seqlm.load(d / "m", device="cpu"), toy_lines[2][:40]
 

@@ -61,6 +61,8 @@ class ModelConfig:
     forget_bias: float = 0.0  # LSTM: initial forget-gate bias
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights, one mask per forward (Merity et al.)
     last_layer_size: int = 0  # width of the last recurrent layer (0: hidden_size); AWD-LSTM ties a narrow one
+    adaptive_cutoffs: list[int] = field(default_factory=list)  # adaptive softmax: head/tail cut points in the
+    #   frequency-sorted vocabulary, e.g. [2000] (empty: the full softmax); see neural/output.py
 
 
 @dataclass
@@ -183,6 +185,9 @@ class RunConfig:
                 raise SeqlmError(f"model.{name} must be in [0, 1) (got {getattr(m, name)})")
         if m.init_range < 0:
             raise SeqlmError(f"model.init_range must be >= 0 (got {m.init_range})")
+        c = m.adaptive_cutoffs
+        if c and (c != sorted(set(c)) or c[0] < 2):
+            raise SeqlmError(f"model.adaptive_cutoffs must increase strictly from 2 up (got {c}), e.g. [2000]")
         out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else (m.last_layer_size or m.hidden_size)
         if m.tie_weights and out_dim != m.embedding_dim:
             raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "

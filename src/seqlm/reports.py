@@ -69,32 +69,36 @@ def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
     return lines
 
 
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table under its title line."""
+    return [title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def throughput_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
-    lines = [f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
-             f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch {res.get('torch')}; "
-             f"baseline = the PyTorch word_language_model loop, measured in the same run)", "",
-             "| model | backend | precision | CUDA graph | tokens/s | vs baseline |", "|---|---|---|---|---|---|"]
+    rows = []
     for r in res["results"]:
         name = f"2x{r['size']} {r['kind']}" if r.get("kind") != "window" else f"window {r['size']}"
-        backend = r.get("backend") or "baseline"
-        lines.append(f"| {name} | {backend} | {r['precision']} | {'yes' if r.get('graphed') else 'no'} | "
-                     f"{r['tokens_per_s']:,.0f} | {r.get('vs_baseline', 1.0):.2f}x |")
-    return lines
+        backend = (r.get("backend") or "baseline") + (", adaptive softmax" if r.get("adaptive") else "")
+        rows.append([name, backend, r["precision"], "yes" if r.get("graphed") else "no", f"{r['tokens_per_s']:,.0f}",
+                     f"{r.get('vs_baseline', 1.0):.2f}x"])
+    return _table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
+                  f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch "
+                  f"{res.get('torch')}; baseline = the PyTorch word_language_model loop, measured in the same run)",
+                  ["model", "backend", "precision", "CUDA graph", "tokens/s", "vs baseline"], rows)
 
 
 def ddp_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
-    lines = [f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global batch "
-             f"{res['global_batch']}, bptt {res['bptt']}; tokens/s after {res['warmup_steps']} warm-up steps; from "
-             f"`{source}`; {hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores, torch {res.get('torch')})", "",
-             "| processes | threads each | precision | tokens/s | vs one process |", "|---|---|---|---|---|"]
     one = {r["precision"]: r["tokens_per_s"] for r in res["results"] if r["processes"] == 1}
-    for r in res["results"]:
-        base = one.get(r["precision"])
-        lines.append(f"| {r['processes']} | {r['threads_per_process']} | {r['precision']} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['tokens_per_s'] / base:.2f}x |" if base else "| – |")
-    return lines
+    rows = [[str(r["processes"]), str(r["threads_per_process"]), r["precision"], f"{r['tokens_per_s']:,.0f}",
+             f"{r['tokens_per_s'] / one[r['precision']]:.2f}x" if one.get(r["precision"]) else "–"]
+            for r in res["results"]]
+    return _table(f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global "
+                  f"batch {res['global_batch']}, bptt {res['bptt']}; tokens/s after {res['warmup_steps']} warm-up "
+                  f"steps; from `{source}`; {hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores, torch "
+                  f"{res.get('torch')})", ["processes", "threads each", "precision", "tokens/s", "vs one process"], rows)
 
 
 def gradients_table(rows: list[tuple[dict, str]]) -> list[str]:
@@ -274,6 +278,7 @@ def ablation_figure(name: str, group: list[dict], target: Path) -> Path:
         axes[1].plot(xs, [x["grad_norm"] for x in res["log"]], lw=1, label=label)
         axes[2].plot(xs, [x["clipped_fraction"] for x in res["log"]], lw=1, label=label)
     axes[0].set_ylabel("training loss (nats/token)")
+    axes[0].set_yscale("log")
     axes[1].set_ylabel("gradient norm before clipping")
     axes[1].set_yscale("log")
     axes[2].set_ylabel("fraction of steps clipped")

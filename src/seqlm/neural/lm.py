@@ -26,6 +26,7 @@ from ..runtime import Progress
 from ..text.corpora import sha256_file
 from ..text.encode import join_with_eos
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
+from .output import is_adaptive
 
 FORMAT = "seqlm-neural-1"
 PROGRESS_FROM = 50_000  # tokens: a stream this long shows a progress bar while it is scored
@@ -85,10 +86,16 @@ class NeuralLM(LanguageModel):
         targets = torch.from_numpy(seq).to(self.device)
         out = []
         bar = Progress(len(seq), "evaluating", unit="tok") if len(seq) > PROGRESS_FROM else None
+        adaptive = is_adaptive(self.module)
         for i in range(0, len(seq), self.eval_chunk):
             x = inputs[i:i + self.eval_chunk][None]
-            logits, hidden = self.module(x, hidden)
-            out.append(_gather(logits[0], targets[i:i + self.eval_chunk]))
+            y = targets[i:i + self.eval_chunk]
+            if adaptive:  # only the targets' clusters
+                lp, hidden = self.module(x, hidden, targets=y[None])
+                out.append(lp[0].float())
+            else:
+                logits, hidden = self.module(x, hidden)
+                out.append(_gather(logits[0], y))
             if bar:
                 bar.update(len(x[0]))
         if bar:
@@ -114,8 +121,12 @@ class NeuralLM(LanguageModel):
                 line = np.asarray(lines[j], dtype=np.int64)
                 x[r, 1:len(line) + 1] = line
                 y[r, :len(line)] = line
-            logits, _ = self.module(torch.from_numpy(x).to(self.device), None)
-            lp = _gather(logits.flatten(0, 1), torch.from_numpy(y).to(self.device).flatten())
+            xt, yt = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+            if is_adaptive(self.module):
+                lp = self.module(xt, None, targets=yt)[0].float()
+            else:
+                logits, _ = self.module(xt, None)
+                lp = _gather(logits.flatten(0, 1), yt.flatten())
             lp = lp.view(len(batch), width).double().cpu().numpy()
             for r, j in enumerate(batch):
                 result[offsets[j]:offsets[j] + lengths[j]] = lp[r, :lengths[j]]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..text.vocab import EOS_ID
+from .output import make_output
 from .recurrent import SequenceDropout
 
 
@@ -27,7 +28,7 @@ class WindowLM(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.drop = SequenceDropout(cfg.dropout, locked=False)
         self.embedding_drop = SequenceDropout(cfg.embedding_dropout, locked=False)
-        self.decoder = nn.Linear(cfg.hidden_size, vocab_size)
+        self.decoder = make_output(cfg.hidden_size, vocab_size, cfg.adaptive_cutoffs)
         if cfg.init_range > 0:
             for p in self.parameters():
                 nn.init.uniform_(p, -cfg.init_range, cfg.init_range)
@@ -41,7 +42,7 @@ class WindowLM(nn.Module):
     def detach_state(state: Tensor) -> Tensor:
         return state
 
-    def forward(self, tokens: Tensor, state: Tensor | None = None):
+    def forward(self, tokens: Tensor, state: Tensor | None = None, targets: Tensor | None = None):
         B, T = tokens.shape
         if state is None:
             state = self.init_state(B, tokens.device)
@@ -51,4 +52,6 @@ class WindowLM(nn.Module):
         x = self.embedding_drop(self.embedding(windows)).flatten(2)  # (B, T, (n-1) E)
         for layer in self.hidden:
             x = self.drop(torch.tanh(layer(x)))
+        if targets is not None:  # adaptive output: ln p of each target
+            return self.decoder.target_log_probs(x, targets), ctx[:, -self.n_ctx:]
         return self.decoder(x), ctx[:, -self.n_ctx:]

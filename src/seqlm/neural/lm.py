@@ -86,22 +86,25 @@ class NeuralLM(LanguageModel):
         targets = torch.from_numpy(seq).to(self.device)
         out = []
         bar = Progress(len(seq), "evaluating", unit="tok") if len(seq) > PROGRESS_FROM else None
-        adaptive = is_adaptive(self.module)
         for i in range(0, len(seq), self.eval_chunk):
             x = inputs[i:i + self.eval_chunk][None]
-            y = targets[i:i + self.eval_chunk]
-            if adaptive:  # only the targets' clusters
-                lp, hidden = self.module(x, hidden, targets=y[None])
-                out.append(lp[0].float())
-            else:
-                logits, hidden = self.module(x, hidden)
-                out.append(_gather(logits[0], y))
+            lp, hidden = self._target_logprobs(x, hidden, targets[i:i + self.eval_chunk][None])
+            out.append(lp[0])
             if bar:
                 bar.update(len(x[0]))
         if bar:
             bar.close()
         flat = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         return flat, (hidden, int(seq[-1]) if len(seq) else prev)
+
+    def _target_logprobs(self, x, hidden, y):
+        """ln p of each target (B, T), fp32, and the new state; an adaptive output computes only the
+        targets' clusters."""
+        if is_adaptive(self.module):
+            lp, hidden = self.module(x, hidden, targets=y)
+            return lp.float(), hidden
+        logits, hidden = self.module(x, hidden)
+        return _gather(logits.flatten(0, 1), y.flatten()).view(y.shape), hidden
 
     def _score_sentences(self, lines):
         # padded batches of at most ~32M logits (128 MB in fp32), at most 16384 tokens
@@ -121,13 +124,9 @@ class NeuralLM(LanguageModel):
                 line = np.asarray(lines[j], dtype=np.int64)
                 x[r, 1:len(line) + 1] = line
                 y[r, :len(line)] = line
-            xt, yt = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
-            if is_adaptive(self.module):
-                lp = self.module(xt, None, targets=yt)[0].float()
-            else:
-                logits, _ = self.module(xt, None)
-                lp = _gather(logits.flatten(0, 1), yt.flatten())
-            lp = lp.view(len(batch), width).double().cpu().numpy()
+            lp, _ = self._target_logprobs(torch.from_numpy(x).to(self.device), None,
+                                          torch.from_numpy(y).to(self.device))
+            lp = lp.double().cpu().numpy()
             for r, j in enumerate(batch):
                 result[offsets[j]:offsets[j] + lengths[j]] = lp[r, :lengths[j]]
             i += len(batch)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqlm import kinds
 from seqlm.cli import main
 from seqlm.config import NEURAL_KINDS, RunConfig, apply_overrides, load_recipe
 from seqlm.errors import SeqlmError
@@ -44,7 +45,7 @@ def lstm(tmp_path_factory, small_files):
     return lm, summary
 
 
-@pytest.mark.parametrize("kind,backend", [(k, "fused") for k in NEURAL_KINDS] + [("lstm", "reference"),
+@pytest.mark.parametrize("kind,backend", [(k, kinds.get(k).backends[0]) for k in NEURAL_KINDS] + [("lstm", "reference"),
                                                                                   ("gru", "reference")])
 def test_each_kind_overfits_a_tiny_corpus(tmp_path, kind, backend):
     lines = ["the cat sat on the mat", "a dog ran in the park", "the students opened their books"] * 8

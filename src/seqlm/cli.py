@@ -56,6 +56,11 @@ EXAMPLES = {
     "demo": """examples:
   seqlm demo
   seqlm demo --json""",
+    "adapt": """examples:
+  seqlm adapt runs/lstm --method cache --out runs/lstm-cache            # tuned on the model's corpus's valid split
+  seqlm adapt runs/lstm --method dynamic --out runs/lstm-dyn --param lr=1e-5,2e-5,5e-5 --param decay=0.01
+  seqlm adapt runs/lstm --method dynamic --param rule=sgd --param lr=0.01 --no-tune --out runs/lstm-dyn-sgd
+  seqlm evaluate runs/lstm-cache --corpus ptb                            # then use it as any model""",
 }
 
 
@@ -192,6 +197,26 @@ def _parser() -> argparse.ArgumentParser:
     dg.add_argument("--out", help="write the result JSON here (e.g. results/gradients-lstm.json)")
     dg.add_argument("--plot", help="write the log-scale figure here (PNG; needs matplotlib)")
     dg.add_argument("--json", action="store_true", help="print the result JSON")
+
+    ad = cmd("adapt", "wrap a neural model in dynamic evaluation or a continuous cache, tuned on validation text")
+    ad.add_argument("model", help="neural model or run folder")
+    ad.add_argument("--method", required=True, choices=("dynamic", "cache"),
+                    help="dynamic: Krause et al. 2018; cache: Grave et al. 2017's continuous cache pointer")
+    data_args(ad, files=False)
+    ad.add_argument("--valid", help="tune on this text file (default: the valid split of --corpus, or of the corpus "
+                    "the model was trained on)")
+    ad.add_argument("--train", help="dynamic (rms rule): training text for the gradient statistics (default: the "
+                    "train split of that corpus)")
+    ad.add_argument("--valid-lines", type=int, help="tune on the first N lines of the validation text only (faster)")
+    ad.add_argument("--stats-tokens", type=int, help="dynamic (rms rule): use only this many training tokens")
+    ad.add_argument("--param", action="append", default=[], metavar="NAME=V[,V...]",
+                    help="fix a parameter (one value) or search these values on validation; dynamic: lr, decay, "
+                    "segment, epsilon, rule (rms|sgd); cache: size, theta, lambda")
+    ad.add_argument("--no-tune", action="store_true", help="no search: the given (or default) values")
+    ad.add_argument("--test", action="store_true", help="also evaluate the test split (stream) and time it")
+    ad.add_argument("--out", required=True, help="folder to write (usable wherever a model is)")
+    ad.add_argument("--results", help="write the tuning, perplexities, times and hardware as JSON here")
+    ad.add_argument("--json", action="store_true", help="print the result JSON")
 
     d = cmd("demo", "train n-gram models on the bundled generated corpora and show what they do")
     d.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -461,9 +486,29 @@ def _demo(args) -> int:
     return 0
 
 
+def _adapt(args) -> int:
+    from .adaptation import adapt_command
+
+    result = adapt_command(args.model, args.method, out=args.out, params=args.param, tune=not args.no_tune,
+                           corpus=args.corpus, data_dir=args.data_dir, valid=args.valid, train=args.train,
+                           stats_tokens=args.stats_tokens, valid_lines=args.valid_lines, test=args.test, results=args.results, argv=sys.argv)
+    if args.json:
+        _print_json(result)
+    else:
+        m = result["metrics"]
+        print(f"{args.method} {_params_text(result['params'])}: "
+              + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in m.items()) + f" -> {args.out}")
+    return 0
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 COMMANDS = {"train": _train, "evaluate": _evaluate, "score": _score, "predict": _predict,
             "generate": _generate, "export": _export, "neighbours": _neighbours,
-            "report": _report, "diagnose": _diagnose, "demo": _demo}
+            "report": _report, "diagnose": _diagnose, "demo": _demo,
+            "adapt": _adapt}
 
 if __name__ == "__main__":
     sys.exit(main())

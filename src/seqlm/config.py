@@ -18,6 +18,14 @@ from . import kinds
 from .errors import SeqlmError
 
 NEURAL_KINDS = kinds.names("neural")
+
+
+def resolve_backend(kind: str, backend: str) -> str:
+    """``auto``: the fused kernels where the kind has them, else its reference cells."""
+    if backend != "auto":
+        return backend
+    backends = kinds.get(kind).backends
+    return "fused" if "fused" in backends else backends[0]
 MAX_ORDER = 32
 
 
@@ -45,7 +53,9 @@ class ModelConfig:
     k: float = 1.0  # add-k: the pseudo-count
     prune: list[int] = field(default_factory=list)  # count thresholds per order, e.g. [0, 0, 1]
     # neural models
-    backend: str = "fused"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py)
+    backend: str = "auto"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py) | auto (fused
+    #   where the kind has it, else reference)
+    mogrifier_rounds: int = 5  # mogrifier: rounds of mutual gating of input and state before each LSTM step
     embedding_dim: int = 200
     hidden_size: int = 200
     num_layers: int = 2  # recurrent layers (window: hidden layers)
@@ -93,6 +103,19 @@ class TrainConfig:
     log_every: int = 100  # steps between log records (steps.jsonl: loss, lr, gradient norm, clipping)
     eval_every: int = 1  # epochs between validations (the last epoch and a budget stop always validate)
     track_test: bool = False  # also evaluate the test split after every epoch (learning curves of test ppl)
+    # AWD-LSTM's training-time ideas (Merity et al. 2018), recurrent kinds
+    ar: float = 0.0  # activation regularisation: + ar * mean(h^2) of the last layer's output after dropout (AWD: 2)
+    tar: float = 0.0  # temporal AR: + tar * mean((h_t - h_{t-1})^2) of its output before dropout (AWD: 1)
+    variable_bptt: bool = False  # window length ~ N(bptt, 5) (N(bptt/2, 5) with p 0.05), at least 5, at most
+    #   bptt + 20, the lr scaled by length / bptt (so every token counts the same)
+    average: str = "off"  # off | nt (NT-ASGD: start averaging the weights when validation has not beaten the
+    #   best of all but its last `nonmono` values) | tail (start at `average_start` of the budget); evaluation and
+    #   the kept model use the averaged weights (Polyak averaging; with sgd this is AWD-LSTM's NT-ASGD)
+    loss: str = "ce"  # ce (cross-entropy over the vocabulary) | nce (noise-contrastive estimation, nce_samples
+    #   noise words per step from the training unigram; evaluation stays the full softmax); full softmax only
+    nce_samples: int = 256
+    nonmono: int = 5  # nt: validations without a new best (over all but these last ones) that start averaging
+    average_start: float = 0.5  # tail: fraction of the budget (steps or max_minutes, whichever is further)
 
 
 @dataclass
@@ -170,6 +193,9 @@ class RunConfig:
 
     def _check_neural(self, kind) -> None:
         m, t = self.model, self.train
+        if m.mogrifier_rounds != 5 and kind.name != "mogrifier":
+            raise SeqlmError(f"model.mogrifier_rounds is for --model mogrifier and does not apply to {kind.name}: drop it")
+        m.backend = resolve_backend(kind.name, m.backend)
         if m.backend not in kind.backends:
             raise SeqlmError(f"{kind.name} models have no {m.backend!r} backend: choose {' or '.join(kind.backends)}")
         if t.precision not in ("fp32", "bf16"):
@@ -177,7 +203,7 @@ class RunConfig:
         for name in ("embedding_dim", "hidden_size", "num_layers", "context"):
             if getattr(m, name) < 1:
                 raise SeqlmError(f"model.{name} must be >= 1 (got {getattr(m, name)})")
-        for name in ("fc_layers", "fc_size", "last_layer_size"):
+        for name in ("fc_layers", "fc_size", "last_layer_size", "mogrifier_rounds"):
             if getattr(m, name) < 0:
                 raise SeqlmError(f"model.{name} must be >= 0 (got {getattr(m, name)})")
         for name in ("dropout", "embedding_dropout", "word_dropout", "weight_drop"):
@@ -193,7 +219,7 @@ class RunConfig:
             raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "
                              f"({m.embedding_dim}): set model.embedding_dim={out_dim} or tie_weights=false")
         choices = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("zaremba", "plateau", "constant", "cosine"),
-                   "graphs": ("auto", "off"), "on_nan": ("stop", "skip")}
+                   "graphs": ("auto", "off"), "on_nan": ("stop", "skip"), "average": ("off", "nt", "tail"), "loss": ("ce", "nce")}
         for name, allowed in choices.items():
             if getattr(t, name) not in allowed:
                 raise SeqlmError(f"train.{name} must be one of {', '.join(allowed)} (got {getattr(t, name)!r})")
@@ -215,6 +241,20 @@ class RunConfig:
             raise SeqlmError(f"train.momentum must be in [0, 1) (got {t.momentum})")
         if not 0 < t.lr_decay <= 1:
             raise SeqlmError(f"train.lr_decay must be in (0, 1] (got {t.lr_decay})")
+        if t.ar < 0 or t.tar < 0:
+            raise SeqlmError("train.ar and train.tar must be >= 0 (0 = off)")
+        if (t.ar or t.tar) and kind.state != "recurrent":
+            raise SeqlmError(f"train.ar and train.tar regularise a recurrent layer's activations; {kind.name} has "
+                             f"none: drop them or choose a recurrent --model")
+        if t.loss == "nce" and m.adaptive_cutoffs:
+            raise SeqlmError("train.loss=nce trains a full softmax output: drop model.adaptive_cutoffs or use "
+                             "train.loss=ce")
+        if t.nce_samples < 1:
+            raise SeqlmError(f"train.nce_samples must be >= 1 (got {t.nce_samples})")
+        if t.nonmono < 1:
+            raise SeqlmError(f"train.nonmono must be >= 1 (got {t.nonmono})")
+        if not 0 <= t.average_start < 1:
+            raise SeqlmError(f"train.average_start must be in [0, 1) (got {t.average_start})")
 
 
 SECTIONS = {"meta": Meta, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}

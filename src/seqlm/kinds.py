@@ -50,6 +50,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("gru", doc="GRU (Cho et al. 2014)", **_NEURAL),
     Kind("rnn_tanh", doc="vanilla (Elman) RNN, tanh", **_NEURAL),
     Kind("rnn_relu", doc="vanilla (Elman) RNN, ReLU", **_NEURAL),
+    Kind("mogrifier", doc="Mogrifier LSTM (Melis et al. 2020): input and state gate each other before each "
+         "LSTM step (reference backend only)", **{**_NEURAL, "backends": ("reference",)}),
     Kind("window", "neural", "seqlm.neural.window:WindowLM", "fixed-window feed-forward LM (Bengio et al. 2003)",
          state="window", backends=("fused",), precisions=("fp32", "bf16"), arpa="no"),
 ]}

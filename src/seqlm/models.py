@@ -37,7 +37,7 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SeqlmError(f"{config_path} is not valid JSON ({e}): retrain the model") from None
     kind = config.get("kind") if isinstance(config, dict) else None
-    if kind in ("ngram", "neural"):
+    if kind in ("ngram", "neural", "dynamic", "cache"):
         from .files import verify_folder
 
         verify_folder(path, config)
@@ -50,5 +50,10 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
         from .runtime import resolve_device
 
         return NeuralLM.load(path, config, device=resolve_device(device))
+    if kind in ("dynamic", "cache"):
+        from .neural.adapt import load_adapted
+        from .runtime import resolve_device
+
+        return load_adapted(path, config, device=resolve_device(device))
     raise SeqlmError(f"{config_path}: unknown model kind {kind!r}: it was written by another seqlm version; "
                      f"retrain it")

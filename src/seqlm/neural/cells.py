@@ -111,6 +111,8 @@ CELLS = {
     "rnn_relu": Cell(1, _rnn_step(True), lambda i, h: nn.RNN(i, h, 1, nonlinearity="relu", batch_first=True),
                      "rnn_relu"),
 }
+# the Mogrifier LSTM has its own layer module (MogrifierLSTM, below): no fused kernel, no multi-layer call
+MOGRIFIER = Cell(4, _lstm_step, None, "", paired=True, forget_gate=1)
 GATES = {name: cell.gates for name, cell in CELLS.items()}
 
 
@@ -167,3 +169,54 @@ class ReferenceRecurrent(nn.Module):
         if cell.paired:
             return layer_in, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
         return layer_in, torch.stack(finals)
+
+
+class MogrifierLSTM(nn.Module):
+    """One Mogrifier LSTM layer (Melis et al. 2020, "Mogrifier LSTM"), reference backend only: before each
+    LSTM step the input and the previous output gate each other for ``rounds`` rounds,
+
+        x ← 2σ(Q_i h) ⊙ x     (odd rounds i)          Q_i: (input, hidden)
+        h ← 2σ(R_i x) ⊙ h     (even rounds i)         R_i: (hidden, input)
+
+    then the LSTM step above reads the modulated x and h.  Zero rounds is the LSTM (tested).  No fused
+    kernel exists for it: x changes with h at every step, so even the input projection runs step by step.
+    Parameters named as torch.nn.LSTM's (``weight_hh_l0`` for DropConnect), plus ``mog_q{i}`` / ``mog_r{i}``.
+    Interface of ``torch.nn.LSTM`` (batch_first, one layer): ``forward(x (B, T, I), (h, c)) -> (out, (h, c))``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, rounds: int = 5):
+        super().__init__()
+        self.input_size, self.hidden_size, self.rounds = input_size, hidden_size, rounds
+        H = hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(4 * H, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(4 * H, H))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(4 * H))
+        self.bias_hh_l0 = nn.Parameter(torch.empty(4 * H))
+        for i in range(1, rounds + 1):
+            shape = (input_size, H) if i % 2 else (H, input_size)
+            self.register_parameter(f"mog_{'q' if i % 2 else 'r'}{i}", nn.Parameter(torch.empty(shape)))
+        bound = 1.0 / math.sqrt(H)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def mogrify(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        for i in range(1, self.rounds + 1):
+            if i % 2:
+                x = 2 * torch.sigmoid(h @ getattr(self, f"mog_q{i}").t()) * x
+            else:
+                h = 2 * torch.sigmoid(x @ getattr(self, f"mog_r{i}").t()) * h
+        return x, h
+
+    def forward(self, x: Tensor, state=None):
+        B, T, _ = x.shape
+        if state is None:
+            zeros = x.new_zeros(1, B, self.hidden_size)
+            state = (zeros, zeros.clone())
+        h, c = state[0][0], state[1][0]
+        outs = []
+        for t in range(T):
+            xt, h = self.mogrify(x[:, t], h)
+            xw = torch.nn.functional.linear(xt, self.weight_ih_l0, self.bias_ih_l0)
+            h, c = lstm_cell(xw, h, c, self.weight_hh_l0, self.bias_hh_l0)
+            outs.append(h)
+        return torch.stack(outs, dim=1), (h[None], c[None])

@@ -108,3 +108,37 @@ def make_output(dim: int, vocab_size: int, cutoffs: list[int]) -> nn.Module:
 
 def is_adaptive(module: nn.Module) -> bool:
     return bool(getattr(getattr(module, "decoder", None), "adaptive", False))
+
+
+class NCELoss:
+    """Noise-contrastive estimation of the output layer (Mnih & Teh 2012, after Gutmann & Hyvärinen 2010):
+    training tells each target word apart from ``samples`` words drawn from a noise distribution q (the
+    training unigram), as a logistic regression on
+
+        Δ(w) = s(w) - ln(k q(w)),     s(w) = h · e_w + b_w   (the unnormalised score, normaliser taken as 1)
+        loss = -ln σ(Δ(target)) - Σ_{j=1..k} ln(1 - σ(Δ(noise_j)))
+
+    so a step scores the target and k shared noise words instead of the whole vocabulary.  The model stays
+    a softmax model: evaluation normalises over the full vocabulary as always (exact perplexities).
+    One set of k noise words per step is shared by every position (one (N, k) product)."""
+
+    def __init__(self, counts: torch.Tensor, samples: int):
+        q = counts.double() + 0.5
+        q[BOS_ID] = 0.0  # never a target, never noise
+        self.noise = (q / q.sum()).float()
+        self.log_kq = torch.log(samples * self.noise)
+        self.samples = samples
+
+    def to(self, device) -> "NCELoss":
+        self.noise, self.log_kq = self.noise.to(device), self.log_kq.to(device)
+        return self
+
+    def __call__(self, h: Tensor, targets: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """Mean NCE loss of (N, d) output-layer inputs and (N,) targets."""
+        noise = torch.multinomial(self.noise, self.samples, replacement=True)  # (k,)
+        h = h.float()
+        s_t = (h * weight[targets].float()).sum(-1) + bias[targets].float()
+        s_n = h @ weight[noise].float().t() + bias[noise].float()  # (N, k)
+        loss = nn.functional.softplus(self.log_kq[targets] - s_t) + \
+            nn.functional.softplus(s_n - self.log_kq[noise]).sum(-1)
+        return loss.mean()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from .cells import CELLS, ReferenceRecurrent
+from ..config import ModelConfig, resolve_backend
+from .cells import CELLS, MOGRIFIER, MogrifierLSTM, ReferenceRecurrent
 from .output import make_output
 
 
@@ -57,7 +57,9 @@ class SequenceDropout(nn.Module):
         return x * mask.to(x.dtype) * (1 / (1 - self.p))
 
 
-def make_layer(kind: str, backend: str, input_size: int, hidden_size: int) -> nn.Module:
+def make_layer(kind: str, backend: str, input_size: int, hidden_size: int, rounds: int = 5) -> nn.Module:
+    if kind == "mogrifier":
+        return MogrifierLSTM(input_size, hidden_size, rounds)
     if backend == "reference":
         return ReferenceRecurrent(kind, input_size, hidden_size, 1)
     return CELLS[kind].fused(input_size, hidden_size)
@@ -69,11 +71,13 @@ class RecurrentLM(nn.Module):
         self.cfg = cfg
         self.kind = cfg.kind
         self.state_batch_dim = 1  # each layer's state is (1, B, H)
-        self.cell = CELLS[cfg.kind]
+        self.cell = MOGRIFIER if cfg.kind == "mogrifier" else CELLS[cfg.kind]
+        self.backend = resolve_backend(cfg.kind, cfg.backend)
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
         self.sizes = [cfg.hidden_size] * (cfg.num_layers - 1) + [cfg.last_layer_size or cfg.hidden_size]
         inputs = [cfg.embedding_dim] + self.sizes[:-1]
-        self.layers = nn.ModuleList(make_layer(cfg.kind, cfg.backend, i, h) for i, h in zip(inputs, self.sizes))
+        self.layers = nn.ModuleList(make_layer(cfg.kind, self.backend, i, h, cfg.mogrifier_rounds)
+                                    for i, h in zip(inputs, self.sizes))
         self.embedding_drop = SequenceDropout(cfg.embedding_dropout, cfg.variational)
         self.drop = SequenceDropout(cfg.dropout, cfg.variational)
         fc_size = cfg.fc_size or cfg.hidden_size
@@ -81,6 +85,10 @@ class RecurrentLM(nn.Module):
                                 for k in range(cfg.fc_layers))
         out_dim = fc_size if cfg.fc_layers else self.sizes[-1]
         self.decoder = make_output(out_dim, vocab_size, cfg.adaptive_cutoffs)
+        # training with activation regularisation (AR/TAR) sets this: forward then keeps the last recurrent
+        # layer's output before and after dropout in ``activations`` for the step's penalty
+        self.record_activations = False
+        self.activations: tuple[Tensor, Tensor] | None = None
         self.init_weights()
         if cfg.tie_weights:
             self.decoder.weight = self.embedding.weight
@@ -120,7 +128,7 @@ class RecurrentLM(nn.Module):
         between layers not locked): cuDNN then overlaps the layers' time steps, which one call per layer
         cannot."""
         c = self.cfg
-        return (c.backend == "fused" and c.num_layers > 1 and not (c.variational and c.dropout > 0)
+        return (self.backend == "fused" and c.num_layers > 1 and not (c.variational and c.dropout > 0)
                 and len(set(self.sizes)) == 1)
 
     def run_stack(self, x: Tensor, state):
@@ -152,24 +160,35 @@ class RecurrentLM(nn.Module):
             return layer(x, state)
         return torch.func.functional_call(layer, {"weight_hh_l0": drop_connect(layer.weight_hh_l0, p)}, (x, state))
 
-    def forward(self, tokens: Tensor, state=None, targets: Tensor | None = None):
+    def forward(self, tokens: Tensor, state=None, targets: Tensor | None = None, features_only: bool = False):
         """Logits (B, T, V) and the new state; with an adaptive output and ``targets`` (B, T), ln p of
-        each target (B, T) instead (only the clusters the targets fall in are computed)."""
+        each target (B, T) instead (only the clusters the targets fall in are computed); ``features_only``:
+        what the output layer would read (B, T, d) (training with NCE)."""
+        x, new_state = self.features(tokens, state)
+        if features_only:
+            return x, new_state
+        if targets is not None:
+            return self.decoder.target_log_probs(x, targets), new_state
+        return self.decoder(x), new_state  # (B, T, V)
+
+    def features(self, tokens: Tensor, state=None):
+        """What the output layer reads at each position (B, T, d): the last recurrent layer's output (or the
+        last fully connected layer's), after dropout; and the new state."""
         if state is None:
             state = self.init_state(tokens.shape[0], tokens.device)
         x = self.embedding_drop(self.embed(tokens))  # (B, T, E)
         if x.is_cuda and self.can_stack:
-            x, new_state = self.run_stack(x, state)
-            x = self.drop(x)
+            raw, new_state = self.run_stack(x, state)
+            x = self.drop(raw)
         else:
             new_state = []
             for layer, st in zip(self.layers, state):
-                x, st = self.run_layer(layer, x, st)  # (B, T, H)
-                x = self.drop(x)
+                raw, st = self.run_layer(layer, x, st)  # (B, T, H)
+                x = self.drop(raw)
                 new_state.append(st)
+        if self.record_activations and self.training:
+            self.activations = (raw, x)
         for fc in self.fc:
             x = self.drop(torch.relu(fc(x)))
-        if targets is not None:
-            return self.decoder.target_log_probs(x, targets), new_state
-        return self.decoder(x), new_state  # (B, T, V)
+        return x, new_state
 

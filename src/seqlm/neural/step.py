@@ -115,10 +115,15 @@ class Stepper:
     """
 
     def __init__(self, module, optimizer, hidden, autocast_dtype, clip: float, graphed: bool = False,
-                 full_shape: tuple[int, int] | None = None, forward=None):
+                 full_shape: tuple[int, int] | None = None, forward=None, ar: float = 0.0, tar: float = 0.0,
+                 nce=None):
         self.module, self.optimizer, self.clip = module, optimizer, clip
+        self.ar, self.tar = ar, tar  # activation regularisation (Merity et al. 2018), added to the loss
+        if ar or tar:
+            module.record_activations = True
         self.forward = forward or module  # the module, or its DistributedDataParallel wrapper
         self.adaptive = is_adaptive(module)
+        self.nce = nce  # an NCELoss: train the output layer by noise-contrastive estimation
         self.dtype = autocast_dtype  # None: fp32
         self.device = next(module.parameters()).device
         self.graphed = graphed
@@ -139,17 +144,22 @@ class Stepper:
         # step by step in time: at every time step); a captured graph must not keep cast copies across replays
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None,
                             cache_enabled=not self.graphed):
-            if self.adaptive:  # the adaptive softmax scores only the targets' clusters
+            if self.nce is not None:
+                h, new_hidden = self.forward(x, hidden, features_only=True)  # (B, T, d)
+                dec = self.module.decoder
+                loss = self.nce(h.flatten(0, 1), y.flatten(), dec.weight, dec.bias)
+            elif self.adaptive:  # the adaptive softmax scores only the targets' clusters
                 logp, new_hidden = self.forward(x, hidden, targets=y)  # (B, T)
             else:
                 logits, new_hidden = self.forward(x, hidden)  # (B, T, V)
-        loss = -logp.float().mean() if self.adaptive else token_cross_entropy(logits.flatten(0, 1), y.flatten())
+        if self.nce is None:
+            loss = -logp.float().mean() if self.adaptive else token_cross_entropy(logits.flatten(0, 1), y.flatten())
         value = None
         if check:  # eager only: a non-finite loss updates nothing and carries nothing
             value = loss.item()
             if not math.isfinite(value):
                 return value
-        loss.backward()
+        (loss + self._penalty() if self.ar or self.tar else loss).backward()
         params = [p for p in self.module.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip > 0 else float("inf"))
         if check:  # a finite loss can still overflow its gradient (no clipping): then no update either
@@ -164,6 +174,16 @@ class Stepper:
             self.loss_sum.add_(loss.detach() * y.numel())
             copy_state(self.hidden, self.module.detach_state(new_hidden))
         return value
+
+    def _penalty(self) -> torch.Tensor:
+        """AR: ar * mean(h^2) of the last layer's output after dropout; TAR: tar * mean((h_t - h_{t-1})^2) of
+        it before dropout (AWD-LSTM's regularisers; not part of the logged loss, which stays the
+        cross-entropy)."""
+        raw, dropped = self.module.activations
+        penalty = self.ar * dropped.float().pow(2).mean()
+        if self.tar and raw.shape[1] > 1:
+            penalty = penalty + self.tar * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+        return penalty
 
     def _zero_grad(self):
         # after capture the gradients live in the graph's memory: zero them in place, never drop them
@@ -228,3 +248,44 @@ class Stepper:
 
     def reset_state(self, hidden) -> None:
         copy_state(self.hidden, hidden)
+
+
+class Averager:
+    """The running average of the weights over the optimizer steps since :meth:`start` (Polyak averaging;
+    after SGD steps this is averaged SGD, the "A" of AWD-LSTM's NT-ASGD).  ``avg`` after n updates is
+    (w_1 + ... + w_n) / n, the weights after each of those steps (tested)."""
+
+    def __init__(self, module):
+        self.params = [p for p in module.parameters()]  # each shared (tied) tensor once
+        self.avg: list[torch.Tensor] | None = None
+        self.count = 0
+
+    @property
+    def active(self) -> bool:
+        return self.avg is not None
+
+    def start(self) -> None:
+        self.avg, self.count = [p.detach().clone() for p in self.params], 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the current weights in (after an optimizer step)."""
+        self.count += 1
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 / self.count)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the model's weights and the average (twice: back as they were)."""
+        for p, a in zip(self.params, self.avg):
+            tmp = p.detach().clone()
+            p.copy_(a)
+            a.copy_(tmp)
+
+    def tensors(self) -> dict:
+        return {f"avg.{k}": a for k, a in enumerate(self.avg)} if self.avg is not None else {}
+
+    def load(self, tensors: dict, count: int | None) -> None:
+        if count is None:
+            return
+        self.avg = [tensors[f"avg.{k}"].to(p.device, p.dtype) for k, p in enumerate(self.params)]
+        self.count = count

@@ -23,6 +23,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from ..text.tokenize import Tokenizer
 from ..text.vocab import EOS_ID, Vocab
 from .lm import NeuralLM, build_module
 from .recurrent import SequenceDropout
-from .step import Stepper, get_lr, make_optimizer, set_lr
+from .step import Averager, Stepper, get_lr, make_optimizer, set_lr
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def _restore_state(template, tensors: dict, prefix: str):
 IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
 
 
-def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden) -> None:
-    """Weights, optimizer, RNG, data position and carried state, in one atomically replaced folder."""
+def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden, extra: dict | None = None) -> None:
+    """Weights, optimizer, RNG, data position and carried state (and ``extra`` tensors: the averaged weights),
+    in one atomically replaced folder."""
     from safetensors.torch import save_file
 
     opt = optimizer.state_dict()
@@ -97,6 +99,7 @@ def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden) -> 
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     tensors.update(_state_tensors(hidden, "hidden"))
+    tensors.update(extra or {})
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_dir(path) as tmp:
         lm.save(tmp / "model")
@@ -140,13 +143,13 @@ def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     hidden = _restore_state(hidden_template, {k: v.to(device) for k, v in tensors.items()}, "hidden")
-    return meta["progress"], hidden
+    return meta["progress"], hidden, tensors
 
 
 # -- the loop ------------------------------------------------------------------------------------------
 def use_graphs(t, device: torch.device) -> bool:
     """CUDA graphs: on CUDA unless ``train.graphs=off``; never where a NaN must be skipped step by step."""
-    if device.type != "cuda" or t.graphs == "off":
+    if device.type != "cuda" or t.graphs == "off" or t.loss == "nce":  # NCE: sampling is not captured
         return False
     if t.on_nan == "skip":
         if t.graphs == "on":
@@ -164,6 +167,23 @@ def scheduled_lr(t, progress: dict, total_steps: int, seconds: float) -> float |
     if t.max_minutes:
         frac = max(frac, seconds / (t.max_minutes * 60))
     return t.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def window_length(t, step: int) -> int:
+    """Tokens per row in training step ``step``: ``bptt``, or with ``variable_bptt`` AWD-LSTM's draw
+    (N(bptt, 5), N(bptt/2, 5) with probability 0.05; at least 5, at most bptt + 20), from a generator seeded
+    by (seed, step), so a resumed run and every rank under torchrun draw the same lengths."""
+    if not t.variable_bptt:
+        return t.bptt
+    rng = np.random.default_rng([t.seed, step])
+    base = t.bptt if rng.random() < 0.95 else t.bptt / 2
+    return int(min(max(5, int(rng.normal(base, 5))), t.bptt + 20))
+
+
+def nonmonotone(history: list[float], v: float, n: int) -> bool:
+    """NT-ASGD's trigger (Merity et al. 2018): validation ``v`` is worse than the best of all earlier
+    validations but the last ``n``."""
+    return len(history) > n and v > min(history[:-n])
 
 
 def epoch_end_lr(t, lr: float, epoch: int, improved: bool) -> float:
@@ -276,8 +296,19 @@ class Run:
         self.lm = NeuralLM(self.vocab, self.module, config, eval_chunk=t.eval_chunk)
         self.graphed = use_graphs(t, self.device) and not world.active
         self.optimizer = make_optimizer(t, self.module.parameters(), self.graphed)
+        self.averager = Averager(self.module) if t.average != "off" else None
+        self.nce = None
+        if t.loss == "nce":  # noise: the training unigram; output biases start at its logs (Mnih & Teh 2012)
+            from .output import NCELoss
+
+            counts = torch.bincount(y_all.flatten(), minlength=len(self.vocab))
+            if self.world.active:
+                counts = torch.tensor(distributed.all_sum(counts.tolist(), world, self.device), dtype=torch.long)
+            self.nce = NCELoss(counts, t.nce_samples).to(self.device)
+            with torch.no_grad():
+                self.module.decoder.bias.copy_(torch.log(self.nce.noise.clamp_min(1e-12)))
         self.hidden = self.module.init_state(x_all.shape[0], self.device)
-        self.progress = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_valid": None, "best_eval": {}, "bad_epochs": 0,
+        self.progress = {"epoch": 0, "batch": 0, "pos": 0, "avg_count": None, "valid_history": [], "step": 0, "tokens": 0, "best_valid": None, "best_eval": {}, "bad_epochs": 0,
                          "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
                          "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
         self.x_all, self.y_all = x_all, y_all
@@ -293,9 +324,12 @@ class Run:
             raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
                              f"resume with the same recipe and --set options")
         template = self.module.init_state(self.cfg.train.batch_size, self.device)  # the global batch's state
-        saved, hidden = load_resume(out / "last", self.lm, self.optimizer, template, self.device)
+        saved, hidden, tensors = load_resume(out / "last", self.lm, self.optimizer, template, self.device)
         self.hidden = distributed.take_rows(hidden, self.rows, self.module.state_batch_dim)
+        saved.setdefault("pos", saved["batch"] * self.cfg.train.bptt)  # a checkpoint from before variable bptt
         self.progress.update(saved)
+        if self.averager is not None:
+            self.averager.load(tensors, self.progress.get("avg_count"))
         log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
                  self.progress["batch"], self.progress["step"])
 
@@ -319,7 +353,8 @@ class Run:
         t = self.cfg.train
         self.stepper = Stepper(self.module, self.optimizer, self.hidden,
                                torch.bfloat16 if self.precision == "bf16" else None, t.clip, graphed=self.graphed,
-                               full_shape=tuple(self.x_all[:, :t.bptt].shape), forward=self.forward)
+                               full_shape=tuple(self.x_all[:, :t.bptt].shape), forward=self.forward,
+                               ar=t.ar, tar=t.tar, nce=self.nce)
         self.x_all, self.y_all = self.x_all.to(self.device), self.y_all.to(self.device)
         self.loop_t0 = time.perf_counter() - self.progress["train_seconds"]
         self.last_sync = self.progress["step"]
@@ -369,8 +404,11 @@ class Run:
         self.sync()
         self.progress["train_seconds"] = self.clock()
         hidden = distributed.gather_rows(self.stepper.hidden, self.world, self.module.state_batch_dim)
+        averaging = self.averager is not None and self.averager.active
+        self.progress["avg_count"] = self.averager.count if averaging else None
         if self.is_main:
-            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), hidden)
+            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), hidden,
+                        extra=self.averager.tensors() if averaging else None)
             _write_metrics(self.out, self.progress["history"], self.progress["log"])
 
     def train_epoch(self) -> str | None:
@@ -379,17 +417,31 @@ class Run:
         t, progress = self.cfg.train, self.progress
         self.module.train()
         bar = Progress(self.x_all.numel() * self.world.size, f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
-        bar.n = min(progress["batch"] * t.bptt, self.x_all.shape[1]) * t.batch_size
+        width = self.x_all.shape[1]
+        bar.n = min(progress["pos"], width) * t.batch_size
         stop = None
-        while progress["batch"] < self.n_batches:
-            i = progress["batch"]
-            x = self.x_all[:, i * t.bptt:(i + 1) * t.bptt]
-            y = self.y_all[:, i * t.bptt:(i + 1) * t.bptt]
+        while progress["pos"] < width:
+            p = progress["pos"]
+            length = window_length(t, progress["step"])
+            x = self.x_all[:, p:p + length]
+            y = self.y_all[:, p:p + length]
             now = self.clock()
+            if self.averager is not None and not self.averager.active and t.average == "tail" and \
+                    self.budget_fraction(now) >= t.average_start:
+                self.start_averaging("at %.0f%% of the budget" % (100 * t.average_start))
             lr = scheduled_lr(t, progress, self.total_steps, now)
             if lr is not None:
                 set_lr(self.optimizer, lr)
+            base_lr = get_lr(self.optimizer)
+            scaled = t.variable_bptt and x.shape[1] != t.bptt
+            if scaled:  # variable bptt: the lr scaled by the window's length
+                set_lr(self.optimizer, base_lr * x.shape[1] / t.bptt)
             loss = self.stepper.step(x, y, check=not self.graphed)  # eager: read every step (stop/skip at once)
+            if scaled:
+                set_lr(self.optimizer, base_lr)
+            finite = loss is None or math.isfinite(loss)
+            if finite and self.averager is not None and self.averager.active:
+                self.averager.update()
             if loss is not None and not math.isfinite(loss):
                 if t.on_nan == "stop":
                     raise SeqlmError(f"the loss or its gradient became {loss} at step {progress['step'] + 1} (epoch "
@@ -398,6 +450,7 @@ class Run:
                 progress["skipped"] += 1
                 self.stepper.reset_state(self.module.init_state(t.batch_size, self.device))
             progress["batch"] += 1
+            progress["pos"] += x.shape[1]
             progress["step"] += 1
             progress["tokens"] += y.numel() * self.world.size
             if progress["step"] % t.log_every == 0:
@@ -424,10 +477,14 @@ class Run:
         record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
                   "lr": get_lr(self.optimizer),
                   "train_perplexity": _exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
+                  **({"train_loss_is": "nce"} if t.loss == "nce" else {}),
                   "seconds": round(self.seconds(), 1)}
         if epoch % t.eval_every == 0 or epoch == t.epochs:
             splits = ("valid", "test") if t.track_test else ("valid",)
-            record.update(self.evaluate(self.lm, splits))
+            with self.averaged():
+                record.update(self.evaluate(self.lm, splits))
+            if self.averager is not None and self.averager.active:
+                record["averaged"] = True
         v = record.get("valid_perplexity")
         improved = ("valid_perplexity" in record or not self.valid_lines) and (
             v is None or progress["best_valid"] is None or v < progress["best_valid"])
@@ -436,13 +493,19 @@ class Run:
             progress["best_eval"] = {k: x for k, x in record.items() if k.startswith("valid_")}
             progress["bad_epochs"] = 0
             if self.is_main:
-                self.lm.save(self.out / "model", extra={"epoch": epoch, "valid_perplexity": v})
+                with self.averaged():
+                    self.lm.save(self.out / "model", extra={"epoch": epoch, "valid_perplexity": v})
         else:
             progress["bad_epochs"] += 1
+        if v is not None:
+            history = progress["valid_history"]
+            if t.average == "nt" and not self.averager.active and nonmonotone(history, v, t.nonmono):
+                self.start_averaging(f"validation {v:.2f} did not beat the best before the last {t.nonmono}")
+            history.append(v)
         if t.schedule != "cosine":
             set_lr(self.optimizer, epoch_end_lr(t, get_lr(self.optimizer), epoch, improved))
         progress["history"].append(record)
-        progress.update(epoch=epoch, batch=0, epoch_loss=0.0, epoch_tokens=0)
+        progress.update(epoch=epoch, batch=0, pos=0, epoch_loss=0.0, epoch_tokens=0)
         log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
                  f"{v:.2f}" if v else "-",
                  f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
@@ -451,6 +514,29 @@ class Run:
         if t.patience and progress["bad_epochs"] >= t.patience:
             return "early_stopping"
         return None
+
+    def budget_fraction(self, seconds: float) -> float:
+        t = self.cfg.train
+        frac = self.progress["step"] / max(self.total_steps, 1)
+        return max(frac, seconds / (t.max_minutes * 60)) if t.max_minutes else frac
+
+    def start_averaging(self, why: str) -> None:
+        self.averager.start()
+        self.progress["average_from_step"] = self.progress["step"]
+        log.info("averaging the weights from step %d on (%s)", self.progress["step"], why)
+
+    @contextmanager
+    def averaged(self):
+        """The averaged weights in the model for the ``with`` block (no-op before averaging starts)."""
+        a = self.averager
+        if a is None or not a.active or a.count == 0:
+            yield
+            return
+        a.swap()
+        try:
+            yield
+        finally:
+            a.swap()
 
     def evaluate(self, lm, splits) -> dict:
         """Perplexities of ``splits`` (whole streams): on rank 0 under torchrun, broadcast to the others."""
@@ -463,15 +549,17 @@ class Run:
         self.checkpoint()
         v, current = None, {}
         if evaluate_current and self.valid_lines:
-            current = self.evaluate(self.lm, ("valid",))
+            with self.averaged():
+                current = self.evaluate(self.lm, ("valid",))
             v = current["valid_perplexity"]
         best = self.progress["best_valid"]
         kept = self.out / "model" / "model.safetensors"
         if distributed.broadcast(not kept.exists(), self.world) or (v is not None and (best is None or v < best)):
             self.progress["best_eval"] = current
             if self.is_main:
-                self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"],
-                                                        "step": self.progress["step"], "valid_perplexity": v})
+                with self.averaged():
+                    self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"],
+                                                            "step": self.progress["step"], "valid_perplexity": v})
 
     def finish(self, stop: str, interrupted: bool, results) -> tuple[NeuralLM, dict]:
         """Evaluate the best model on valid and test; ``summary.json`` (and ``results``)."""
@@ -487,6 +575,7 @@ class Run:
         metrics = {**known, **self.evaluate(best, splits)}
         summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
                    "steps": self.progress["step"], "skipped_steps": self.progress["skipped"],
+                   "average_from_step": self.progress.get("average_from_step"),
                    "epochs_completed": self.progress["epoch"],
                    "train_seconds": round(train_seconds, 1),
                    "wall_seconds": round(time.perf_counter() - self.t_start, 1), "hardware": _hardware(self.device),

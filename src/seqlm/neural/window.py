@@ -42,7 +42,17 @@ class WindowLM(nn.Module):
     def detach_state(state: Tensor) -> Tensor:
         return state
 
-    def forward(self, tokens: Tensor, state: Tensor | None = None, targets: Tensor | None = None):
+    def forward(self, tokens: Tensor, state: Tensor | None = None, targets: Tensor | None = None,
+                features_only: bool = False):
+        x, new_state = self.features(tokens, state)
+        if features_only:
+            return x, new_state
+        if targets is not None:  # adaptive output: ln p of each target
+            return self.decoder.target_log_probs(x, targets), new_state
+        return self.decoder(x), new_state
+
+    def features(self, tokens: Tensor, state: Tensor | None = None):
+        """The last hidden layer's output at each position (B, T, d) and the new state."""
         B, T = tokens.shape
         if state is None:
             state = self.init_state(B, tokens.device)
@@ -52,6 +62,4 @@ class WindowLM(nn.Module):
         x = self.embedding_drop(self.embedding(windows)).flatten(2)  # (B, T, (n-1) E)
         for layer in self.hidden:
             x = self.drop(torch.tanh(layer(x)))
-        if targets is not None:  # adaptive output: ln p of each target
-            return self.decoder.target_log_probs(x, targets), ctx[:, -self.n_ctx:]
-        return self.decoder(x), ctx[:, -self.n_ctx:]
+        return x, ctx[:, -self.n_ctx:]

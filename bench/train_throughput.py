@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py [--quick] [--sizes 200,650] [--device cpu|cuda]
     python bench/train_throughput.py --ddp 2 [--device cpu|cuda]
+    python bench/train_throughput.py --output-layer --sizes 200,650   (full softmax vs adaptive vs NCE)
 
 ``--ddp N``: ``seqlm train`` itself (2x200 LSTM, global batch 20, bptt 35, on a generated Zipfian text with
 a 10k vocabulary) in N processes under torchrun (DDP; on CPU each process takes cores/N threads) next to
@@ -130,11 +131,13 @@ def zipf_ids(shape, device) -> torch.Tensor:
 
 
 ADAPTIVE = [1000, 4000]  # cut points of the adaptive softmax rows (PTB: the head covers 79% of tokens)
+NCE_SAMPLES = 256  # noise words per step of the NCE rows
 
 
 def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, device, graphed: bool = False,
-               adaptive: bool = False) -> float:
-    """seqlm's training step (neural/step.py Stepper), set up as ``seqlm train`` sets it up."""
+               adaptive: bool = False, nce: int = 0) -> float:
+    """seqlm's training step (neural/step.py Stepper), set up as ``seqlm train`` sets it up; ``nce``: the
+    output layer trained by NCE with that many noise samples (from the Zipfian unigram)."""
     if device.type == "cpu":
         tune_allocator()
     cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
@@ -146,8 +149,13 @@ def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, d
     opt = make_optimizer(train, module.parameters(), graphed)
     x = zipf_ids((B, T), device)
     y = zipf_ids((B, T), device)
+    noise = None
+    if nce:
+        from seqlm.neural.output import NCELoss
+
+        noise = NCELoss(torch.bincount(zipf_ids((100_000,), "cpu").flatten(), minlength=V), nce).to(device)
     stepper = Stepper(module, opt, module.init_state(B, device), torch.bfloat16 if precision == "bf16" else None,
-                      0.25, graphed=graphed, full_shape=(B, T))
+                      0.25, graphed=graphed, full_shape=(B, T), nce=noise)
     check = device.type == "cpu"  # as seqlm train: eager steps read the loss, graphed ones do not
 
     def step():
@@ -185,7 +193,7 @@ def run_job(job: dict, device) -> float:
     if job["what"] == "baseline":
         return time_baseline(job["size"], job["steps"], device)
     return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device,
-                      job.get("graphed", False), job.get("adaptive", False))
+                      job.get("graphed", False), job.get("adaptive", False), job.get("nce", 0))
 
 
 ROW = re.compile(r"2x(\d+) (\w+)\s+(\w+)\s+(fp32|bf16)( graphed)?\s*:\s+([\d,]+) tokens/s\s+([\d.]+)x baseline")
@@ -282,6 +290,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--parse-log", metavar="LOG", help="print the JSON of an interrupted run from its stderr log")
     ap.add_argument("--ddp", type=int, metavar="N", help="compare N processes under torchrun with one process")
+    ap.add_argument("--output-layer", action="store_true", help="only the output-layer rows: the LSTM with the full "
+                    "softmax, the tied adaptive softmax and NCE (256 noise words), each size")
     args = ap.parse_args()
     if args.ddp:
         print(json.dumps(ddp_bench(args.ddp, args.device, args.quick)))
@@ -326,6 +336,8 @@ def main() -> None:
                             continue
                         if cuda and kind != "lstm" and (precision == "fp32" or not graphed):
                             continue  # on CUDA the other kinds: their fastest configuration only
+                        if args.output_layer and (kind, backend, graphed) != ("lstm", "fused", False):
+                            continue
                         rate = measure({"what": "seqlm", "kind": kind, "backend": backend, "precision": precision,
                                         "size": size, "steps": steps, "graphed": graphed}, device)
                         if rate is None:
@@ -354,6 +366,17 @@ def main() -> None:
             print(f"2x{size} lstm     fused     {precision} adaptive softmax {ADAPTIVE}: {rate:>10,.0f} tokens/s  "
                   f"{rate / base:5.2f}x baseline  {rate / full if full else float('nan'):.2f}x the full softmax",
                   file=sys.stderr)
+            rate = measure({"what": "seqlm", "kind": "lstm", "backend": "fused", "precision": precision, "size": size,
+                            "steps": steps, "nce": NCE_SAMPLES}, device)
+            if rate is None:
+                continue
+            out["results"].append({"name": "seqlm lstm fused, NCE", "kind": "lstm", "backend": "fused", "size": size,
+                                   "precision": precision, "graphed": False, "nce_samples": NCE_SAMPLES,
+                                   "tokens_per_s": rate, "vs_baseline": rate / base,
+                                   "vs_full_softmax": rate / full if full else None})
+            print(f"2x{size} lstm     fused     {precision} NCE, {NCE_SAMPLES} noise words: {rate:>10,.0f} tokens/s  "
+                  f"{rate / base:5.2f}x baseline  {rate / full if full else float('nan'):.2f}x the full softmax",
+                  file=sys.stderr)
 
     def rate(kind, backend, precision, size=sizes[0], graphed=False):
         return next((r["tokens_per_s"] for r in out["results"] if r.get("kind") == kind and
@@ -367,6 +390,9 @@ def main() -> None:
     out["fused_fp32_vs_baseline"] = ratio(rate("lstm", "fused", "fp32"), base0)
     out["fused_bf16_vs_baseline"] = ratio(rate("lstm", "fused", "bf16"), base0)
     out["reference_vs_fused"] = ratio(rate("lstm", "reference", "fp32"), rate("lstm", "fused", "fp32"))
+    out["output_layer_vs_full_softmax"] = {  # per size and precision: the training speed-up of each output layer
+        f"2x{r['size']} {r['precision']} {'adaptive' if r.get('adaptive') else 'nce'}": r["vs_full_softmax"]
+        for r in out["results"] if r.get("adaptive") or r.get("nce_samples")}
     if cuda:
         big = sizes[-1]
         base_big = next(r["tokens_per_s"] for r in out["results"] if r["size"] == big and r.get("backend") is None)

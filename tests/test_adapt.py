@@ -132,7 +132,7 @@ def test_cli_adapt_tunes_saves_and_loads(base, tmp_path, capsys):
                  "size=20,100", "--param", "theta=0.3,1.0", "--param", "lambda=0.1,0.3", "--out", str(out),
                  "--results", str(tmp_path / "r.json"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert len(result["trials"]) == 8
+    assert len(result["trials"]) == 8  # the cache's whole grid (no extension: its grid is searched as given)
     best = min(result["trials"], key=lambda r: r["valid_perplexity"])
     assert {k: best[k] for k in ("size", "theta", "lambda")} == result["params"]
     assert json.loads((tmp_path / "r.json").read_text())["params"] == result["params"]
@@ -150,7 +150,10 @@ def test_cli_adapt_tunes_saves_and_loads(base, tmp_path, capsys):
                  str(files["train"]), "--param", "lr=1e-4,1e-3", "--param", "decay=0.01", "--out", str(out2),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert len(result["trials"]) == 2 and result["params"]["rule"] == "rms"
+    lrs = [t["lr"] for t in result["trials"]]
+    assert lrs[:2] == [1e-4, 1e-3] and len(lrs) <= 2 + adapt.EXTEND and result["params"]["rule"] == "rms"
+    best = min(result["trials"], key=lambda t: t["valid_perplexity"])["lr"]
+    assert result["params"]["lr"] == best and (best in (1e-4, 1e-3) or len(lrs) > 2)  # past the edge only when best
     again = seqlm.load(out2, device="cpu")
     assert seqlm.evaluate(again, valid)["perplexity"] == pytest.approx(result["metrics"]["valid_perplexity"],
                                                                        rel=1e-6)

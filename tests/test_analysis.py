@@ -52,6 +52,22 @@ def test_report_folder(lstm, tmp_path):  # noqa: F811
         seqlm.report([tmp_path / "nope"], tmp_path / "rep2")
 
 
+def test_report_from_results_alone(lstm, tmp_path):  # noqa: F811
+    """A training run records its embedding neighbours in its results, so a report needs no run folder."""
+    from seqlm.analysis.embeddings import REPORT_WORDS, neighbour_table
+
+    lm, summary = lstm
+    assert summary["neighbours"] == neighbour_table(lm)  # recorded for the words of REPORT_WORDS it knows
+    results = tmp_path / "results"
+    results.mkdir()
+    recorded = {**summary, "recipe": "tiny", "neighbours": neighbour_table(lm, ("the", "a"))}
+    (results / "tiny.json").write_text(json.dumps(recorded))
+    text = seqlm.report([results], tmp_path / "rep").read_text()
+    near = recorded["neighbours"]["the"][0]
+    assert "tiny (from its results file)" in text and f"{near['token']} ({near['cosine']:.2f})" in text
+    assert set(REPORT_WORDS) >= set(summary["neighbours"])
+
+
 @pytest.mark.parametrize("kind", ["lstm", "rnn_tanh"])
 def test_gradient_diagnostic(tmp_path, small_files, kind, capsys):  # noqa: F811
     """Norms for k = 0..K, one curve per state; at k = 0 the gradient exists; the vanilla RNN at init

@@ -80,7 +80,8 @@ def throughput_table(res: dict, source: str) -> list[str]:
     rows = []
     for r in res["results"]:
         name = f"2x{r['size']} {r['kind']}" if r.get("kind") != "window" else f"window {r['size']}"
-        backend = (r.get("backend") or "baseline") + (", adaptive softmax" if r.get("adaptive") else "")
+        backend = (r.get("backend") or "baseline") + (", adaptive softmax" if r.get("adaptive") else "") + \
+            (f", NCE ({r['nce_samples']} noise words)" if r.get("nce_samples") else "")
         rows.append([name, backend, r["precision"], "yes" if r.get("graphed") else "no", f"{r['tokens_per_s']:,.0f}",
                      f"{r.get('vs_baseline', 1.0):.2f}x"])
     return _table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
@@ -115,6 +116,39 @@ def gradients_table(rows: list[tuple[dict, str]]) -> list[str]:
             lines.append(f"| {Path(res.get('model', '?')).name} | {name} | {hz(tr)} | {hz(ini) if ini else '–'} | "
                          f"{first:.3g} | {tr['median'][-1]:.3g} | {res['K']} | `{source}` |")
     return lines
+
+
+def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[dict, str]],
+                   adapted: list[tuple[dict, str]]) -> list[str]:
+    """One ablation (recipes sharing ``meta.ablation``) against its base run, and the evaluation-time
+    methods (``seqlm adapt``) applied to the base model: test perplexity, change, training and evaluation time."""
+    base_res = base[0] if base else None
+    base_ppl = (base_res or {}).get("metrics", {}).get("test_perplexity")
+    delta = lambda p: f"{(p / base_ppl - 1) * 100:+.1f}%" if p and base_ppl else "–"  # noqa: E731
+    out = []
+    if base_res:
+        out.append(["base: " + base_res["recipe"], _f(base_res["metrics"].get("valid_perplexity")), _f(base_ppl), "–",
+                    f"{base_res.get('wall_seconds', 0) / 60:.1f} min", "–", f"`{base[1]}`"])
+    for res, source in sorted(rows, key=lambda r: r[0]["metrics"].get("test_perplexity") or 1e9):
+        m = res["metrics"]
+        title = (res.get("config") or {}).get("meta", {}).get("title", res["recipe"])
+        change = title.split("CPU 15 min, ", 1)[-1]
+        out.append([f"{res['recipe']}: {change}", _f(m.get("valid_perplexity")), _f(m.get("test_perplexity")),
+                    delta(m.get("test_perplexity")), f"{res.get('wall_seconds', 0) / 60:.1f} min", "–", f"`{source}`"])
+    for res, source in adapted:
+        m, sec = res["metrics"], res.get("seconds", {})
+        params = ", ".join(f"{k} {v}" for k, v in res["params"].items())
+        tuned = f"tuned on {res.get('valid_lines', '?')} validation lines in {sec.get('tuning', 0) / 60:.1f} min"
+        test_time = (f"test {sec['test']:.0f} s (static {sec.get('test_without', 0):.0f} s)"
+                     if "test" in sec else "–")
+        out.append([f"+ {res['method']} at test time ({params}; {tuned})", _f(m.get("valid_perplexity")),
+                    _f(m.get("test_perplexity")), delta(m.get("test_perplexity")), "+0 (same model)", test_time,
+                    f"`{source}`"])
+    hw = (base_res or (rows or adapted)[0][0]).get("hardware", {})
+    return _table(f"**Ablation `{name}`** (the base recipe with one change per row, each run for real on "
+                  f"{hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores; evaluation-time rows wrap the base "
+                  f"model, their parameters tuned on validation only; PTB, stream mode)",
+                  ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
 
 
 def probe_table(res: dict, source: str) -> list[str]:
@@ -312,7 +346,7 @@ def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
 
 def render(results_dir: Path) -> str:
     blocks: list[list[str]] = []
-    recipes, grads = [], []
+    recipes, grads, adapted = [], [], []
     for path in sorted(results_dir.glob("*.json")):
         res = json.loads(path.read_text(encoding="utf-8"))
         rel = f"results/{path.name}"
@@ -322,6 +356,8 @@ def render(results_dir: Path) -> str:
             blocks.append(throughput_table(res, rel))
         elif res.get("benchmark") == "train-throughput-ddp":
             blocks.append(ddp_table(res, rel))
+        elif res.get("method") in ("dynamic", "cache") and "params" in res:
+            adapted.append((res, rel))
         elif "recipe" in res:
             recipes.append((res, rel))
         elif "trained" in res and "K" in res:
@@ -330,6 +366,13 @@ def render(results_dir: Path) -> str:
             blocks.append(probe_table(res, rel))
     if recipes:
         blocks.append(recipe_table(recipes))
+    for name in sorted(({ablation_of(r) for r, _ in recipes} | set(ABLATION_BASES)) - {"", "clipping"}):
+        rows = [(r, src) for r, src in recipes if ablation_of(r) == name]
+        base_name = ABLATION_BASES.get(name)
+        base = next(((r, src) for r, src in recipes if r["recipe"] == base_name), None)
+        on_base = [(r, src) for r, src in adapted if (r.get("base") or {}).get("recipe") == base_name]
+        if rows or on_base:
+            blocks.append(ablation_table(name, base, rows, on_base))
     if grads:
         blocks.append(gradients_table(grads))
     if not blocks:
@@ -337,10 +380,16 @@ def render(results_dir: Path) -> str:
     return "\n\n".join("\n".join(b) for b in blocks)
 
 
-NEIGHBOUR_WORDS = ("money", "president", "market", "year", "three", "buy")
+ABLATION_BASES = {"awd-cpu": "lstm-adaptive", "nce-cpu": "lstm"}  # an ablation's base run (its recipe's name)
+
+def neighbour_lines(name: str, table: dict) -> list[str]:
+    lines = [f"**{name}**", "", "| word | nearest |", "|---|---|"]
+    for w, near in table.items():
+        lines.append(f"| {w} | " + ", ".join(f"{n['token']} ({n['cosine']:.2f})" for n in near) + " |")
+    return lines + [""]
 
 
-def report(sources, out: str | Path = "reports/report", words=NEIGHBOUR_WORDS) -> Path:
+def report(sources, out: str | Path = "reports/report", words=None) -> Path:
     """Write a report folder: ``report.md`` (the tables of every result file, the learning-curve figures,
     and, for each run folder given, the nearest neighbours of a few frequent words in its embedding)
     and the figures' PNG files.  ``sources``: results folders and/or run folders.  Returns report.md."""
@@ -366,21 +415,20 @@ def report(sources, out: str | Path = "reports/report", words=NEIGHBOUR_WORDS) -
             written = []
             lines += ["(matplotlib is not installed: `pip install 'seqlm[plot]'` for the figures)", ""]
         lines += [f"![{p.stem}]({p.name})" for p in written] + [""]
-    if runs:
-        from .analysis.embeddings import neighbours
+    recorded = [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for rd in result_dirs
+                for p in sorted(rd.glob("*.json"))]
+    recorded = [(name, res["neighbours"]) for name, res in recorded if isinstance(res, dict) and res.get("neighbours")]
+    if recorded or runs:
+        from .analysis.embeddings import REPORT_WORDS, neighbour_table
         from .models import load
 
         lines += ["## Nearest neighbours in the input embedding (cosine)", ""]
+        for name, table in recorded:  # recorded by the training run in its results file
+            lines += neighbour_lines(f"{name} (from its results file)", table)
         for run in runs:
-            model = load(run, device="cpu")
-            if not hasattr(model, "module"):
-                continue
-            lines += [f"**{run.name}**", "", "| word | nearest |", "|---|---|"]
-            for w in words:
-                if w in model.vocab.text_stoi:
-                    near = neighbours(model, w, k=6)
-                    lines.append(f"| {w} | " + ", ".join(f"{n['token']} ({n['cosine']:.2f})" for n in near) + " |")
-            lines.append("")
+            table = neighbour_table(load(run, device="cpu"), words or REPORT_WORDS)
+            if table:
+                lines += neighbour_lines(run.name, table)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "report.md"
     with atomic_write(target) as f:

@@ -45,3 +45,17 @@ def neighbours(model: LanguageModel, word: str, k: int = 10) -> list[dict]:
     k = min(k, int(np.isfinite(sims).sum()))
     top = np.argsort(-sims, kind="stable")[:k]
     return [{"token": vocab.itos[j], "cosine": float(sims[j])} for j in top]
+
+
+# the words a report shows the neighbours of (frequent PTB words of several kinds)
+REPORT_WORDS = ("money", "president", "market", "year", "three", "buy")
+
+
+def neighbour_table(model: LanguageModel, words=REPORT_WORDS, k: int = 6) -> dict:
+    """``{word: [{"token", "cosine"}, ...]}`` for the ``words`` the model knows (empty for a model without
+    an embedding or at the character level): what a results file records, so a report needs no model."""
+    if getattr(model, "module", None) is None or getattr(model.module, "embedding", None) is None or \
+            model.vocab.tokenizer.level != "word":
+        return {}
+    return {w: [{"token": n["token"], "cosine": round(float(n["cosine"]), 4)} for n in neighbours(model, w, k=k)]
+            for w in words if w in model.vocab.text_stoi}

@@ -52,6 +52,7 @@ from .lm import NeuralLM, _log_softmax
 from .output import is_adaptive
 
 FORMAT = "seqlm-adapted-1"
+EXTEND = 3  # tuning: steps past the edge of an lr grid whose best value lies on that edge
 METHODS = ("dynamic", "cache")
 
 
@@ -420,7 +421,8 @@ def tune(method: str, base: NeuralLM, valid: list[str], fixed: dict, grids: dict
     else:
         for name, values in grids.items():
             scored = []
-            for value in values:
+
+            def score(value):
                 trial = check_params(method, {**params, name: value})
                 t = time.perf_counter()
                 ppl = evaluate(build(method, base, trial, stats), valid, mode="stream")["perplexity"]
@@ -428,6 +430,19 @@ def tune(method: str, base: NeuralLM, valid: list[str], fixed: dict, grids: dict
                 trials.append(row)
                 scored.append((ppl, value))
                 log(f"  {name}={value}: valid {ppl:.3f} ({row['seconds']}s)")
+
+            for value in values:
+                score(value)
+            ordered = sorted(values)
+            if name == "lr" and len(ordered) > 1 and ordered[0] > 0:
+                # the best step size at the edge of the grid: go on past it geometrically while it improves
+                for edge, ratio in ((ordered[-1], ordered[-1] / ordered[-2]), (ordered[0], ordered[0] / ordered[1])):
+                    for _ in range(EXTEND):
+                        if min(scored)[1] != edge:
+                            break
+                        edge = edge * ratio
+                        log(f"  the best {name} is at the edge of the grid: trying {edge:.3g}")
+                        score(edge)
             params[name] = min(scored)[1]
     info = {"tuned_on": "validation", "trials": trials, "tuning_seconds": round(time.perf_counter() - t0, 1),
             "valid_tokens": int(len(_stream(base.vocab, valid)))}

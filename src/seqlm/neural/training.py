@@ -573,6 +573,9 @@ class Run:
         splits = ("test",) if "valid_perplexity" in known else ("valid", "test")
         log.info("evaluating the best model (%s)", ", ".join(splits))
         metrics = {**known, **self.evaluate(best, splits)}
+        from ..analysis.embeddings import neighbour_table
+
+        neighbours = neighbour_table(best) if self.is_main else {}
         summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
                    "steps": self.progress["step"], "skipped_steps": self.progress["skipped"],
                    "average_from_step": self.progress.get("average_from_step"),
@@ -583,6 +586,7 @@ class Run:
                    "cuda_graphs": self.graphed, **self.world.describe(), "model": best.describe(),
                    "target": self.cfg.meta.target,
                    "epochs": self.progress["history"], "log": self.progress["log"], "out": str(self.out),
+                   **({"neighbours": neighbours} if neighbours else {}),
                    "interrupted": interrupted}
         if self.is_main:
             write_json(self.out / "summary.json", summary)

@@ -56,6 +56,18 @@ EXAMPLES = {
     "demo": """examples:
   seqlm demo
   seqlm demo --json""",
+    "rescore": """examples:
+  seqlm rescore runs/lstm nbest.txt                           # ID [SCORE] HYPOTHESIS lines, or Kaldi's UTT-N TEXT
+  seqlm rescore runs/kn5 nbest.txt --lm-weight 0.8 --word-penalty 0.5 --best
+  seqlm rescore lm.arpa nbest.txt --log-base 10 --json        # scores in the file are log10""",
+    "serve": """examples:
+  seqlm serve runs/kn5 runs/lstm                       # http://127.0.0.1:8000/ (the page), /docs (the API)
+  seqlm serve kn=runs/kn5 chars=runs/char-lstm --port 8080
+  curl -s localhost:8000/v1/suggest -d '{"text": "the students op"}' -H 'content-type: application/json'""",
+    "mix": """examples:
+  seqlm mix runs/kn5 runs/lstm --out runs/mix --test        # weights fitted by EM on the corpus's valid split
+  seqlm mix runs/kn5 runs/lstm --weights 0.3,0.7 --out runs/mix-fixed
+  seqlm evaluate runs/mix --corpus ptb                        # then use it as any model""",
     "adapt": """examples:
   seqlm adapt runs/lstm --method cache --out runs/lstm-cache            # tuned on the model's corpus's valid split
   seqlm adapt runs/lstm --method dynamic --out runs/lstm-dyn --param lr=1e-5,2e-5,5e-5 --param decay=0.01
@@ -217,6 +229,41 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--out", required=True, help="folder to write (usable wherever a model is)")
     ad.add_argument("--results", help="write the tuning, perplexities, times and hardware as JSON here")
     ad.add_argument("--json", action="store_true", help="print the result JSON")
+
+    sv = cmd("serve", "serve models over HTTP: a JSON API (suggest, score, generate, evaluate) and a typing page")
+    sv.add_argument("models", nargs="+", metavar="[NAME=]MODEL", help="model folders or ARPA files (any kinds), "
+                    "optionally named (default: the folder's name)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--cache-size", type=int, default=1024, help="model states kept per model by text prefix "
+                    "(default 1024)")
+    sv.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+
+    rs = cmd("rescore", "add a language model's score to n-best hypotheses and pick each utterance's best")
+    rs.add_argument("model", help="model folder or ARPA file")
+    rs.add_argument("nbest", help="n-best file: ID [SCORE] HYPOTHESIS per line, or Kaldi's UTT-N HYPOTHESIS (- for "
+                    "stdin)")
+    rs.add_argument("--level", choices=("word", "char"), help="read an ARPA file from another tool at this level")
+    rs.add_argument("--format", default="auto", choices=("auto", "id-score-text", "id-text", "kaldi"),
+                    help="the n-best shape (default auto: told apart from the file)")
+    rs.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM log-probability (default 1)")
+    rs.add_argument("--word-penalty", type=float, default=0.0, help="added per word (default 0)")
+    rs.add_argument("--log-base", default="e", choices=("e", "10"), help="base of the LM score added (default e; 10 "
+                    "to match log10 scores in the file)")
+    rs.add_argument("--best", action="store_true", help="print only each utterance's best hypothesis (UTT TEXT)")
+    rs.add_argument("--json", action="store_true", help="print one JSON object")
+
+    mx = cmd("mix", "interpolate models that share a vocabulary, with weights fitted by EM on validation text")
+    mx.add_argument("models", nargs="+", help="two or more model folders or ARPA files (any kinds)")
+    mx.add_argument("--weights", help="comma-separated weights, one per model (default: fitted by EM)")
+    data_args(mx, files=False)
+    mx.add_argument("--valid", help="fit on this text file (default: the valid split of --corpus, or of the corpus "
+                    "the models were trained on)")
+    mx.add_argument("--valid-lines", type=int, help="fit on the first N lines only")
+    mx.add_argument("--test", action="store_true", help="also evaluate the test split (stream), mixture and parts")
+    mx.add_argument("--out", required=True, help="mixture folder to write (usable wherever a model is)")
+    mx.add_argument("--results", help="write the weights and perplexities as JSON here")
+    mx.add_argument("--json", action="store_true", help="print the result JSON")
 
     d = cmd("demo", "train n-gram models on the bundled generated corpora and show what they do")
     d.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -501,6 +548,60 @@ def _adapt(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .serve import serve_command
+
+    serve_command(args.models, host=args.host, port=args.port, cache_size=args.cache_size, max_body=args.max_body)
+    return 0
+
+
+def _rescore(args) -> int:
+    from .models import load
+    from .rescore import parse_nbest, rescore
+
+    model = load(args.model, level=args.level)
+    lines = _stdin_lines() if args.nbest == "-" else _read(args.nbest)
+    hyps = parse_nbest(lines, args.format, name="stdin" if args.nbest == "-" else args.nbest)
+    rows, best = rescore(model, hyps, args.lm_weight, args.word_penalty, args.log_base)
+    if args.json:
+        _print_json({"hypotheses": rows, "best": best})
+    elif args.best:
+        for row in best:
+            print(f"{row['utterance']}\t{row['text']}")
+    else:  # each utterance's hypotheses, best first
+        order = {u["utterance"]: k for k, u in enumerate(best)}
+        ranked = sorted(rows, key=lambda r: (order[r["utterance"]], -r["total"], r["line"]))
+        rank = {}
+        for row in ranked:
+            rank[row["utterance"]] = rank.get(row["utterance"], 0) + 1
+            print(f"{row['utterance']}\t{rank[row['utterance']]}\t{row['id']}\t{row['total']:.4f}\t"
+                  f"{row['lm_log_prob']:.4f}\t{row['text']}")
+    return 0
+
+
+def _read(path):
+    from .text.corpora import read_lines
+
+    return read_lines(path)
+
+
+def _mix(args) -> int:
+    from .mixture import mix_command
+
+    result = mix_command(args.models, out=args.out, weights=args.weights, corpus=args.corpus, data_dir=args.data_dir,
+                         valid=args.valid, valid_lines=args.valid_lines, test=args.test, results=args.results,
+                         argv=sys.argv)
+    if args.json:
+        _print_json(result)
+    else:
+        for p in result["parts"]:
+            print(f"  {p['model']}: weight {p['weight']:.4f}, valid perplexity {_fmt(p['valid_perplexity'])}"
+                  + (f", test perplexity {_fmt(p['test_perplexity'])}" if "test_perplexity" in p else ""))
+        print("mixture: " + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in result["metrics"].items())
+              + f" -> {args.out}")
+    return 0
+
+
 def _params_text(params: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
@@ -508,7 +609,8 @@ def _params_text(params: dict) -> str:
 COMMANDS = {"train": _train, "evaluate": _evaluate, "score": _score, "predict": _predict,
             "generate": _generate, "export": _export, "neighbours": _neighbours,
             "report": _report, "diagnose": _diagnose, "demo": _demo,
-            "adapt": _adapt}
+            "adapt": _adapt, "mix": _mix, "rescore": _rescore,
+            "serve": _serve}
 
 if __name__ == "__main__":
     sys.exit(main())

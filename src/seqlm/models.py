@@ -37,7 +37,7 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SeqlmError(f"{config_path} is not valid JSON ({e}): retrain the model") from None
     kind = config.get("kind") if isinstance(config, dict) else None
-    if kind in ("ngram", "neural", "dynamic", "cache"):
+    if kind in ("ngram", "neural", "dynamic", "cache", "mixture"):
         from .files import verify_folder
 
         verify_folder(path, config)
@@ -50,6 +50,10 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
         from .runtime import resolve_device
 
         return NeuralLM.load(path, config, device=resolve_device(device))
+    if kind == "mixture":
+        from .mixture import MixtureLM
+
+        return MixtureLM.load(path, config, device=device)
     if kind in ("dynamic", "cache"):
         from .neural.adapt import load_adapted
         from .runtime import resolve_device

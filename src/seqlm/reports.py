@@ -151,6 +151,21 @@ def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[di
                   ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
 
 
+def mixture_table(res: dict, source: str) -> list[str]:
+    rows = [[f"`{p['model']}`", p.get("kind") or "–", f"{p['weight']:.3f}", _f(p.get("valid_perplexity")),
+             _f(p.get("test_perplexity"))] for p in res["parts"]]
+    m = res["metrics"]
+    rows.append([f"**mixture** `{res['mixture']}`", "mixture", "1", _f(m.get("valid_perplexity")),
+                 _f(m.get("test_perplexity"))])
+    best = min((p.get("test_perplexity") or 1e9) for p in res["parts"])
+    ratio = f"; the mixture's test perplexity is {m['test_perplexity'] / best:.3f} x its best part's" \
+        if m.get("test_perplexity") else ""
+    fit = res.get("fit", {})
+    how = "given" if fit.get("given") else f"fitted by EM on {fit.get('valid_lines')} validation lines"
+    return _table(f"**Mixture** (`seqlm mix`: p = Σ λ_k p_k per token, weights {how}{ratio}; stream mode; from "
+                  f"`{source}`)", ["model", "kind", "weight", "valid ppl", "test ppl"], rows)
+
+
 def probe_table(res: dict, source: str) -> list[str]:
     ds = res["distances"]
     lines = [f"**Long-range recall** (`seqlm diagnose recall`: `KEY w_1 ... w_d = KEY`, accuracy of the right key "
@@ -356,6 +371,8 @@ def render(results_dir: Path) -> str:
             blocks.append(throughput_table(res, rel))
         elif res.get("benchmark") == "train-throughput-ddp":
             blocks.append(ddp_table(res, rel))
+        elif "mixture" in res and "weights" in res:
+            blocks.append(mixture_table(res, rel))
         elif res.get("method") in ("dynamic", "cache") and "params" in res:
             adapted.append((res, rel))
         elif "recipe" in res:

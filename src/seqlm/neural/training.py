@@ -308,7 +308,8 @@ class Run:
             with torch.no_grad():
                 self.module.decoder.bias.copy_(torch.log(self.nce.noise.clamp_min(1e-12)))
         self.hidden = self.module.init_state(x_all.shape[0], self.device)
-        self.progress = {"epoch": 0, "batch": 0, "pos": 0, "avg_count": None, "valid_history": [], "step": 0, "tokens": 0, "best_valid": None, "best_eval": {}, "bad_epochs": 0,
+        self.progress = {"epoch": 0, "batch": 0, "pos": 0, "step": 0, "tokens": 0, "best_valid": None, "best_eval": {},
+                         "bad_epochs": 0, "avg_count": None, "valid_history": [],
                          "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
                          "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
         self.x_all, self.y_all = x_all, y_all

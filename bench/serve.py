@@ -1,0 +1,172 @@
+"""Latency and throughput of ``seqlm serve`` on loopback: suggestions while a person types.
+
+    python bench/serve.py --models runs/kn5 runs/cpu-lstm [--requests 5000] [--seconds 60] [--results FILE]
+
+Starts ``seqlm serve`` (a separate process, as deployed) with the models, waits for /v1/health, then for each
+model:
+
+* typing: C concurrent clients (C = 1, 8, 32) each type PTB validation sentences word by word, asking for
+  suggestions after every keystroke-like step (the text so far, the last word partly typed or complete), as
+  many requests as ``--requests`` or ``--seconds`` allow; p50/p99 latency (client-side, loopback) and
+  requests/s; every non-200 answer is counted as an error;
+* text length: one client extends texts of 10, 100 and 1,000 tokens by one word at a time (the server has
+  cached the prefix, as when typing): p50/p99 latency at each length.
+
+The last line is one JSON object with every figure, the machine and the goals (KN5 p99 <= 5 ms and >= 1,000
+requests/s at 32 clients; LSTM p99 <= 20 ms; latency at 1,000 tokens within 2x of 10 tokens), and at the end
+the server's health.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from seqlm.runtime import git_commit, hardware  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def typing_requests(lines: list[str], model: str) -> list[dict]:
+    """The suggestion requests of a person typing ``lines``: after each word's first letters and after the
+    whole word and its space."""
+    out = []
+    for line in lines:
+        words, typed = line.split(), ""
+        for w in words:
+            if len(w) > 2:
+                out.append({"text": typed + w[:2], "model": model, "k": 5})
+            typed += w + " "
+            out.append({"text": typed, "model": model, "k": 5})
+    return out
+
+
+async def run_clients(client, url: str, requests: list[dict], clients: int, budget: float, limit: int):
+    lat, errors, done = [], 0, 0
+    t_end = time.perf_counter() + budget
+    per = [requests[i::clients] for i in range(clients)]
+
+    async def one(reqs):
+        nonlocal errors, done
+        for body in reqs:
+            if done >= limit or time.perf_counter() > t_end:
+                return
+            done += 1
+            t = time.perf_counter()
+            r = await client.post(url + "/v1/suggest", json=body)
+            lat.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in per))
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1000
+    return {"clients": clients, "requests": len(lat), "errors": errors, "seconds": round(wall, 2),
+            "requests_per_s": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99))}
+
+
+async def length_latency(client, url: str, model: str, words: list[str], lengths=(10, 100, 1000), steps: int = 100):
+    out = []
+    for n in lengths:
+        base = " ".join(words[:n]) + " "
+        lat = []
+        await client.post(url + "/v1/suggest", json={"text": base, "model": model})  # the prefix, cached
+        text = base
+        for k in range(steps):
+            text += words[(n + k) % len(words)] + " "
+            t = time.perf_counter()
+            r = await client.post(url + "/v1/suggest", json={"text": text, "model": model})
+            lat.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+        ms = np.array(lat) * 1000
+        out.append({"tokens": n, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))})
+    return out
+
+
+async def bench(url: str, names: list[str], lines: list[str], args) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    results = {}
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        for name in names:
+            reqs = typing_requests(lines, name)
+            await run_clients(client, url, reqs[:200], 4, 10, 200)  # warm-up
+            rows = []
+            for c in (1, 8, 32):
+                row = await run_clients(client, url, reqs, c, args.seconds, args.requests)
+                rows.append(row)
+                print(f"{name}: {c:>2} clients: {row['requests']} requests, {row['errors']} errors, "
+                      f"{row['requests_per_s']:,.0f} req/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms",
+                      file=sys.stderr)
+            words = " ".join(lines).split()
+            length = await length_latency(client, url, name, words)
+            for r in length:
+                print(f"{name}: text of {r['tokens']} tokens + 1 word: p50 {r['p50_ms']:.2f} ms, p99 "
+                      f"{r['p99_ms']:.2f} ms", file=sys.stderr)
+            results[name] = {"typing": rows, "length": length,
+                             "length_ratio_1000_vs_10": length[-1]["p50_ms"] / length[0]["p50_ms"]}
+        health = (await client.get(url + "/v1/health")).json()
+    return {"results": results, "health_after": health}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", required=True, help="NAME=PATH or PATH (as seqlm serve takes them)")
+    ap.add_argument("--requests", type=int, default=5000, help="at most this many requests per client count")
+    ap.add_argument("--seconds", type=float, default=60, help="at most this long per client count")
+    ap.add_argument("--data-dir", default=os.environ.get("SEQLM_DATA"), help="folder holding ptb/")
+    ap.add_argument("--results", help="also write the JSON here")
+    args = ap.parse_args()
+    from seqlm.serve import model_names
+    from seqlm.text.corpora import load_corpus
+
+    lines = load_corpus("ptb", data_dir=args.data_dir).split("valid")[:2000]
+    names = [n for n, _ in model_names(args.models)]
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "seqlm", "-q", "serve", *args.models, "--port", str(port)],
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(600):
+            if server.poll() is not None:
+                raise SystemExit(f"the server stopped: {server.stderr.read()[-500:]}")
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        out = asyncio.run(bench(url, names, lines, args))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    out.update({"benchmark": "serve", "models": args.models, "hardware": hardware(), "commit": git_commit(REPO),
+                "goals": {"kn5_p99_ms": 5, "kn5_requests_per_s_32": 1000, "lstm_p99_ms": 20, "length_ratio": 2}})
+    line = json.dumps(out)
+    if args.results:
+        Path(args.results).write_text(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

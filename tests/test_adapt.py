@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from conftest import step_by_step
 
 import seqlm

@@ -10,7 +10,6 @@ import torch
 
 from seqlm.config import ModelConfig, TrainConfig
 from seqlm.models import load
-from seqlm.neural import training
 from seqlm.neural.recurrent import RecurrentLM
 from seqlm.neural.step import Averager, Stepper, make_optimizer
 from seqlm.neural.training import nonmonotone, window_length

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import SeqlmError
-from .files import check_parent, check_target, write_json
+from .files import check_new_outputs, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +32,15 @@ def parse_params(items: list[str]) -> tuple[dict, dict]:
 
 def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True, corpus=None, data_dir=None,
                   valid=None, train=None, stats_tokens=None, valid_lines=None, test: bool = False, results=None, argv=None) -> dict:
-    from .evaluate import evaluate
+    from .evaluate import SplitSource, evaluate
     from .models import load
     from .neural import adapt
     from .neural.lm import NeuralLM
     from .runtime import git_commit, hardware
-    from .text.corpora import load_corpus, read_lines
 
     t_start = time.perf_counter()
     out = Path(out)
-    if out.exists():
-        raise SeqlmError(f"{out} already exists: choose another --out (seqlm never replaces a folder it did not write)")
-    check_parent(out, "--out")
-    if results:
-        check_target(Path(results), "--results")
+    check_new_outputs(out, results)
     if stats_tokens is not None and stats_tokens < 10:
         raise SeqlmError(f"--stats-tokens must be >= 10 (got {stats_tokens})")
     fixed, grids = parse_params(list(params))
@@ -68,24 +63,9 @@ def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True,
         raise SeqlmError(f"{model_path} is not a neural model: dynamic evaluation and the cache need one "
                          f"(train with a neural --model)")
     data = base.config.get("data", {})
-    corpus_name = corpus or data.get("corpus")
-    corpus_dir = data_dir or data.get("data_dir")
-    loaded = {}
-
-    def split(name: str, file):
-        if file:
-            return read_lines(file)
-        if not corpus_name:
-            raise SeqlmError(f"no {name} text: give --corpus NAME or --{name} FILE (the model was trained on files)")
-        if corpus_name not in loaded:
-            loaded[corpus_name] = load_corpus(corpus_name, data_dir=corpus_dir)
-        c = loaded[corpus_name]
-        if c.level != base.vocab.tokenizer.level:
-            raise SeqlmError(f"corpus {corpus_name} is {c.level}-level but the model reads "
-                             f"{base.vocab.tokenizer.level}s: use the matching corpus")
-        if name not in c.splits:
-            raise SeqlmError(f"corpus {corpus_name} has no {name} split: give --{name} FILE")
-        return c.split(name)
+    source = SplitSource(corpus or data.get("corpus"), data_dir or data.get("data_dir"), base.vocab.tokenizer.level,
+                         " (the model was trained on files)")
+    split = source.lines
 
     if valid_lines is not None and valid_lines < 1:
         raise SeqlmError(f"--valid-lines must be >= 1 (got {valid_lines})")
@@ -114,7 +94,7 @@ def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True,
         seconds["valid"] = round(time.perf_counter() - t, 1)
     base_valid = evaluate(base, valid_lines, mode="stream")["perplexity"]
     if test:
-        test_lines = split("test", None)
+        test_lines = split("test")
         t = time.perf_counter()
         metrics["test_perplexity"] = evaluate(lm, test_lines, mode="stream")["perplexity"]
         seconds["test"] = round(time.perf_counter() - t, 1)

@@ -61,6 +61,31 @@ def read_source(model: LanguageModel, *, corpus: str | None = None, split: str =
     return lines, source
 
 
+class SplitSource:
+    """The lines of a registered corpus's splits for models of ``level`` (the corpus read once, its level
+    checked), or of a file given instead of a split; ``hint`` ends the error when neither is there."""
+
+    def __init__(self, corpus: str | None, data_dir: str | None, level: str, hint: str = ""):
+        self.corpus, self.data_dir, self.level, self.hint = corpus, data_dir, level, hint
+        self._data = None
+
+    def lines(self, split: str, file=None) -> list[str]:
+        from .text.corpora import load_corpus, read_lines
+
+        if file:
+            return read_lines(file)
+        if not self.corpus:
+            raise SeqlmError(f"no {split} text: give --corpus NAME or --{split} FILE{self.hint}")
+        if self._data is None:
+            self._data = load_corpus(self.corpus, data_dir=self.data_dir)
+            if self._data.level != self.level:
+                raise SeqlmError(f"corpus {self.corpus} is {self._data.level}-level but the model reads "
+                                 f"{self.level}s: use the matching corpus")
+        if split not in self._data.splits:
+            raise SeqlmError(f"corpus {self.corpus} has no {split} split: give --{split} FILE")
+        return self._data.split(split)
+
+
 def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
                   data_dir: str | None = None, mode: str = "stream") -> dict:
     """:func:`evaluate` on a registered corpus's split or on a text file; the result names the data."""

@@ -214,6 +214,17 @@ def check_parent(path: Path, flag: str) -> None:
             return
 
 
+def check_new_outputs(out: Path, results: Path | None = None) -> None:
+    """Fail now, before any work, when ``out`` (a folder seqlm will create) already exists or cannot be
+    created, or ``results`` (a file) cannot be written."""
+    out = Path(out)
+    if out.exists():
+        raise SeqlmError(f"{out} already exists: choose another --out (seqlm never replaces a folder it did not write)")
+    check_parent(out, "--out")
+    if results:
+        check_target(Path(results), "--results")
+
+
 def check_target(path: Path, flag: str) -> None:
     """Fail now, not after the work, when ``path`` cannot be written as a file."""
     path = Path(path)

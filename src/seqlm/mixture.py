@@ -126,19 +126,14 @@ def mix_command(models: list[str], *, out, weights=None, corpus=None, data_dir=N
                 test: bool = False, results=None, argv=None) -> dict:
     """``seqlm mix``: load the models, fit the weights by EM on validation text (or take them), save the
     mixture, and report validation (and test) perplexity of it and of each part."""
-    from .evaluate import evaluate
-    from .files import check_parent, check_target, write_json
+    from .evaluate import SplitSource, evaluate
+    from .files import check_new_outputs, write_json
     from .models import load
     from .runtime import git_commit, hardware
-    from .text.corpora import load_corpus, read_lines
 
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists():
-        raise SeqlmError(f"{out} already exists: choose another --out (seqlm never replaces a folder it did not write)")
-    check_parent(out, "--out")
-    if results:
-        check_target(Path(results), "--results")
+    check_new_outputs(out, results)
     if len(models) < 2:
         raise SeqlmError("seqlm mix needs at least two models")
     if valid_lines is not None and valid_lines < 1:
@@ -158,22 +153,7 @@ def mix_command(models: list[str], *, out, weights=None, corpus=None, data_dir=N
         for p in parts:
             cfg = getattr(p, "config", None) or getattr(getattr(p, "source", None), "config", None) or {}
             corpus_name = corpus_name or (cfg.get("data") or {}).get("corpus")
-    cache = {}
-
-    def split(name: str, file=None):
-        if file:
-            return read_lines(file)
-        if not corpus_name:
-            raise SeqlmError(f"no {name} text: give --corpus NAME or --{name} FILE")
-        if corpus_name not in cache:
-            cache[corpus_name] = load_corpus(corpus_name, data_dir=data_dir)
-        c = cache[corpus_name]
-        if c.level != parts[0].vocab.tokenizer.level:
-            raise SeqlmError(f"corpus {corpus_name} is {c.level}-level but the models read "
-                             f"{parts[0].vocab.tokenizer.level}s: use the matching corpus")
-        if name not in c.splits:
-            raise SeqlmError(f"corpus {corpus_name} has no {name} split: give --{name} FILE")
-        return c.split(name)
+    split = SplitSource(corpus_name, data_dir, parts[0].vocab.tokenizer.level).lines
 
     valid_text = split("valid", valid)[:valid_lines]
     lps = []

@@ -151,6 +151,23 @@ def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[di
                   ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
 
 
+def serve_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    rows = []
+    for name, r in res["results"].items():
+        for row in r["typing"]:
+            rows.append([name, f"typing, {row['clients']} clients", f"{row['requests']:,}", str(row["errors"]),
+                         f"{row['requests_per_s']:,.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}"])
+        for row in r["length"]:
+            rows.append([name, f"text of {row['tokens']:,} tokens + 1 word", "–", "–", "–", f"{row['p50_ms']:.2f}",
+                         f"{row['p99_ms']:.2f}"])
+    return _table(f"**Serving** (`python bench/serve.py`: `seqlm serve` in its own process, clients on loopback on "
+                  f"the same machine, suggestion requests of people typing PTB validation sentences; from "
+                  f"`{source}`; {hw.get('cpu')}, {hw.get('cores')} cores; server healthy after: "
+                  f"{res.get('health_after', {}).get('status', '?')})",
+                  ["model", "load", "requests", "errors", "requests/s", "p50 ms", "p99 ms"], rows)
+
+
 def mixture_table(res: dict, source: str) -> list[str]:
     rows = [[f"`{p['model']}`", p.get("kind") or "–", f"{p['weight']:.3f}", _f(p.get("valid_perplexity")),
              _f(p.get("test_perplexity"))] for p in res["parts"]]
@@ -371,6 +388,8 @@ def render(results_dir: Path) -> str:
             blocks.append(throughput_table(res, rel))
         elif res.get("benchmark") == "train-throughput-ddp":
             blocks.append(ddp_table(res, rel))
+        elif res.get("benchmark") == "serve":
+            blocks.append(serve_table(res, rel))
         elif "mixture" in res and "weights" in res:
             blocks.append(mixture_table(res, rel))
         elif res.get("method") in ("dynamic", "cache") and "params" in res:

@@ -32,10 +32,9 @@ Sentence mode restarts both at every line (the trained weights, an empty cache).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

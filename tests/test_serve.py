@@ -157,3 +157,19 @@ def test_model_names():
         ("kn5", "runs/kn5"), ("lstm", "runs/x/model"), ("b", "a/b.arpa.gz")]
     with pytest.raises(SeqlmError, match="two served models"):
         model_names(["a/kn", "b/kn"])
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--port", "70000"], "--port must be in"),
+    (["--cache-size", "0"], "--cache-size must be >= 1"),
+    (["--max-body", "10"], "--max-body must be >= 1024"),
+])
+def test_cli_serve_bad_options(args, match, capsys, tmp_path):
+    assert main(["serve", str(tmp_path / "none")] + args) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+
+
+def test_cli_serve_missing_model(capsys, tmp_path):
+    assert main(["serve", str(tmp_path / "none")]) == 2
+    assert "no such model folder" in capsys.readouterr().err

@@ -10,7 +10,11 @@ Measures, in this run:
 * scoring speed (tokens/s): seqlm's batched scorer, seqlm's whole ``evaluate`` (tokenizing included),
   and, as the peer, the ``kenlm`` Python module scoring the same sentences from seqlm's ARPA file
   (and KenLM's ``query`` binary when on PATH);
-* agreement: the largest difference between kenlm's and seqlm's sentence log10-probabilities.
+* agreement: the largest difference between kenlm's and seqlm's sentence log10-probabilities;
+* model files: loading the 5-gram's ARPA file in a fresh process (seqlm's ``read_arpa`` vs
+  ``kenlm.Model``: seconds and the memory the load adds over the process's imports, peak RSS), writing it
+  (``write_arpa``), loading the seqlm model folder (memory-mapped), and evaluation's peak memory on the
+  test text and on ten copies of it (read from a file as it is scored).
 
 The last line of output is one JSON object with every figure.
 """
@@ -35,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import seqlm  # noqa: E402
+from seqlm.evaluate import evaluate_data  # noqa: E402
 from seqlm.ngram.arpa import write_arpa  # noqa: E402
 from seqlm.runtime import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
@@ -83,6 +88,58 @@ def time_lmplz(tmp: Path, train: Path, repeats: int) -> dict | None:
             _, status, usage = os.wait4(proc.pid, 0)
         runs.append((time.perf_counter() - t0, usage.ru_maxrss / 1024))
     return {"seconds": statistics.median(r[0] for r in runs), "peak_mb": max(r[1] for r in runs), "runs": repeats}
+
+
+LOAD_SNIPPET = """
+import resource, sys, time, json
+{imports}
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+m = {call}
+seconds = time.perf_counter() - t0
+{touch}
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "peak_mb": peak / 1024, "added_mb": (peak - base) / 1024}}))
+"""
+
+LOADERS = {
+    "seqlm_arpa": ("import numpy, seqlm\nfrom seqlm.ngram.arpa import read_arpa", "read_arpa(sys.argv[1])", ""),
+    "kenlm_arpa": ("import kenlm", "kenlm.Model(sys.argv[1])", ""),
+    # a query on the mapped model touches only the pages it reads
+    "seqlm_folder": ("import numpy, seqlm", "seqlm.load(sys.argv[1])",
+                     "m.score_lines([m.vocab.encode('the cat sat'.split())])"),
+}
+
+
+def time_load(kind: str, path: Path, repeats: int) -> dict:
+    imports, call, touch = LOADERS[kind]
+    code = LOAD_SNIPPET.format(imports=imports, call=call, touch=touch)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+        if proc.returncode:
+            raise SystemExit(f"{kind} load failed: {proc.stderr[-500:]}")
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "added_mb": max(r["added_mb"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs), "runs": repeats}
+
+
+def evaluation_memory(lm, test_lines: list[str], tmp: Path) -> dict:
+    """Peak traced memory of evaluate_data on a file of the test text, and of ten copies of it."""
+    import tracemalloc
+
+    out = {}
+    for copies in (1, 10):
+        f = tmp / f"test-x{copies}.txt"
+        f.write_text("\n".join(test_lines * copies) + "\n")
+        tracemalloc.start()
+        r = evaluate_data(lm, file=f)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[f"x{copies}"] = {"tokens": r["tokens"], "peak_mb": peak / 2**20}
+    out["growth"] = out["x10"]["peak_mb"] / out["x1"]["peak_mb"]
+    return out
 
 
 def best_rate(fn, tokens: int, repeats: int) -> float:
@@ -163,6 +220,24 @@ def main() -> None:
                            capture_output=True, check=True)
             speed["kenlm_query_process_tokens_per_s"] = n_tok / (time.perf_counter() - t0)
         out["scoring"] = speed
+        if "kenlm_python_tokens_per_s" in speed:
+            speed["seqlm_scorer_vs_kenlm"] = speed["seqlm_scorer_tokens_per_s"] / speed["kenlm_python_tokens_per_s"]
+        files = {"arpa_bytes": arpa.stat().st_size, "write_arpa_seconds": out["arpa"]["write_seconds"],
+                 "seqlm_read_arpa": time_load("seqlm_arpa", arpa, repeats)}
+        if kenlm is not None:
+            files["kenlm_read_arpa"] = time_load("kenlm_arpa", arpa, repeats)
+            files["read_vs_kenlm_seconds"] = files["seqlm_read_arpa"]["seconds"] / files["kenlm_read_arpa"]["seconds"]
+            files["read_vs_kenlm_memory"] = files["seqlm_read_arpa"]["added_mb"] / files["kenlm_read_arpa"]["added_mb"]
+        lm.save(tmp / "kn5-folder")
+        files["seqlm_load_folder"] = time_load("seqlm_folder", tmp / "kn5-folder", repeats)
+        out["files"] = files
+        out["evaluate_memory"] = evaluation_memory(lm, test, tmp)
+        print(f"files: write ARPA {files['write_arpa_seconds']:.2f}s; read ARPA {files['seqlm_read_arpa']['seconds']:.2f}s "
+              f"+{files['seqlm_read_arpa']['added_mb']:.0f} MB (kenlm: "
+              + (f"{files['kenlm_read_arpa']['seconds']:.2f}s +{files['kenlm_read_arpa']['added_mb']:.0f} MB"
+                 if kenlm is not None else "module not installed")
+              + f"); model folder load {files['seqlm_load_folder']['seconds'] * 1000:.1f} ms; evaluation peak memory "
+              f"x10 text / x1 text = {out['evaluate_memory']['growth']:.2f}", file=sys.stderr)
         print(f"scoring: {speed['seqlm_scorer_tokens_per_s']:,.0f} tokens/s (seqlm scorer), "
               f"{speed['seqlm_evaluate_tokens_per_s']:,.0f} (seqlm evaluate, tokenizing included), "
               f"{speed.get('kenlm_python_tokens_per_s', float('nan')):,.0f} (kenlm module, per sentence)",

@@ -70,9 +70,9 @@ def _setup(case: str, d: Path, built: Path) -> None:
         shutil.copy(d / "char" / "vocab.json", d / "kn" / "vocab.json")
     if case == "config_not_json":
         (d / "kn" / "config.json").write_text("{not json")
-    if case == "truncated_npz":
-        data = (d / "kn" / "model.npz").read_bytes()
-        (d / "kn" / "model.npz").write_bytes(data[: len(data) // 3])
+    if case == "truncated_tables":
+        data = (d / "kn" / "tables" / "keys2.npy").read_bytes()
+        (d / "kn" / "tables" / "keys2.npy").write_bytes(data[: len(data) // 3])
     if case == "neural_config_wrong_type":
         _edit_json(d / "run" / "model" / "config.json", model={"kind": "lstm", "hidden_size": "big"})
     if case == "unknown_kind_config":
@@ -167,7 +167,7 @@ CASES = [
      "cannot be written as ARPA"),
     # model files
     ("model_missing", ["evaluate", "nope", "--file", T], "no such model"),
-    ("truncated_npz", ["evaluate", "kn", "--file", T], "checksum"),
+    ("truncated_tables", ["evaluate", "kn", "--file", T], "truncated or modified"),
     ("edited_config", ["evaluate", "kn", "--file", T], "edited"),
     ("foreign_vocab", ["predict", "kn", "--prompt", "the"], "checksum"),
     ("config_not_json", ["evaluate", "kn", "--file", T], "not valid JSON"),

@@ -8,34 +8,41 @@ The numbers do not depend on ``batch_lines``, the number of lines scored per cal
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
 from .errors import SeqlmError
-from .interface import LanguageModel, as_lines, check_mode, check_model
+from .interface import LanguageModel, check_mode, check_model, line_chunks
 from .text.encode import encode_lines
 
 
-def evaluate(model: LanguageModel, lines: Sequence[str] | str, mode: str = "stream",
+CHUNK_LINES = 10_000  # lines encoded and scored at a time: memory stays flat in the text's length
+
+
+def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stream",
              batch_lines: int | None = None) -> dict:
-    """Perplexity of ``model`` on ``lines`` (a list of lines, or one line); a dict with ``perplexity``,
-    ``tokens``, ``oov``, ``mode``...."""
+    """Perplexity of ``model`` on ``lines`` (one line, or any iterable of lines: a list, a generator, an
+    open file's lines); a dict with ``perplexity``, ``tokens``, ``oov``, ``mode``....
+
+    The text is read, encoded and scored ``batch_lines`` lines at a time (default 10,000), carrying the
+    model's state from block to block in stream mode, and only sums are kept: memory does not grow with
+    the text's length.
+    """
     check_model(model, "evaluate")
-    lines = as_lines(lines, "evaluate")
     check_mode(mode)
-    if not lines:
-        raise SeqlmError("nothing to evaluate: the text has no non-blank line")
     if batch_lines is not None and batch_lines < 1:
         raise SeqlmError(f"batch_lines must be >= 1 (got {batch_lines})")
-    enc = encode_lines(model.vocab, lines)
-    step = batch_lines or len(enc.lines)
-    logps: list[np.ndarray] = []
+    totals = Totals()
     state = None
-    for i in range(0, len(enc.lines), step):
-        chunk, state = model.score_lines(enc.lines[i:i + step], mode, state)
-        logps.append(chunk)
-    return summarize(np.concatenate(logps), enc.scored_oov(), model, mode, lines=len(lines))
+    for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
+        enc = encode_lines(model.vocab, chunk)
+        logp, state = model.score_lines(enc.lines, mode, state)
+        totals.add(logp, enc.scored_oov(), len(chunk))
+    if not totals.lines:
+        raise SeqlmError("nothing to evaluate: the text has no non-blank line")
+    return totals.result(model, mode)
 
 
 def read_source(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
@@ -88,7 +95,14 @@ class SplitSource:
 
 def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
                   data_dir: str | None = None, mode: str = "stream") -> dict:
-    """:func:`evaluate` on a registered corpus's split or on a text file; the result names the data."""
+    """:func:`evaluate` on a registered corpus's split or on a text file (read as it is scored); the
+    result names the data."""
+    if file and not corpus:
+        from .text.corpora import iter_lines
+
+        result = evaluate(model, iter_lines(file), mode=mode)
+        result["data"] = str(file)
+        return result
     lines, source = read_source(model, corpus=corpus, split=split, file=file, data_dir=data_dir)
     result = evaluate(model, lines, mode=mode)
     result["data"] = source
@@ -96,25 +110,44 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:
-    tokens = int(len(logp))
-    total = float(logp.sum())
-    n_oov = int(oov.sum())
-    known = logp[~oov]
-    unit = model.vocab.tokenizer.unit
-    result = {
-        "perplexity": _ppl(total, tokens),
-        "tokens": tokens,
-        "oov": n_oov,
-        "mode": mode,
-        "lines": lines,
-        "log_prob": total,
-        "log_base": "e",
-        "unit": unit,
-        f"bits_per_{unit}": (-total / tokens / math.log(2)) if tokens else float("nan"),
-        "perplexity_without_oov": _ppl(float(known.sum()), int(len(known))),
-        "model": model.describe(),
-    }
-    return result
+    totals = Totals()
+    totals.add(logp, oov, lines)
+    return totals.result(model, mode)
+
+
+@dataclass
+class Totals:
+    """Running sums over scored positions: all an evaluation's figures are made of."""
+
+    log_prob: float = 0.0
+    tokens: int = 0
+    oov: int = 0
+    known_log_prob: float = 0.0
+    lines: int = 0
+
+    def add(self, logp: np.ndarray, oov: np.ndarray, lines: int) -> None:
+        self.log_prob += float(logp.sum())
+        self.tokens += int(len(logp))
+        self.oov += int(oov.sum())
+        self.known_log_prob += float(logp[~oov].sum())
+        self.lines += lines
+
+    def result(self, model: LanguageModel, mode: str) -> dict:
+        unit = model.vocab.tokenizer.unit
+        total, tokens = self.log_prob, self.tokens
+        return {
+            "perplexity": _ppl(total, tokens),
+            "tokens": tokens,
+            "oov": self.oov,
+            "mode": mode,
+            "lines": self.lines,
+            "log_prob": total,
+            "log_base": "e",
+            "unit": unit,
+            f"bits_per_{unit}": (-total / tokens / math.log(2)) if tokens else float("nan"),
+            "perplexity_without_oov": _ppl(self.known_log_prob, tokens - self.oov),
+            "model": model.describe(),
+        }
 
 
 def _ppl(total: float, n: int) -> float:

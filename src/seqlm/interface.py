@@ -94,14 +94,24 @@ def check_model(model, caller: str) -> None:
         raise TypeError(f"{caller}() takes a model (from seqlm.load or seqlm.train), not {type(model).__name__}")
 
 
-def as_lines(lines, caller: str) -> list[str]:
-    """One string is one line; otherwise a sequence of strings."""
+def line_chunks(lines, size: int, caller: str):
+    """Lists of at most ``size`` lines from one line (str) or any iterable of lines, checked as they come."""
     if isinstance(lines, str):
-        return [lines]
-    if isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
+        lines = [lines]
+    elif isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
         raise TypeError(f"{caller}() takes a line (str) or a list of lines, not {type(lines).__name__}")
-    lines = list(lines)
+    chunk: list[str] = []
     for line in lines:
         if not isinstance(line, str):
             raise TypeError(f"{caller}() takes lines of text (str), not {type(line).__name__}")
-    return lines
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def as_lines(lines, caller: str) -> list[str]:
+    """One string is one line; otherwise a sequence of strings."""
+    return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]

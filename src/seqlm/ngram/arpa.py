@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import gzip
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,8 @@ from ..errors import SeqlmError
 from ..files import atomic_write
 from ..text.tokenize import Tokenizer
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Vocab
+from . import fastio
+from . import index as ngram_index
 from .model import NGramLM, _find
 from .smoothing import Tables
 
@@ -40,23 +45,17 @@ def _parse_mark(word: str, bad: str) -> Tokenizer:
         raise SeqlmError(f"{bad}: unreadable tokenizer mark {word!r}: re-export the model") from None
 
 
-def _fmt(x: float) -> str:
-    return "-99" if x == -np.inf else f"{x:.7g}"
-
-
-def ngram_words(model: NGramLM) -> list[np.ndarray]:
-    """(U_k, k) word-id matrix of the stored n-grams of every order, in key order."""
-    t = model.tables
-    V = t.vocab_size
-    words = [np.arange(V, dtype=np.int64)[:, None]]
-    for k in range(2, model.order + 1):
-        keys = t.keys[k - 1]
-        words.append(np.concatenate([words[-1][keys // V], (keys % V)[:, None]], axis=1))
-    return words
+MISSING_UNK_LOG10 = -100.0  # KenLM's unknown_missing_logprob
+ROWS = 1 << 18  # n-grams formatted at a time when writing
 
 
 def write_arpa(model: NGramLM, path: str | Path) -> None:
-    """Write ``model`` as an ARPA file (gzip'd if ``path`` ends in .gz), atomically."""
+    """Write ``model`` as an ARPA file (gzip'd if ``path`` ends in .gz), atomically.
+
+    Lines are laid out with array operations (see fastio.py), a block of n-grams at a time; the words of
+    an n-gram of order k are the words of its context (order k-1, laid out just before) plus one word.
+    Numbers are written in fixed point with 7 decimals (-99 for log10 0); a zero backoff is omitted.
+    """
     if not isinstance(model, NGramLM):
         raise SeqlmError(f"a {getattr(model, 'kind', type(model).__name__)} model cannot be written as ARPA: "
                          f"only n-gram models can")
@@ -65,186 +64,415 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
         raise SeqlmError("add-k smoothing above order 1 cannot be written as ARPA (backoff cannot spread "
                          "the added mass uniformly): export an mle, ikn or mkn model")
     path = Path(path)
-    itos = np.array(model.vocab.itos, dtype=object)
-    words = ngram_words(model)
-    opener = (lambda f: gzip.open(f, "wt", encoding="utf-8", compresslevel=6)) if path.suffix == ".gz" else None
+    V = t.vocab_size
+    encoded = [w.encode("utf-8") for w in model.vocab.itos]
+    word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    word_len = np.array([len(w) for w in encoded], dtype=np.int64)
+    word_start = np.cumsum(word_len) - word_len
     with atomic_write(path, "wb") as raw:
-        handle = opener(raw) if opener else None
-        out = handle if handle else _TextOut(raw)
-        out.write("\\data\\\n")
+        out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if path.suffix == ".gz" else raw
+        head = ["\\data\\"] + [f"ngram {k}={len(t.keys[k - 1]) + (k == 1)}" for k in range(1, model.order + 1)]
+        out.write(("\n".join(head) + "\n").encode())
+        names = (word_bytes, word_start, word_len)  # the words of each n-gram of the previous order
         for k in range(1, model.order + 1):
-            out.write(f"ngram {k}={len(t.keys[k - 1]) + (k == 1)}\n")
-        for k in range(1, model.order + 1):
-            out.write(f"\n\\{k}-grams:\n")
+            out.write(f"\n\\{k}-grams:\n".encode())
             if k == 1:
-                out.write(f"-99\t{_mark(model.vocab.tokenizer)}\n")
-            names = itos[words[k - 1][:, 0]]
-            for j in range(1, k):
-                names = names + " " + itos[words[k - 1][:, j]]
-            lp = t.logprob[k - 1] / LN10
-            if k < model.order:
-                lb = t.logbow[k - 1] / LN10
-                lines = [f"{_fmt(p)}\t{n}\t{_fmt(b)}\n" if b != 0 else f"{_fmt(p)}\t{n}\n"
-                         for p, n, b in zip(lp.tolist(), names.tolist(), lb.tolist())]
-            else:
-                lines = [f"{_fmt(p)}\t{n}\n" for p, n in zip(lp.tolist(), names.tolist())]
-            out.write("".join(lines))
-        out.write("\n\\end\\\n")
-        if handle:
-            handle.close()
+                out.write(f"-99\t{_mark(model.vocab.tokenizer)}\n".encode("utf-8"))
+            keys = t.keys[k - 1]
+            parts = []
+            for a in range(0, len(keys), ROWS):
+                rows = slice(a, a + ROWS)
+                if k == 1:
+                    name = (word_bytes, word_start[rows], word_len[rows])
+                else:
+                    ctx, w = keys[rows] // V, keys[rows] % V
+                    text = fastio.assemble([(names[0], names[1][ctx], names[2][ctx]), (word_bytes, word_start[w], word_len[w])],
+                                           [(b" ", False), (b"", False)])
+                    length = names[2][ctx] + 1 + word_len[w]
+                    name = (text, np.cumsum(length) - length, length)
+                    parts.append(name)
+                out.write(_lines(t.logprob[k - 1][rows], name, t.logbow[k - 1][rows] if k < model.order else None).tobytes())
+            if k > 1 and parts:
+                lengths = np.concatenate([p[2] for p in parts])
+                names = (np.concatenate([p[0] for p in parts]), np.cumsum(lengths) - lengths, lengths)
+        out.write(b"\n\\end\\\n")
+        if out is not raw:
+            out.close()
 
 
-class _TextOut:
-    def __init__(self, raw):
-        self.raw = raw
+def _lines(logprob: np.ndarray, name, logbow: np.ndarray | None) -> np.ndarray:
+    """ARPA lines ``log10p TAB words [TAB log10bow] NEWLINE`` of a block of n-grams, as bytes."""
+    n = len(logprob)
+    rows = np.arange(n, dtype=np.int64)
+    probs, plen = fastio.format_numbers(logprob / LN10)
+    fields = [(probs.ravel(), rows * probs.shape[1], plen), name]
+    if logbow is not None:
+        bows, blen = fastio.format_numbers(logbow / LN10)
+        bows = np.concatenate([np.full((n, 1), 9, np.uint8), bows], axis=1)  # a tab before the number
+        fields.append((bows.ravel(), rows * bows.shape[1], np.where(logbow != 0, blen + 1, 0)))
+        seps = [(b"\t", False), (b"", False), (b"\n", False)]
+    else:
+        seps = [(b"\t", False), (b"\n", False)]
+    return fastio.assemble(fields, seps)
 
-    def write(self, s: str) -> None:
-        self.raw.write(s.encode("utf-8"))
+
+BLOCK = 1 << 19  # bytes of complete lines parsed at a time: memory stays bounded whatever the file's size
 
 
-def _read_text(path: Path) -> str:
+def _blocks(path: Path):
+    """The file (gunzipped if it is gzip, by its magic bytes) as blocks of complete lines."""
     try:
-        data = path.read_bytes()
+        raw = open(path, "rb")
     except FileNotFoundError:
         raise SeqlmError(f"{path}: no such ARPA file: check the path") from None
     except IsADirectoryError:
         raise SeqlmError(f"{path} is a folder: give an ARPA file or a seqlm model folder") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise SeqlmError(f"{path} is a damaged gzip file ({e}): re-create or re-download it") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SeqlmError(f"{path} is not UTF-8 (byte at offset {e.start}): give a UTF-8 ARPA file") from None
+    with raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        fh = gzip.GzipFile(fileobj=raw) if gz else raw
+        carry = b""
+        while True:
+            try:
+                chunk = fh.read(BLOCK)
+            except (OSError, EOFError) as e:
+                raise SeqlmError(f"{path} is a damaged gzip file ({e}): re-create or re-download it") from None
+            if not chunk:
+                break
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+                carry = data[cut:]
+            else:
+                carry = data
+        if carry:
+            yield carry + b"\n"
+
+
+class _Section:
+    """The entries of one order, filled block by block into arrays sized by the header."""
+
+    def __init__(self, k: int, count: int):
+        self.k, self.count, self.filled, self.lines = k, count, 0, 0
+        self.probs = np.empty(count)
+        self.bows = np.zeros(count)
+        self.keys = np.empty(count, dtype=np.int64) if k > 1 else None
+        self.has_bows = False
+        self.words: list[str] = []
+        self.hashes = np.empty(count, dtype=np.uint64) if k == 1 else None
+
+
+def _section_of(line: str, section):
+    """The section a header line opens (as read() tracks it; head() checks it)."""
+    if line == "\\data\\":
+        return "header"
+    if line == "\\end\\":
+        return "end"
+    if line.startswith("\\") and line.endswith("-grams:") and line[1:-7].isdigit():
+        return int(line[1:-7])
+    return section
+
+
+class _LineError(Exception):
+    def __init__(self, line: int, why: str):
+        super().__init__(why)
+        self.line, self.why = line, why
+
+
+@dataclass
+class _Parsed:
+    newlines: int
+    probs: np.ndarray
+    bows: np.ndarray
+    hashes: np.ndarray  # of every word, line by line
+    buf: np.ndarray  # the piece, and where each word sits in it (for messages and unigram strings)
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def _parse_entries(buf: np.ndarray, k: int) -> _Parsed:
+    """The lines of a piece of the ``k``-grams section: ``log10p w1 ... wk [log10bow]``, whitespace-separated,
+    blank lines skipped.  Raises _LineError (line index in the piece) for a malformed line."""
+    newlines = np.flatnonzero(buf == 10)
+    s, e = fastio.tokens(buf)
+    if len(s) == 0:
+        empty = np.zeros(0)
+        return _Parsed(len(newlines), empty, empty, np.zeros(0, np.uint64), buf, s, e)
+    line_of_byte = np.cumsum(buf == 10, dtype=np.int32)  # newlines before each byte: its line's index
+    per_line = np.bincount(line_of_byte[s], minlength=len(newlines))
+    line_no = np.flatnonzero(per_line)
+    n_fields = per_line[line_no]
+
+    def text(i):  # the i-th non-blank line of the piece, for messages
+        j = line_no[i]
+        a = newlines[j - 1] + 1 if j else 0
+        return bytes(buf[a:newlines[j]]).decode("utf-8", "replace")[:80]
+
+    wrong = np.flatnonzero((n_fields != k + 1) & (n_fields != k + 2))
+    if len(wrong):
+        i = wrong[0]
+        raise _LineError(line_no[i], f" has {n_fields[i]} fields (expected {k + 1} or {k + 2}): {text(i)!r}")
+    n = len(line_no)
+    first = np.cumsum(n_fields) - n_fields
+    probs, bad = fastio.parse_numbers(buf, s[first], e[first])
+    has_bow = n_fields == k + 2
+    bows = np.zeros(n)
+    at = first[has_bow] + k + 1
+    bows[has_bow], bad_bow = fastio.parse_numbers(buf, s[at], e[at])
+    bad[np.flatnonzero(has_bow)[bad_bow]] = True
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _LineError(line_no[i], f" has a non-number: {text(i)!r}")
+    invalid = ~(probs <= 0.0) | ~np.isfinite(bows)  # NaN fails the comparison
+    if invalid.any():
+        i = int(np.flatnonzero(invalid)[0])
+        raise _LineError(line_no[i], f": a log10 probability must be <= 0 and a backoff weight finite: {text(i)!r}")
+    word_tok = (first[:, None] + 1 + np.arange(k)).ravel()
+    ws, we = s[word_tok], e[word_tok]
+    return _Parsed(len(newlines), probs, bows, fastio.token_hashes(buf, ws, we), buf, ws, we)
+
+
+class _ArpaReader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.bad = f"{path} is not a valid ARPA file"
+        self.state = "before"  # before \data\, "header", a section number, or "end"
+        self.counts: dict[int, int] = {}
+        self.sections: dict[int, _Section] = {}
+        self.vocab_hashes = None  # sorted hashes of the unigram words, and the word id of each
+        self.vocab_ids = None
+        self.unigrams = None
+        self.marked = None
+        self.keys: list[np.ndarray] = []  # the tables, order by order as the sections close
+        self.logprob: list[np.ndarray] = []
+        self.logbow: list[np.ndarray] = []
+
+    def fail(self, why: str):
+        raise SeqlmError(f"{self.bad}: {why}")
+
+    def read(self) -> None:
+        """Blocks are cut at section headers; each piece of a section is parsed in a worker thread (NumPy
+        releases the GIL: both cores work) while this thread checks and places the pieces in file order."""
+        pending: deque = deque()
+        section = None  # the section the file is in, as far as its headers say (checked in order below)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for block in _blocks(self.path):
+                buf = np.frombuffer(block, dtype=np.uint8)
+                line_starts = np.concatenate([[0], np.flatnonzero(buf[:-1] == 10) + 1])
+                heads = line_starts[buf[line_starts] == 92].tolist()  # lines starting with a backslash
+                at = 0
+                for h in heads + [len(buf)]:
+                    if h > at:
+                        piece = buf[at:h]
+                        if isinstance(section, int):
+                            pending.append(("entries", pool.submit(_parse_entries, piece, section)))
+                        else:
+                            pending.append(("lines", piece))
+                    if h == len(buf):
+                        break
+                    end = block.index(b"\n", h)
+                    line = block[h:end].decode("utf-8", "replace").strip()
+                    pending.append(("head", line))
+                    section = _section_of(line, section)
+                    at = end + 1
+                    if section == "end":
+                        break
+                while len(pending) > 4 or (pending and pending[0][0] != "entries"):
+                    self.take(*pending.popleft())
+                if section == "end":
+                    break
+            while pending:
+                self.take(*pending.popleft())
+        if self.state == "before":
+            self.fail("no \\data\\ header: give an ARPA file")
+        if self.state != "end":
+            self.fail("no \\end\\ marker (truncated?): re-create the file")
+        missing = sorted(set(self.counts) - set(self.sections))
+        if missing:
+            self.fail(f"missing section(s) {missing} (truncated?)")
+
+    def take(self, what: str, item) -> None:
+        if self.state == "end":
+            return
+        if what == "head":
+            self.head(item)
+        elif what == "lines":
+            self.lines(item)
+        else:
+            sec = self.sections[self.state]
+            try:
+                parsed = item.result()
+            except _LineError as e:
+                self.fail(f"in \\{sec.k}-grams:, line {sec.lines + e.line + 1}{e.why}")
+            self.place(sec, parsed)
+
+    def head(self, line: str) -> None:
+        if line == "\\data\\":
+            if self.state != "before":
+                self.fail("a second \\data\\ header")
+            self.state = "header"
+            return
+        if self.state == "before":
+            return  # text before \data\ is ignored
+        if self.state == "header":
+            if not self.counts or sorted(self.counts) != list(range(1, max(self.counts) + 1)):
+                self.fail("the header must list ngram 1=..., ngram 2=..., without gaps")
+        else:
+            self.close_section()
+        if line == "\\end\\":
+            self.state = "end"
+            return
+        if not (line.startswith("\\") and line.endswith("-grams:") and line[1:-7].isdigit()):
+            self.fail(f"unexpected section {line!r}")
+        k = int(line[1:-7])
+        if k not in self.counts or k in self.sections:
+            self.fail(f"section \\{k}-grams: not announced in the header or repeated")
+        if k != len(self.sections) + 1:
+            self.fail(f"section \\{k}-grams: out of order (sections must go 1, 2, 3, ...)")
+        self.sections[k] = _Section(k, self.counts[k])
+        self.state = k
+
+    def lines(self, buf: np.ndarray) -> None:
+        if self.state == "before":
+            return
+        if self.state != "header":  # a section's lines are parsed by read()
+            raise AssertionError(self.state)
+        for line in bytes(buf).decode("utf-8", "replace").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if not line.startswith("ngram ") or "=" not in line:
+                self.fail(f"unexpected header line {line!r}")
+            try:
+                k, n = line[6:].split("=")
+                self.counts[int(k)] = int(n)
+            except ValueError:
+                self.fail(f"unreadable header line {line!r}")
+
+    def place(self, sec: _Section, p: "_Parsed") -> None:
+        """Check a parsed piece against the header and the vocabulary, and store it."""
+        k = sec.k
+        base = sec.lines
+        sec.lines += p.newlines
+        n = len(p.probs)
+        if sec.filled + n > sec.count:
+            self.fail(f"the header announces {sec.count} {k}-grams but the file has more")
+        rows = slice(sec.filled, sec.filled + n)
+        sec.probs[rows] = p.probs
+        if p.bows.any():  # the highest order has none: its zeros stay untouched pages, never in memory
+            sec.bows[rows] = p.bows
+            sec.has_bows = True
+        if k == 1:
+            sec.hashes[rows] = p.hashes
+            try:
+                sec.words += [bytes(p.buf[a:b]).decode("utf-8") for a, b in zip(p.starts.tolist(), p.ends.tolist())]
+            except UnicodeDecodeError:
+                self.fail(f"in \\1-grams: near line {base + 1}, a word is not UTF-8: give a UTF-8 ARPA file")
+        elif n:
+            pos, found = ngram_index.find(self.vocab_table, self.vocab_hashes, p.hashes.view(np.int64))
+            if not found.all():
+                j = int(np.flatnonzero(~found)[0])
+                word = bytes(p.buf[p.starts[j]:p.ends[j]]).decode("utf-8", "replace")
+                self.fail(f"the {k}-grams use the word {word!r}, which has no unigram")
+            ids = self.vocab_ids[pos].reshape(n, k)
+            # the key (see counts.py): the context's rank among the (k-1)-grams, which are all read by now
+            V, keys = len(self.unigrams[0]), self.keys
+            rank = ids[:, 0].astype(np.int64)
+            for j in range(1, k - 1):
+                idx, found = _find(keys[j], rank * V + ids[:, j])
+                if not found.all():
+                    i = int(np.flatnonzero(~found)[0])
+                    gram = [self.unigrams[0][w] for w in ids[i]]
+                    self.fail(f"the {k}-gram {' '.join(gram)!r} has no entry for its context "
+                              f"{' '.join(gram[:j + 1])!r}")
+                rank = idx
+            sec.keys[rows] = rank * V + ids[:, -1]
+        sec.filled += n
+
+    def close_section(self) -> None:
+        sec = self.sections[self.state]
+        if sec.filled != sec.count:
+            self.fail(f"the header announces {sec.count} {sec.k}-grams but the file has {sec.filled} (truncated?)")
+        if sec.k == 1:
+            self.close_unigrams(sec)
+        else:
+            self.close_order(sec)
+        sec.words = sec.hashes = None  # done with: only the tables stay
+
+    def close_order(self, sec: _Section) -> None:
+        """The section's keys sorted (a file need not list n-grams in seqlm's order), with natural-log
+        probabilities and backoff weights."""
+        key, probs, bows, k = sec.keys, sec.probs, sec.bows, sec.k
+        if len(key) > 1 and not (np.diff(key) > 0).all():
+            order_idx = np.argsort(key, kind="stable")
+            key, probs, bows = key[order_idx], probs[order_idx], bows[order_idx]
+            if not (np.diff(key) > 0).all():
+                self.fail(f"a {k}-gram is listed twice")
+        probs *= LN10
+        if sec.has_bows:
+            bows *= LN10
+        self.keys.append(key)
+        self.logprob.append(probs)
+        self.logbow.append(bows)
+        sec.keys = sec.probs = sec.bows = None
+
+    def close_unigrams(self, sec: _Section) -> None:
+        words, probs, bows, hashes = sec.words, sec.probs, sec.bows, sec.hashes
+        marks = [i for i, w in enumerate(words) if w.startswith(MARK)]
+        if len(marks) > 1:
+            self.fail("more than one tokenizer mark")
+        self.marked = _parse_mark(words[marks[0]], self.bad) if marks else None
+        if marks:
+            keep = np.ones(len(words), dtype=bool)
+            keep[marks[0]] = False
+            words = words[:marks[0]] + words[marks[0] + 1:]
+            probs, bows, hashes = probs[keep], bows[keep], hashes[keep]
+        if len(set(words)) != len(words):
+            self.fail("repeated unigram")
+        for special in (BOS, EOS):
+            if special not in words:
+                self.fail(f"no {special} unigram")
+        itos = list(SPECIALS) + [w for w in words if w not in SPECIALS]
+        stoi = {w: i for i, w in enumerate(itos)}
+        ids = np.array([stoi[w] for w in words], dtype=np.int64)
+        order = np.argsort(hashes)
+        self.vocab_hashes = hashes[order]
+        if len(order) > 1 and not (np.diff(self.vocab_hashes) > 0).all():
+            self.fail("two unigrams share a 64-bit hash (astronomically unlikely): please report this file")
+        self.vocab_ids = ids[order].astype(np.int32)
+        self.vocab_hashes = self.vocab_hashes.view(np.int64)
+        self.vocab_table = ngram_index.build(self.vocab_hashes)
+        self.unigrams = (itos, ids, probs, bows, words)
+        V = len(itos)
+        logprob1 = np.full(V, -np.inf)
+        logbow1 = np.zeros(V)
+        logprob1[ids] = probs * LN10
+        logbow1[ids] = bows * LN10
+        if UNK not in words:  # as KenLM does for a file without <unk>: log10 p(<unk>) = -100
+            logprob1[stoi[UNK]] = MISSING_UNK_LOG10 * LN10
+        self.keys.append(np.arange(V, dtype=np.int64))
+        self.logprob.append(logprob1)
+        self.logbow.append(logbow1)
 
 
 def read_arpa(path: str | Path, tokenizer: Tokenizer | None = None) -> NGramLM:
-    """Load an ARPA file as an :class:`NGramLM` (its vocabulary is the file's unigrams)."""
+    """Load an ARPA file as an :class:`NGramLM` (its vocabulary is the file's unigrams).
+
+    The file is read in blocks of lines and parsed with array operations (see fastio.py): memory is the
+    model's arrays plus one block, and there is no Python loop per n-gram.
+    """
     path = Path(path)
-    text = _read_text(path)
-    bad = f"{path} is not a valid ARPA file"
-    start = text.find("\\data\\")
-    if start < 0:
-        raise SeqlmError(f"{bad}: no \\data\\ header: give an ARPA file")
-    body = text[start:]
-    if "\\end\\" not in body:
-        raise SeqlmError(f"{bad}: no \\end\\ marker (truncated?): re-create the file")
-    sections = body.split("\\end\\")[0].split("\n\\")
-    counts: dict[int, int] = {}
-    for line in sections[0].splitlines()[1:]:
-        line = line.strip()
-        if not line:
-            continue
-        if not line.startswith("ngram ") or "=" not in line:
-            raise SeqlmError(f"{bad}: unexpected header line {line!r}")
-        try:
-            k, n = line[6:].split("=")
-            counts[int(k)] = int(n)
-        except ValueError:
-            raise SeqlmError(f"{bad}: unreadable header line {line!r}") from None
-    if not counts or sorted(counts) != list(range(1, max(counts) + 1)):
-        raise SeqlmError(f"{bad}: the header must list ngram 1=..., ngram 2=..., without gaps")
-    order = max(counts)
-    entries: dict[int, tuple[list, list, list]] = {}
-    for section in sections[1:]:
-        head, _, rest = section.partition("\n")
-        head = head.strip()
-        if not (head.endswith("-grams:") and head[:-7].isdigit()):
-            raise SeqlmError(f"{bad}: unexpected section {head!r}")
-        k = int(head[:-7])
-        if k not in counts or k in entries:
-            raise SeqlmError(f"{bad}: section \\{k}-grams: not announced in the header or repeated")
-        probs, grams, bows = [], [], []
-        for lineno, line in enumerate(rest.splitlines(), 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in (k + 1, k + 2):
-                raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno} has {len(fields)} fields "
-                                 f"(expected {k + 1} or {k + 2}): {line[:80]!r}")
-            try:
-                prob = float(fields[0])
-                bow = float(fields[k + 1]) if len(fields) == k + 2 else 0.0
-            except ValueError:
-                raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno} has a non-number: {line[:80]!r}") from None
-            if not (prob <= 0.0) or not math.isfinite(bow):  # NaN fails both comparisons
-                raise SeqlmError(f"{bad}: in \\{k}-grams:, line {lineno}: a log10 probability must be <= 0 and "
-                                 f"a backoff weight finite: {line[:80]!r}")
-            probs.append(prob)
-            bows.append(bow)
-            grams.append(fields[1:k + 1])
-        if len(grams) != counts[k]:
-            raise SeqlmError(f"{bad}: the header announces {counts[k]} {k}-grams but the file has {len(grams)} "
-                             f"(truncated?)")
-        entries[k] = (probs, grams, bows)
-    if set(entries) != set(counts):
-        missing = sorted(set(counts) - set(entries))
-        raise SeqlmError(f"{bad}: missing section(s) {missing} (truncated?)")
-    marked = _take_mark(entries[1], bad)
+    reader = _ArpaReader(path)
+    reader.read()
+    marked = reader.marked
     if marked and tokenizer and (marked.level, marked.lowercase) != (tokenizer.level, tokenizer.lowercase):
         raise SeqlmError(f"{path} was written for {marked.level}-level text (lowercase={marked.lowercase}): "
                          f"drop --level, or give a matching one")
-    return _build(entries, order, marked or tokenizer or Tokenizer(), bad, str(path))
+    return _build(reader, marked or tokenizer or Tokenizer(), str(path))
 
 
-def _take_mark(unigrams: tuple[list, list, list], bad: str) -> Tokenizer | None:
-    """Remove seqlm's tokenizer mark from the unigram entries (in place) and return its tokenizer."""
-    probs, grams, bows = unigrams
-    at = [i for i, g in enumerate(grams) if g[0].startswith(MARK)]
-    if not at:
-        return None
-    if len(at) > 1:
-        raise SeqlmError(f"{bad}: more than one tokenizer mark")
-    i = at[0]
-    tokenizer = _parse_mark(grams[i][0], bad)
-    for column in unigrams:
-        del column[i]
-    return tokenizer
-
-
-def _build(entries, order, tokenizer, bad, source) -> NGramLM:
-    uni_probs, uni_grams, uni_bows = entries[1]
-    words = [g[0] for g in uni_grams]
-    if len(set(words)) != len(words):
-        raise SeqlmError(f"{bad}: repeated unigram")
-    for special in (BOS, EOS):
-        if special not in words:
-            raise SeqlmError(f"{bad}: no {special} unigram")
-    itos = list(SPECIALS) + [w for w in words if w not in SPECIALS]
-    vocab = Vocab(itos, tokenizer)
-    V = len(vocab)
-    stoi = vocab.stoi
-    logprob1 = np.full(V, -np.inf)
-    logbow1 = np.zeros(V)
-    ids1 = np.array([stoi[w] for w in words], dtype=np.int64)
-    logprob1[ids1] = np.array(uni_probs) * LN10
-    logbow1[ids1] = np.array(uni_bows) * LN10
-    if UNK not in words:
-        logprob1[stoi[UNK]] = -np.inf
-    keys, logprob, logbow = [np.arange(V, dtype=np.int64)], [logprob1], [logbow1]
-    for k in range(2, order + 1):
-        probs, grams, bows = entries[k]
-        try:
-            ids = np.array([[stoi[w] for w in g] for g in grams], dtype=np.int64).reshape(len(grams), k)
-        except KeyError as e:
-            raise SeqlmError(f"{bad}: the {k}-grams use the word {e.args[0]!r}, which has no unigram") from None
-        rank = ids[:, 0]
-        for j in range(1, k - 1):
-            idx, found = _find(keys[j], rank * V + ids[:, j])
-            if not found.all():
-                i = int(np.flatnonzero(~found)[0])
-                raise SeqlmError(f"{bad}: the {k}-gram {' '.join(grams[i])!r} has no entry for its context "
-                                 f"{' '.join(grams[i][:j + 1])!r}")
-            rank = idx
-        key = rank * V + ids[:, -1]
-        order_idx = np.argsort(key, kind="stable")
-        key = key[order_idx]
-        if len(key) > 1 and not (np.diff(key) > 0).all():
-            raise SeqlmError(f"{bad}: a {k}-gram is listed twice")
-        keys.append(key)
-        logprob.append(np.array(probs)[order_idx] * LN10)
-        logbow.append(np.array(bows)[order_idx] * LN10)
-    tables = Tables(V, keys, logprob, logbow, "backoff", {"source": source})
+def _build(reader: _ArpaReader, tokenizer: Tokenizer, source: str) -> NGramLM:
+    vocab = Vocab(reader.unigrams[0], tokenizer)
+    tables = Tables(len(vocab), reader.keys, reader.logprob, reader.logbow, "backoff", {"source": source})
     return NGramLM(vocab, tables, {"smoothing": "arpa", "arpa": source})

@@ -23,6 +23,7 @@ from ..errors import SeqlmError
 from ..files import atomic_dir, write_config
 from ..interface import LanguageModel, State, check_mode
 from ..text.vocab import BOS_ID, EOS_ID, Vocab
+from . import index as ngram_index
 from .counts import pad_stream
 from .smoothing import Tables
 
@@ -53,6 +54,7 @@ class NGramLM(LanguageModel):
         self.config = dict(config or {})
         self._log_n_pred = np.log(len(vocab) - 1)
         # add-k: which stored (k-1)-grams were seen as contexts (followed by a word) in training
+        self._index: list = [None] * tables.order  # hash index of each order's keys (index.py), built on use
         self._seen_ctx = [np.bincount(tables.keys[k] // len(vocab), minlength=len(tables.keys[k - 1])) > 0
                           for k in range(1, tables.order)] if tables.unseen == "uniform" else None
 
@@ -104,6 +106,12 @@ class NGramLM(LanguageModel):
         out[BOS_ID] = -np.inf
         return out
 
+    def index(self, k: int) -> np.ndarray:
+        """The hash table of order ``k``'s keys (built on first use, or memory-mapped from the folder)."""
+        if self._index[k - 1] is None:
+            self._index[k - 1] = ngram_index.build(self.tables.keys[k - 1])
+        return self._index[k - 1]
+
     # -- batched scoring ------------------------------------------------------------------------
     def score_lines(self, lines, mode="sentence", state=None):
         check_mode(mode)
@@ -130,7 +138,7 @@ class NGramLM(LanguageModel):
                 ctx_ok &= self._seen_ctx[k - 2][np.where(ctx_ok, rank[target - 1], 0)]
             sel = target[ctx_ok]
             ctx_rank = rank[sel - 1]
-            idx, found = _find(t.keys[k - 1], ctx_rank * V + toks[sel])
+            idx, found = ngram_index.find(self.index(k), t.keys[k - 1], ctx_rank * V + toks[sel])
             bow = t.logbow[k - 2][ctx_rank]
             hit = np.flatnonzero(ctx_ok)
             if t.unseen == "uniform":
@@ -151,17 +159,21 @@ class NGramLM(LanguageModel):
                 "vocab_size": len(self.vocab), "ngrams": self.tables.sizes()}
 
     def save(self, path: str | Path) -> None:
+        """A model folder: config.json, vocab.json and ``tables/``, one ``.npy`` file per array, which
+        :meth:`load` memory-maps (instant, and shared by every process that loads the same folder)."""
         t = self.tables
-        arrays = {}
-        for k in range(1, self.order + 1):
-            arrays[f"keys{k}"] = t.keys[k - 1]
-            arrays[f"logprob{k}"] = t.logprob[k - 1]
-            arrays[f"logbow{k}"] = t.logbow[k - 1]
         config = dict(self.config)
         config.update(kind=self.kind, format=FORMAT, order=self.order, unseen=t.unseen, ngrams=t.sizes(),
                       estimation=t.info)
         with atomic_dir(path) as tmp:
-            np.savez(tmp / "model.npz", **arrays)
+            (tmp / TABLES).mkdir()
+            for name, arrays in (("keys", t.keys), ("logprob", t.logprob), ("logbow", t.logbow)):
+                for k, a in enumerate(arrays, start=1):
+                    np.save(tmp / TABLES / f"{name}{k}.npy", np.ascontiguousarray(a), allow_pickle=False)
+            for k in range(2, self.order + 1):
+                np.save(tmp / TABLES / f"index{k}.npy", self.index(k), allow_pickle=False)
+            # sizes, checked at load without reading the data (a checksum would read every byte)
+            config["table_bytes"] = {f.name: f.stat().st_size for f in sorted((tmp / TABLES).iterdir())}
             self.vocab.save(tmp / "vocab.json")
             write_config(tmp, config, default=_jsonable)
 
@@ -172,23 +184,68 @@ class NGramLM(LanguageModel):
         order = config.get("order")
         if not isinstance(order, int) or order < 1:
             raise SeqlmError(f"{path}/config.json has no valid order: retrain the model")
-        try:
-            with np.load(path / "model.npz", allow_pickle=False) as z:
-                keys = [z[f"keys{k}"] for k in range(1, order + 1)]
-                logprob = [z[f"logprob{k}"] for k in range(1, order + 1)]
-                logbow = [z[f"logbow{k}"] for k in range(1, order + 1)]
-        except FileNotFoundError:
-            raise SeqlmError(f"{path}/model.npz is missing: retrain the model") from None
-        except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError from a damaged file
-            raise SeqlmError(f"{path}/model.npz is damaged ({type(e).__name__}: {e}): retrain the model") from None
-        for k in range(order):
-            if not (len(keys[k]) == len(logprob[k]) == len(logbow[k])) or keys[k].dtype != np.int64:
-                raise SeqlmError(f"{path}/model.npz is inconsistent at order {k + 1}: retrain the model")
-            if k > 0 and len(keys[k]) > 1 and not (np.diff(keys[k]) > 0).all():
-                raise SeqlmError(f"{path}/model.npz has unsorted keys at order {k + 1}: retrain the model")
+        if (path / TABLES).is_dir():
+            keys, logprob, logbow, index = _map_tables(path, order, config.get("ngrams"), config.get("table_bytes") or {})
+        else:
+            keys, logprob, logbow = _read_npz(path, order)
+            index = [None] * order
         tables = Tables(len(vocab), keys, logprob, logbow, config.get("unseen", "backoff"),
                         config.get("estimation", {}))
-        return cls(vocab, tables, config)
+        lm = cls(vocab, tables, config)
+        lm._index = index
+        return lm
+
+
+TABLES = "tables"
+
+
+def _map_tables(path: Path, order: int, sizes, file_bytes: dict) -> tuple[list, list, list, list]:
+    """The arrays of ``path/tables``, memory-mapped read-only; checked against the file sizes and n-gram
+    counts config.json records (the files' headers only: no data is read).  Returns keys, logprob,
+    logbow and the hash index of each order (None where the folder has none: built on use)."""
+
+    def open_array(f: Path, dtype, n):
+        if f.is_file() and f.name in file_bytes and f.stat().st_size != file_bytes[f.name]:
+            raise SeqlmError(f"{f} does not have the size recorded in config.json (truncated or modified): "
+                             f"copy the model folder again or retrain")
+        try:
+            a = np.load(f, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise SeqlmError(f"{f} is missing: retrain the model") from None
+        except (ValueError, OSError) as e:
+            raise SeqlmError(f"{f} is damaged ({e}): retrain the model") from None
+        if a.dtype != dtype or a.ndim != 1 or (n is not None and len(a) != n):
+            raise SeqlmError(f"{f} does not match {path}/config.json: retrain the model")
+        return a
+
+    counts = sizes if isinstance(sizes, list) and len(sizes) == order else [None] * order
+    out = [[open_array(path / TABLES / f"{name}{k}.npy", dtype, counts[k - 1]) for k in range(1, order + 1)]
+           for name, dtype in (("keys", np.int64), ("logprob", np.float64), ("logbow", np.float64))]
+    index = [None]
+    for k in range(2, order + 1):
+        f = path / TABLES / f"index{k}.npy"
+        n = 1 << ngram_index.table_bits(len(out[0][k - 1]))
+        index.append(open_array(f, np.int32, n) if f.is_file() else None)
+    return out[0], out[1], out[2], index
+
+
+def _read_npz(path: Path, order: int) -> tuple[list, list, list]:
+    """Model folders written before ``tables/`` (one model.npz), read whole."""
+    try:
+        with np.load(path / "model.npz", allow_pickle=False) as z:
+            keys = [z[f"keys{k}"] for k in range(1, order + 1)]
+            logprob = [z[f"logprob{k}"] for k in range(1, order + 1)]
+            logbow = [z[f"logbow{k}"] for k in range(1, order + 1)]
+    except FileNotFoundError:
+        raise SeqlmError(f"{path} has neither tables/ nor model.npz: retrain the model") from None
+    except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError from a damaged file
+        raise SeqlmError(f"{path}/model.npz is damaged ({type(e).__name__}: {e}): retrain the model") from None
+    for k in range(order):
+        if not (len(keys[k]) == len(logprob[k]) == len(logbow[k])) or keys[k].dtype != np.int64:
+            raise SeqlmError(f"{path}/model.npz is inconsistent at order {k + 1}: retrain the model")
+        if k > 0 and len(keys[k]) > 1 and not (np.diff(keys[k]) > 0).all():
+            raise SeqlmError(f"{path}/model.npz has unsorted keys at order {k + 1}: retrain the model")
+    return keys, logprob, logbow
 
 
 def _jsonable(x):

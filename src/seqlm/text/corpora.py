@@ -101,27 +101,56 @@ class Corpus:
 def read_lines(path: str | os.PathLike, keep_blank: bool = False) -> list[str]:
     """Non-blank lines of a UTF-8 text file (all lines with ``keep_blank``), with one clear error for
     every way a file can be bad."""
+    return list(iter_lines(path, keep_blank))
+
+
+def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1 << 20):
+    """:func:`read_lines`, one block of the file at a time: memory stays flat whatever the file's size
+    (an error about the file's content comes when the reader gets there)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise SeqlmError(f"{path}: no such file: check the path") from None
     except IsADirectoryError:
         raise SeqlmError(f"{path} is a folder, not a text file: give a file") from None
     except PermissionError:
         raise SeqlmError(f"{path}: permission denied: make it readable") from None
-    return decode_lines(data, str(path), keep_blank)
+    with f:
+        offset, carry, seen = 0, b"", False
+        while True:
+            data = f.read(block)
+            buf = carry + data
+            cut = buf.rfind(b"\n") + 1 if data else len(buf)
+            if cut:
+                lines = _decode(buf[:cut], str(path), offset, keep_blank)
+                seen = seen or any(line.strip() for line in lines)
+                yield from lines
+                offset += cut
+            carry = buf[cut:]
+            if not data:
+                break
+    if not seen:
+        raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
 
 
 def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
+    lines = _decode(data, name, 0, keep_blank)
+    if not any(line.strip() for line in lines):
+        raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
+    return lines
+
+
+def _decode(data: bytes, name: str, offset: int, keep_blank: bool) -> list[str]:
+    """The lines of ``data``, bytes ``offset``... of ``name`` (a block of whole lines, or the end)."""
     if b"\x00" in data:
         raise SeqlmError(f"{name} looks binary (it has NUL bytes): give a UTF-8 text file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SeqlmError(f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
+        raise SeqlmError(f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}): "
                          f"convert it, e.g. iconv -f LATIN1 -t UTF-8") from None
-    if text.startswith("\ufeff"):
+    if offset == 0 and text.startswith("\ufeff"):
         text = text[1:]
     # a line ends at \n (or \r\n) only, as KenLM reads text: str.splitlines() would also split at \v, \f,
     # \x1c-\x1e, U+0085, U+2028 and U+2029, turning one sentence into several
@@ -129,8 +158,6 @@ def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-    if not any(line.strip() for line in lines):
-        raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
     return lines if keep_blank else [line for line in lines if line.strip()]
 
 

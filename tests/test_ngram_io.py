@@ -104,7 +104,7 @@ def test_model_folder_is_memory_mapped(tmp_path, toy_lines):
     lm = train_ngram(toy_lines[0], order=3)
     lm.save(tmp_path / "m")
     back = load(tmp_path / "m")
-    assert all(isinstance(a, np.memmap) for a in back.tables.keys[1:] + back.tables.logprob)
+    assert all(isinstance(a.base, np.memmap) for a in back.tables.keys[1:] + back.tables.logprob + back._index[1:])
     assert not back.tables.keys[1].flags.writeable
     assert evaluate(back, toy_lines[1]) == evaluate(lm, toy_lines[1])
 

@@ -27,10 +27,12 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import SeqlmError
+
+if TYPE_CHECKING:  # torch is imported where it is used: an n-gram run never loads it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ def start(world: World, device: torch.device) -> torch.device:
     if not world.active:
         return device
     import torch.distributed as dist
+    import torch
 
     if not dist.is_available():
         raise SeqlmError("this PyTorch build has no torch.distributed: train in one process (without torchrun)")
@@ -138,6 +141,7 @@ def all_sum(values: list[float], world: World, device) -> list[float]:
     if not world.active:
         return list(values)
     import torch.distributed as dist
+    import torch
 
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -150,6 +154,7 @@ def gather_rows(state, world: World, dim: int):
     if not world.active:
         return state
     import torch.distributed as dist
+    import torch
 
     def one(t: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(t) for _ in range(world.size)]
@@ -163,6 +168,8 @@ def gather_rows(state, world: World, dim: int):
 
 def take_rows(state, rows: slice, dim: int):
     """This rank's rows of a global-batch state (the inverse of :func:`gather_rows`)."""
+    import torch
+
     if isinstance(state, torch.Tensor):
         return state.narrow(dim, rows.start, rows.stop - rows.start).contiguous()
     return [tuple(take_rows(s, rows, dim) for s in st) if isinstance(st, tuple) else take_rows(st, rows, dim)

@@ -28,7 +28,7 @@ def ngram_table(res: dict, source: str) -> list[str]:
              f"`python bench/ngram.py --results {source}`; {res['hardware']['cpu']}, {res['hardware']['cores']} cores)",
              "", "| order | n-grams | valid ppl | test ppl | test ppl, sentence mode | test vs KenLM lmplz |",
              "|---|---|---|---|---|---|"]
-    ken = res.get("lmplz_5gram", {}).get("reference", {}).get("test_perplexity", {})
+    ken = (res.get("kenlm_reference") or res.get("lmplz_5gram", {}).get("reference", {})).get("test_perplexity", {})
     for row in res["perplexity"]:
         ref = ken.get(str(row["order"]))
         vs = f"{(row['test_stream'] / ref - 1) * 100:+.3f}% of {ref}" if ref else "–"
@@ -40,6 +40,22 @@ def ngram_table(res: dict, source: str) -> list[str]:
               f"(scorer), {sc['seqlm_evaluate_tokens_per_s'] / 1e6:.2f} M tokens/s (evaluate, tokenizing included)"
               + (f"; the kenlm Python module on the same ARPA: {sc['kenlm_python_tokens_per_s'] / 1e6:.2f} M tokens/s."
                  if "kenlm_python_tokens_per_s" in sc else ".")]
+    ken_est = res.get("lmplz_5gram", {})
+    if "seconds" in ken_est:
+        lines[-1] += (f" KenLM's `lmplz -o 5 -S 1G` in the same run: {ken_est['seconds']:.2f} s, peak "
+                      f"{ken_est['peak_mb']:.0f} MB.")
+    files = res.get("files")
+    if files:
+        ours, theirs = files["seqlm_read_arpa"], files.get("kenlm_read_arpa")
+        lines += ["", f"Model files ({files['arpa_bytes'] / 1e6:.0f} MB ARPA of the 5-gram): write "
+                  f"{files['write_arpa_seconds']:.2f} s; read {ours['seconds']:.2f} s, +{ours['added_mb']:.0f} MB over "
+                  f"the process's imports"
+                  + (f" (the kenlm module: {theirs['seconds']:.2f} s, +{theirs['added_mb']:.0f} MB)" if theirs else "")
+                  + f"; load of the seqlm model folder (memory-mapped) {files['seqlm_load_folder']['seconds'] * 1000:.1f} ms."]
+    mem = res.get("evaluate_memory")
+    if mem:
+        lines[-1] += (f" Evaluation's peak memory on {mem['x100']['tokens']:,} tokens is {mem['growth']:.2f}x that on "
+                      f"{mem['x10']['tokens']:,} (read from a file as it is scored).")
     return lines
 
 

@@ -116,7 +116,7 @@ def _lines(logprob: np.ndarray, name, logbow: np.ndarray | None) -> np.ndarray:
     return fastio.assemble(fields, seps)
 
 
-BLOCK = 1 << 19  # bytes of complete lines parsed at a time: memory stays bounded whatever the file's size
+BLOCK = 1 << 18  # bytes of complete lines parsed at a time: memory stays bounded whatever the file's size
 
 
 def _blocks(path: Path):

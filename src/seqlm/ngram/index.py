@@ -22,7 +22,7 @@ def table_bits(n: int) -> int:
 
 def _home(keys: np.ndarray, bits: int) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return ((keys.astype(np.uint64) * _MULT) >> np.uint64(64 - bits)).astype(np.int64)
+        return ((keys.view(np.uint64) * _MULT) >> np.uint64(64 - bits)).view(np.int64)
 
 
 def build(keys: np.ndarray) -> np.ndarray:
@@ -51,23 +51,24 @@ def find(table: np.ndarray, keys: np.ndarray, query: np.ndarray) -> tuple[np.nda
     """Position of each query in ``keys`` (0 where absent) and whether it is there."""
     size = len(table)
     bits = size.bit_length() - 1
-    idx = np.zeros(len(query), dtype=np.int64)
-    found = np.zeros(len(query), dtype=bool)
     if len(keys) == 0 or len(query) == 0:
-        return idx, found
+        return np.zeros(len(query), dtype=np.int64), np.zeros(len(query), dtype=bool)
+    query = np.ascontiguousarray(query, dtype=np.int64)
     slot = _home(query, bits)
-    pending = np.arange(len(query), dtype=np.int64)
-    q = query
-    while len(pending):
-        t = table[slot].astype(np.int64)
+    t = table[slot]  # first probe for every query: most are answered here
+    occupied = t > 0
+    idx = t.astype(np.int64) - 1
+    found = occupied & (keys[idx] == query)
+    idx[~found] = 0
+    more = np.flatnonzero(occupied & ~found)
+    while len(more):  # the rest walk on, one slot per round
+        slot_m = (slot[more] + 1) & (size - 1)
+        slot[more] = slot_m
+        t = table[slot_m]
         occupied = t > 0
-        hit = occupied & (keys[t - 1] == q)
-        where = pending[hit]
-        idx[where] = t[hit] - 1
-        found[where] = True
-        more = occupied & ~hit
-        if not more.any():
-            break
-        pending, q = pending[more], q[more]
-        slot = (slot[more] + 1) & (size - 1)
+        i = t.astype(np.int64) - 1
+        hit = occupied & (keys[i] == query[more])
+        idx[more[hit]] = i[hit]
+        found[more[hit]] = True
+        more = more[occupied & ~hit]
     return idx, found

@@ -129,27 +129,31 @@ class NGramLM(LanguageModel):
         w = toks[target]
         if (w < 0).any() or (w >= V).any():
             raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary")
-        lp = t.logprob[0][w].copy()
-        rank = toks  # rank of the (k-1)-gram ending at each position of the stream
-        alive = np.ones(len(toks), dtype=bool)  # that (k-1)-gram is stored
+        lp = t.logprob[0][w]
+        n = len(target)
+        # live: the predicted positions i (indices into target) whose (k-1)-gram ending at i is stored, with
+        # its rank; the context of order k at i + 1 is that (k-1)-gram when i + 1 continues i's sentence.
+        # Order 2's contexts are single tokens, <s> included (every unigram is stored): all positions.
+        live = np.arange(n)
+        ranks = toks[target - 1]
+        shift = 0  # order 2 looks up (token before i, token at i); the orders above (rank at i, token at i + 1)
+        continues = np.zeros(n, dtype=bool)
+        continues[:-1] = pos[target[1:]] > 1
         for k in range(2, self.order + 1):
-            ctx_ok = (pos[target] >= k - 1) & alive[target - 1]
+            if shift:
+                keep = continues[live]
+                live, ranks = live[keep] + 1, ranks[keep]
             if self._seen_ctx is not None:  # add-k: only seen contexts (see the module docstring)
-                ctx_ok &= self._seen_ctx[k - 2][np.where(ctx_ok, rank[target - 1], 0)]
-            sel = target[ctx_ok]
-            ctx_rank = rank[sel - 1]
-            idx, found = ngram_index.find(self.index(k), t.keys[k - 1], ctx_rank * V + toks[sel])
-            bow = t.logbow[k - 2][ctx_rank]
-            hit = np.flatnonzero(ctx_ok)
+                keep = self._seen_ctx[k - 2][ranks]
+                live, ranks = live[keep], ranks[keep]
+            idx, found = ngram_index.find(self.index(k), t.keys[k - 1], ranks * V + w[live])
+            bow = t.logbow[k - 2][ranks]
             if t.unseen == "uniform":
-                lp[hit] = np.where(found, t.logprob[k - 1][idx], bow - self._log_n_pred)
+                lp[live] = np.where(found, t.logprob[k - 1][idx], bow - self._log_n_pred)
             else:
-                lp[hit] = np.where(found, t.logprob[k - 1][idx], lp[hit] + bow)
-            new_rank = np.full(len(toks), -1, dtype=np.int64)
-            new_rank[sel[found]] = idx[found]
-            alive = new_rank >= 0
-            rank = new_rank
-            if not found.any():
+                lp[live] = np.where(found, t.logprob[k - 1][idx], lp[live] + bow)
+            live, ranks, shift = live[found], idx[found], 1
+            if not len(live):
                 break
         return lp
 
@@ -216,7 +220,7 @@ def _map_tables(path: Path, order: int, sizes, file_bytes: dict) -> tuple[list, 
             raise SeqlmError(f"{f} is damaged ({e}): retrain the model") from None
         if a.dtype != dtype or a.ndim != 1 or (n is not None and len(a) != n):
             raise SeqlmError(f"{f} does not match {path}/config.json: retrain the model")
-        return a
+        return a.view(np.ndarray)  # still the mapped file; plain indexing (np.memmap's is slower)
 
     counts = sizes if isinstance(sizes, list) and len(sizes) == order else [None] * order
     out = [[open_array(path / TABLES / f"{name}{k}.npy", dtype, counts[k - 1]) for k in range(1, order + 1)]

@@ -178,7 +178,10 @@ def serve_table(res: dict, source: str) -> list[str]:
             rows.append([name, f"text of {row['tokens']:,} tokens + 1 word", "–", "–", "–", f"{row['p50_ms']:.2f}",
                          f"{row['p99_ms']:.2f}"])
     return _table(f"**Serving** (`python bench/serve.py`: `seqlm serve` in its own process, clients on loopback on "
-                  f"the same machine, suggestion requests of people typing PTB validation sentences; from "
+                  f"the same machine (one keep-alive connection each, on asyncio streams: the clients share the 2 cores "
+                  f"with the server, so they must cost little), suggestion requests of people typing PTB validation "
+                  f"sentences; with C clients every request waits behind up to C - 1 others, so latency under load is "
+                  f"about C / (requests/s); from "
                   f"`{source}`; {hw.get('cpu')}, {hw.get('cores')} cores; server healthy after: "
                   f"{res.get('health_after', {}).get('status', '?')})",
                   ["model", "load", "requests", "errors", "requests/s", "p50 ms", "p99 ms"], rows)

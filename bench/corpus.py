@@ -56,15 +56,16 @@ class Source:
         self.hi = self.cum[bounds[1:] - 1]
         # sparse class transitions: each class strongly prefers a few successors
         trans = rng.dirichlet(np.full(CLASSES, 0.05), size=CLASSES)
-        self.trans_cum = np.cumsum(trans, axis=1)
+        cum = np.cumsum(trans, axis=1)
+        cum[:, -1] = 1.0
+        self.trans_flat = (cum + np.arange(CLASSES)[:, None]).ravel()
         self.start_cum = np.cumsum(rng.dirichlet(np.full(CLASSES, 0.3)))
         # the phrase table: short class-chain walks, so idioms look like the rest of the text
-        lengths = rng.integers(2, 7, PHRASES)
-        walks = self._walk(PHRASES, int(lengths.max()), rng)
-        self.phrase_words = [walks[i, :n] for i, n in enumerate(lengths)]
+        lengths = np.sort(rng.integers(2, 7, PHRASES))[::-1]
+        walks = self._walk(lengths, rng)
         self.phrase_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.phrase_len = lengths
-        self.phrase_flat = np.concatenate(self.phrase_words)
+        self.phrase_flat = walks[np.arange(walks.shape[1]) < lengths[:, None]]
         pw = 1.0 / (np.arange(PHRASES) + 5.0)
         self.phrase_cum = np.cumsum(pw) / pw.sum()
 
@@ -72,20 +73,28 @@ class Source:
         u = self.lo[classes] + rng.random(len(classes)) * (self.hi[classes] - self.lo[classes])
         return self.members[np.minimum(np.searchsorted(self.cum, u), len(self.cum) - 1)]
 
-    def _walk(self, n: int, length: int, rng) -> np.ndarray:
-        out = np.empty((n, length), dtype=np.int64)
+    def _walk(self, lengths: np.ndarray, rng) -> np.ndarray:
+        """Class-chain walks of the given lengths (sorted longest first), as an (n, max length) word matrix:
+        each step draws only for the walks still going."""
+        n = len(lengths)
+        width = int(lengths[0]) if n else 0
+        out = np.zeros((n, width), dtype=np.int64)
         c = np.minimum(np.searchsorted(self.start_cum, rng.random(n)), CLASSES - 1)
-        for j in range(length):
-            out[:, j] = self._word(c, rng)
-            row = self.trans_cum[c]
-            c = np.minimum((row < rng.random(n)[:, None]).sum(1), CLASSES - 1)
+        going = n
+        for j in range(width):
+            going = int(np.searchsorted(-lengths, -j, side="left"))  # walks longer than j
+            c = c[:going]
+            out[:going, j] = self._word(c, rng)
+            # next class: one search in the rows' cumulative tables laid end to end (row r spans r..r+1)
+            flat = np.searchsorted(self.trans_flat, c + rng.random(going) * 0.999999999)
+            c = np.minimum(flat - c * CLASSES, CLASSES - 1)
         return out
 
     def block(self, n_sentences: int) -> tuple[np.ndarray, np.ndarray]:
         """Word ids of ``n_sentences`` sentences, flat, and each sentence's length in words."""
         rng = self.rng
-        units = np.clip(np.rint(np.exp(rng.normal(np.log(16), 0.5, n_sentences))), 2, 48).astype(np.int64)
-        walks = self._walk(n_sentences, int(units.max()), rng)
+        units = np.sort(np.clip(np.rint(np.exp(rng.normal(np.log(16), 0.5, n_sentences))), 2, 48).astype(np.int64))[::-1]
+        walks = self._walk(units, rng)
         keep = np.arange(walks.shape[1]) < units[:, None]
         unit_ids = walks[keep]  # words, sentence by sentence
         sentence_of_unit = np.repeat(np.arange(n_sentences), units)
@@ -103,7 +112,12 @@ class Source:
         if over.any():  # cut the rare very long sentence at 60 words
             keep_tok = np.arange(len(src)) - np.repeat(np.cumsum(lengths) - lengths, lengths) < 60
             src, lengths = src[keep_tok], np.minimum(lengths, 60)
-        return src, lengths
+        # sentences were drawn longest first: shuffle them
+        perm = rng.permutation(len(lengths))
+        starts = np.cumsum(lengths) - lengths
+        new_len = lengths[perm]
+        within = np.arange(int(new_len.sum())) - np.repeat(np.cumsum(new_len) - new_len, new_len)
+        return src[np.repeat(starts[perm], new_len) + within], new_len
 
 
 def _make_words(n: int, rng) -> np.ndarray:

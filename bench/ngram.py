@@ -1,6 +1,7 @@
 """n-gram benchmark on PTB: perplexity, estimation time and memory, scoring speed, next to KenLM.
 
     SEQLM_DATA=../shared/data python bench/ngram.py [--quick] [--results results/ngram-ptb.json]
+    python bench/ngram.py --scale [--sizes 1M,10M,30M,100M] [--work DIR]   (see SCALE_DOC below)
 
 Measures, in this run:
 * estimation of the interpolated modified-KN 5-gram as a whole process from the shell
@@ -159,11 +160,85 @@ def best_rate(fn, tokens: int, repeats: int) -> float:
     return tokens / best
 
 
+SCALE_DOC = """5-gram (modified Kneser-Ney) estimation from the shell on generated text of growing size
+(``bench/corpus.py``: Zipfian vocabulary of 200,000 types, class-chain syntax, idioms): wall seconds and peak
+RSS of ``seqlm train --train FILE --model kn --order 5 --out DIR`` (counts, estimates and saves the model folder)
+and of ``lmplz -o 5 -S 4G`` (writes its ARPA to /dev/null), one after the other, alone on the machine.  seqlm
+estimates in memory: a size whose projected peak (the largest bytes per token measured at the smaller sizes)
+exceeds 80% of the available memory is not run, and the row says so."""
+
+
+def meminfo(field: str) -> float:
+    for line in open("/proc/meminfo"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return float("nan")
+
+
+def scale(args) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import corpus as gen
+
+    from seqlm.files import atomic_write
+
+    sizes = [gen.size(x) for x in args.sizes.split(",")]
+    work = Path(args.work or tempfile.mkdtemp(prefix="seqlm-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results or REPO / "results" / "ngram-scale.json")
+    lmplz = shutil.which("lmplz")
+    seqlm_bin = shutil.which("seqlm")
+    out: dict = {"benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
+                 "order": 5, "lmplz_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
+    bytes_per_token = 0.0
+    for n in sizes:
+        text = work / f"corpus-{n}.txt"
+        info_file = work / f"corpus-{n}.json"
+        if not info_file.exists():
+            proc = subprocess.run([sys.executable, str(REPO / "bench" / "corpus.py"), "--tokens", str(n), "--out", str(text)],
+                                  capture_output=True, text=True, check=True)
+            info_file.write_text(proc.stdout.strip().splitlines()[-1])
+        info = json.loads(info_file.read_text())
+        row = {"tokens": info["tokens"], "lines": info["lines"], "types": info["types_used"], "bytes": info["bytes"]}
+        projected = bytes_per_token * info["tokens"] if bytes_per_token else 0.0
+        if projected > 0.8 * meminfo("MemAvailable"):
+            row["seqlm"] = {"skipped": f"projected peak {projected / 1e9:.0f} GB ({bytes_per_token:.0f} bytes/token, "
+                                       f"as measured at the smaller sizes) > 80% of the "
+                                       f"{meminfo('MemAvailable') / 1e9:.0f} GB available: seqlm estimates in memory"}
+        else:
+            model = work / f"seqlm-{n}"
+            cmd = [seqlm_bin, "-q", "train", "--train", str(text), "--model", "kn", "--order", "5", "--out", str(model)]
+            wall, peak, rc = run_process(cmd)
+            shutil.rmtree(model, ignore_errors=True)
+            row["seqlm"] = {"seconds": wall, "peak_mb": peak, "exit": rc}
+            if rc == 0:
+                bytes_per_token = max(bytes_per_token, peak * 2**20 / info["tokens"])
+        if lmplz:
+            t0 = time.perf_counter()
+            with open(text) as fin:
+                proc = subprocess.Popen([lmplz, "-o", "5", "-S", "4G", "-T", str(work)], stdin=fin,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(proc.pid, 0)
+            row["lmplz"] = {"seconds": time.perf_counter() - t0, "peak_mb": usage.ru_maxrss / 1024,
+                            "exit": os.waitstatus_to_exitcode(status)}
+        out["rows"].append(row)
+        print(f"{info['tokens']:,} tokens: seqlm {row['seqlm']}, lmplz {row.get('lmplz')}", file=sys.stderr)
+        with atomic_write(results) as f:  # as it goes: a stop loses nothing
+            json.dump(out, f, indent=2)
+    print(json.dumps(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/ngram-ptb.json)")
+    ap.add_argument("--scale", action="store_true",
+                    help="instead: 5-gram estimation time and peak memory vs corpus size on generated text "
+                         "(bench/corpus.py), seqlm next to lmplz -S 4G (results/ngram-scale.json by default)")
+    ap.add_argument("--sizes", default="1M,10M,30M,100M", help="--scale: corpus sizes in tokens")
+    ap.add_argument("--work", help="--scale: folder for the corpora (kept, reused) and temporary models")
     args = ap.parse_args()
+    if args.scale:
+        return scale(args)
     repeats = 1 if args.quick else 3
     paths = locate("ptb")
     corpus = seqlm.load_corpus("ptb")

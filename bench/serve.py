@@ -5,10 +5,10 @@
 Starts ``seqlm serve`` (a separate process, as deployed) with the models, waits for /v1/health, then for each
 model:
 
-* typing: C concurrent clients (C = 1, 8, 32) each type PTB validation sentences word by word, asking for
-  suggestions after every keystroke-like step (the text so far, the last word partly typed or complete), as
-  many requests as ``--requests`` or ``--seconds`` allow; p50/p99 latency (client-side, loopback) and
-  requests/s; every non-200 answer is counted as an error;
+* typing: C concurrent clients (C = 1, 8, 32) each type PTB validation sentences word by word (the sentences
+  dealt out to the clients in turn), asking for suggestions after every keystroke-like step (the text so far,
+  the last word partly typed or complete), as many requests as ``--requests`` or ``--seconds`` allow;
+  p50/p99 latency (client-side, loopback) and requests/s; every non-200 answer is counted as an error;
 * text length: one client extends texts of 10, 100 and 1,000 tokens by one word at a time (the server has
   cached the prefix, as when typing): p50/p99 latency at each length.
 
@@ -43,17 +43,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def typing_requests(lines: list[str], model: str) -> list[dict]:
-    """The suggestion requests of a person typing ``lines``: after each word's first letters and after the
-    whole word and its space."""
+def typing_requests(lines: list[str], model: str) -> list[list[dict]]:
+    """The suggestion requests of a person typing each of ``lines`` (one list per line, in order): after each
+    word's first letters and after the whole word and its space."""
     out = []
     for line in lines:
-        words, typed = line.split(), ""
+        words, typed, session = line.split(), "", []
         for w in words:
             if len(w) > 2:
-                out.append({"text": typed + w[:2], "model": model, "k": 5})
+                session.append({"text": typed + w[:2], "model": model, "k": 5})
             typed += w + " "
-            out.append({"text": typed, "model": model, "k": 5})
+            session.append({"text": typed, "model": model, "k": 5})
+        out.append(session)
     return out
 
 
@@ -89,10 +90,12 @@ class Connection:
         self.writer.close()
 
 
-async def run_clients(port: int, requests: list[dict], clients: int, budget: float, limit: int):
+async def run_clients(port: int, sessions: list[list[dict]], clients: int, budget: float, limit: int):
+    """``clients`` people typing at once: the typing sessions (one per sentence) dealt out in turn, each
+    person's requests in order (so each extends that person's previous text, as typing does)."""
     lat, errors, done = [], 0, 0
     t_end = time.perf_counter() + budget
-    per = [requests[i::clients] for i in range(clients)]
+    per = [[r for session in sessions[i::clients] for r in session] for i in range(clients)]
 
     async def one(reqs):
         nonlocal errors, done
@@ -143,7 +146,7 @@ async def bench(port: int, names: list[str], lines: list[str], args) -> dict:
     results = {}
     for name in names:
         reqs = typing_requests(lines, name)
-        await run_clients(port, reqs[:200], 4, 10, 200)  # warm-up
+        await run_clients(port, reqs[:20], 4, 10, 200)  # warm-up
         rows = []
         for c in (1, 8, 32):
             row = await run_clients(port, reqs, c, args.seconds, args.requests)

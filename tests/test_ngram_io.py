@@ -189,3 +189,31 @@ def test_lmplz_files_score_as_kenlm_scores_them(tmp_path, unk):
     per_line = np.split(flat, np.cumsum([len(x) + 1 for x in enc])[:-1])
     for line, lp in zip(test, per_line):
         assert lp.sum() / math.log(10) == pytest.approx(ken.score(line, bos=True, eos=True), abs=2e-4)
+
+
+def test_generated_corpus_for_the_scale_benchmark(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_corpus", REPO / "bench" / "corpus.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.size("30M") == 30_000_000 and gen.size("1.5k") == 1500
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    info = gen.write(a, 40_000, 20_000, seed=3)
+    gen.write(b, 40_000, 20_000, seed=3)
+    assert a.read_bytes() == b.read_bytes()  # a seed fixes the text
+    lines = a.read_text().splitlines()
+    words = [w for line in lines for w in line.split()]
+    assert info["tokens"] == len(words) >= 40_000 and info["lines"] == len(lines)
+    assert all(1 <= len(line.split()) <= 60 for line in lines)
+    counts = sorted(np.unique(words, return_counts=True)[1])[::-1]
+    assert len(counts) > 5000 and counts[0] > 20 * counts[len(counts) // 2]  # Zipfian: a long tail
+    # idioms: some 4-grams repeat far more often than chance would make them
+    grams = {}
+    for line in lines:
+        t = line.split()
+        for i in range(len(t) - 3):
+            grams[tuple(t[i:i + 4])] = grams.get(tuple(t[i:i + 4]), 0) + 1
+    assert max(grams.values()) >= 10
+    json.dumps(info)

@@ -81,6 +81,10 @@ def test_prefix_cache_reads_only_the_new_tokens(models):
             counted["n"] += 1
             return lm.advance(state, token)
 
+        def advance_tokens(self, state, tokens):  # the model reads several tokens in one pass
+            counted["n"] += len(tokens)
+            return lm.advance_tokens(state, tokens)
+
     cache = PrefixCache(Counting(), capacity=8)
     ids = list(lm.vocab.encode("the cat sat on the mat and the dog".split()))
     state, reused = cache.state(ids[:5])
@@ -173,3 +177,61 @@ def test_cli_serve_bad_options(args, match, capsys, tmp_path):
 def test_cli_serve_missing_model(capsys, tmp_path):
     assert main(["serve", str(tmp_path / "none")]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_concurrent_neural_suggestions_are_batched_and_equal_one_by_one(models):
+    """Requests waiting together in the event loop share one batched model step (advance_many), and get the
+    answers they would get alone."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(models, cache_size=256)
+    texts = ["the ", "the cat ", "a dog sat ", "the students opened their ", "there is a ", "in the ",
+             "the cat sat on the ", "some ", "the b", "many ca"]
+    alone = TestClient(create_app(models, cache_size=256))
+    want = [alone.post("/v1/suggest", json={"text": t, "model": "lstm", "k": 5}).json() for t in texts]
+
+    async def together():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+            rs = await asyncio.gather(*(c.post("/v1/suggest", json={"text": t, "model": "lstm", "k": 5})
+                                        for t in texts))
+        return [r.json() for r in rs]
+
+    got = asyncio.run(together())
+    for g, w in zip(got, want):
+        assert [s["token"] for s in g["suggestions"]] == [s["token"] for s in w["suggestions"]]
+        assert [s["log_prob"] for s in g["suggestions"]] == pytest.approx([s["log_prob"] for s in w["suggestions"]],
+                                                                          abs=1e-5)
+    served = app.state.served["lstm"]
+    assert served.batching and served.batched >= len(texts) and served.batches < served.batched
+    assert not app.state.served["kn"].batching  # n-gram suggestions need no model step worth batching
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "mogrifier", "window"])
+def test_advance_many_equals_advance(tmp_path, small_files, kind):  # noqa: F811
+    tiny_run(tmp_path, small_files, kind, kind=kind, extra=["train.max_steps=2"])
+    lm = seqlm.load(tmp_path / kind, device="cpu")
+    ids = lm.vocab.encode("the cat sat on the mat".split())
+    states = [lm.start()]
+    for i in ids[:3]:
+        states.append(lm.advance(states[-1], i))
+    tokens = [int(t) for t in ids[1:5]]
+    batched = lm.advance_many(states, tokens)
+    for s, t, b in zip(states, tokens, batched):
+        one = lm.advance(s, t)
+        np.testing.assert_allclose(lm.next_logprobs(b), lm.next_logprobs(one), atol=1e-5)
+        np.testing.assert_allclose(lm.next_logprobs(lm.advance(b, 7)), lm.next_logprobs(lm.advance(one, 7)), atol=1e-5)
+    # a run of tokens read in one pass = read one by one
+    at_once = lm.advance_tokens(lm.start(), [int(t) for t in ids])
+    np.testing.assert_allclose(lm.next_logprobs(at_once), lm.next_logprobs(_one_by_one(lm, ids)), atol=1e-5)
+    np.testing.assert_allclose(lm.next_logprobs(lm.advance(at_once, 9)), lm.next_logprobs(lm.advance(_one_by_one(lm, ids), 9)),
+                               atol=1e-5)
+
+
+def _one_by_one(lm, ids):
+    state = lm.start()
+    for t in ids:
+        state = lm.advance(state, int(t))
+    return state

@@ -51,6 +51,18 @@ class LanguageModel(ABC):
     def next_logprobs(self, state: State) -> np.ndarray:
         """(|V|,) natural-log probabilities of the next token; ``-inf`` for ``<s>``."""
 
+    def advance_tokens(self, state: State, tokens: Sequence[int]) -> State:
+        """The state after reading ``tokens`` one after the other; a model that reads a sequence faster at
+        once overrides it."""
+        for t in tokens:
+            state = self.advance(state, t)
+        return state
+
+    def advance_many(self, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
+        """:meth:`advance` of each state by its token; a model that can step a batch at once overrides it
+        (a server batches the steps of concurrent requests through it)."""
+        return [self.advance(s, t) for s, t in zip(states, tokens)]
+
     @abstractmethod
     def save(self, path: str | Path) -> None:
         """Write the model folder (atomically)."""

@@ -167,6 +167,54 @@ def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[di
                   ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
 
 
+def scale_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    lines = [f"**n-gram estimation at scale** (`python bench/ngram.py --scale`: the 5-gram from the shell on generated "
+             f"text, `bench/corpus.py`; seqlm next to `lmplz -o {res['order']} -S {res['lmplz_memory']}`, one after the "
+             f"other; from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores, "
+             f"{res.get('memory_available_gb', 0):.0f} GB available)", "",
+             "| tokens | word types | seqlm seconds | seqlm peak MB | lmplz seconds | lmplz peak MB | seqlm / lmplz time |",
+             "|---|---|---|---|---|---|---|"]
+    notes = []
+    for row in res["rows"]:
+        ours, theirs = row.get("seqlm", {}), row.get("lmplz", {})
+        if "skipped" in ours:
+            notes.append(f"{row['tokens']:,} tokens, seqlm not run: {ours['skipped']}.")
+        ratio = (f"{ours['seconds'] / theirs['seconds']:.2f}x" if "seconds" in ours and "seconds" in theirs else "–")
+        lines.append(f"| {row['tokens']:,} | {row['types']:,} | {_f(ours.get('seconds'), 1)} | {_f(ours.get('peak_mb'), 0)} | "
+                     f"{_f(theirs.get('seconds'), 1)} | {_f(theirs.get('peak_mb'), 0)} | {ratio} |")
+    return lines + ([""] + notes if notes else [])
+
+
+def plot_scale(res: dict, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for tool, style in (("seqlm", "o-"), ("lmplz", "s--")):
+        pts = [(r["tokens"], r[tool]) for r in res["rows"] if "seconds" in r.get(tool, {})]
+        if not pts:
+            continue
+        x = [p[0] for p in pts]
+        axes[0].plot(x, [p[1]["seconds"] for p in pts], style, label=tool)
+        axes[1].plot(x, [p[1]["peak_mb"] / 1024 for p in pts], style, label=tool)
+    for ax, what in zip(axes, ("wall seconds", "peak memory (GB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"5-gram estimation vs corpus size ({res.get('hardware', {}).get('cpu')}, "
+                 f"{res.get('hardware', {}).get('cores')} cores)")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+
+
 def serve_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
     rows = []
@@ -389,6 +437,9 @@ def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
         elif "accuracy" in res and "distances" in res:
             target = out_dir / f"{path.stem}.png"
             probe.plot(res, target)
+        elif res.get("benchmark") == "ngram-scale":
+            target = out_dir / f"{path.stem}.png"
+            plot_scale(res, target)
         else:
             continue
         written.append(target)
@@ -409,6 +460,8 @@ def render(results_dir: Path) -> str:
             blocks.append(ddp_table(res, rel))
         elif res.get("benchmark") == "serve":
             blocks.append(serve_table(res, rel))
+        elif res.get("benchmark") == "ngram-scale":
+            blocks.append(scale_table(res, rel))
         elif "mixture" in res and "weights" in res:
             blocks.append(mixture_table(res, rel))
         elif res.get("method") in ("dynamic", "cache") and "params" in res:

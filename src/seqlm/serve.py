@@ -52,29 +52,40 @@ class PrefixCache:
     def state(self, ids) -> tuple[object, int]:
         """(the state after ``ids``, how many of them came from the cache)."""
         ids = [int(i) for i in ids]
-        hashes = [0]
-        for i in ids:
-            hashes.append((hashes[-1] * _P + i + 1) % _M)
-        state, start, found = None, 0, False
+        state, start = self.lookup(ids)
+        state = self.model.advance_tokens(state, ids[start:])
+        self.insert(ids, state, start)
+        return state, start
+
+    def lookup(self, ids: list[int]) -> tuple[object, int]:
+        """The state after the longest cached prefix of ``ids`` (the start state if none) and its length."""
+        hashes = _prefix_hashes(ids)
         for n in range(len(ids), -1, -1):
             hit = self.entries.get((n, hashes[n]))
             if hit is not None and hit[0] == tuple(ids[:n]):
                 self.entries.move_to_end((n, hashes[n]))
-                state, start, found = hit[1], n, True
-                break
-        if not found:
-            state = self.model.start()
-        if found and start == len(ids):
-            self.hits += 1
-        else:
-            self.misses += 1
-        for i in ids[start:]:
-            state = self.model.advance(state, i)
-        if not (found and start == len(ids)):
-            self.entries[(len(ids), hashes[-1])] = (tuple(ids), state)
-            while len(self.entries) > self.capacity:
-                self.entries.popitem(last=False)
-        return state, start
+                if n == len(ids):
+                    self.hits += 1
+                else:
+                    self.misses += 1
+                return hit[1], n
+        self.misses += 1
+        return self.model.start(), 0
+
+    def insert(self, ids: list[int], state, start: int) -> None:
+        """Cache the state after ``ids`` (unless it came whole from the cache: ``start == len(ids)``)."""
+        if start == len(ids):
+            return
+        self.entries[(len(ids), _prefix_hashes(ids)[-1])] = (tuple(ids), state)
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+
+def _prefix_hashes(ids: list[int]) -> list[int]:
+    hashes = [0]
+    for i in ids:
+        hashes.append((hashes[-1] * _P + i + 1) % _M)
+    return hashes
 
 
 class Served:
@@ -85,6 +96,10 @@ class Served:
         self.name, self.path, self.model = name, path, model
         self.cache = PrefixCache(model, cache_size)
         self.lock = threading.Lock()
+        # suggestions are batched when the model steps a batch at once (neural models)
+        self.batching = type(model).advance_many is not LanguageModel.advance_many
+        self.waiting: list = []  # (state, token, future) of the requests waiting for the next batched step
+        self.batches = self.batched = 0
         vocab = model.vocab
         words = [(w, i) for i, w in enumerate(vocab.itos) if w not in SPECIALS]
         words.sort()
@@ -101,17 +116,64 @@ class Served:
         hi = bisect.bisect_left(self.sorted_words, partial + "\U0010ffff")
         return self.sorted_ids[lo:hi]
 
-    def suggest(self, text: str, k: int, allow_unk: bool) -> dict:
-        vocab = self.model.vocab
-        tok = vocab.tokenizer
+    def _context(self, text: str) -> tuple[list[str], str]:
+        """The tokens before the one to suggest, and the partly typed word (word level, no space after it)."""
+        tok = self.model.vocab.tokenizer
         tokens = tok.tokenize(text)
         partial = ""
         if tok.level == "word" and tokens and text and not text[-1].isspace():
             partial, tokens = tokens[-1], tokens[:-1]
+        return tokens, partial
+
+    def suggest(self, text: str, k: int, allow_unk: bool) -> dict:
+        tokens, partial = self._context(text)
         t0 = time.perf_counter()
         with self.lock:
-            state, reused = self.cache.state(vocab.encode(tokens))
+            state, reused = self.cache.state(self.model.vocab.encode(tokens))
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
+        return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
+
+    async def suggest_batched(self, text: str, k: int, allow_unk: bool) -> dict:
+        """:meth:`suggest`, where the model's last step joins the steps of the other requests waiting in the
+        event loop (one batched step for all: see ``advance_many``).  Typing adds one token to a cached
+        prefix, so under load most requests cost a share of one batched step."""
+        import asyncio
+
+        tokens, partial = self._context(text)
+        t0 = time.perf_counter()
+        ids = [int(i) for i in self.model.vocab.encode(tokens)]
+        with self.lock:
+            state, reused = self.cache.lookup(ids)
+            state = self.model.advance_tokens(state, ids[reused:-1])  # all but the last new token (typing: none)
+        if reused < len(ids):
+            future = asyncio.get_running_loop().create_future()
+            self.waiting.append((state, ids[-1], future))
+            if len(self.waiting) == 1:  # after the requests already queued in this turn of the loop
+                asyncio.get_running_loop().call_soon(self._flush)
+            state = await future
+            self.cache.insert(ids, state, reused)
+        with self.lock:
+            logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
+        return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
+
+    def _flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        try:
+            with self.lock:
+                states = self.model.advance_many([b[0] for b in batch], [b[1] for b in batch])
+        except Exception as e:  # every waiting request gets the error (the handler turns it into an answer)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        self.batches += 1
+        self.batched += len(batch)
+        for (_, _, future), state in zip(batch, states):
+            if not future.done():
+                future.set_result(state)
+
+    def _answer(self, text, k, allow_unk, tokens, partial, reused, logp, t0) -> dict:
+        vocab = self.model.vocab
         if not partial:  # the whole vocabulary less <s> (and <unk>)
             masked = logp.copy()
             masked[BOS_ID] = -np.inf
@@ -258,8 +320,12 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
 
     @app.post("/v1/suggest")
     async def suggest(req: SuggestIn):
-        # in the event loop, no thread hop: a suggestion from a cached prefix takes well under a millisecond
-        return pick(req.model).suggest(req.text, req.k, req.allow_unk)
+        # in the event loop, no thread hop: a suggestion from a cached prefix takes well under a millisecond,
+        # and a neural model's steps for the requests waiting together run as one batch
+        s = pick(req.model)
+        if s.batching:
+            return await s.suggest_batched(req.text, req.k, req.allow_unk)
+        return s.suggest(req.text, req.k, req.allow_unk)
 
     @app.post("/v1/score")
     def score_(req: ScoreIn):

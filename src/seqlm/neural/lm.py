@@ -69,6 +69,30 @@ class NeuralLM(LanguageModel):
     def next_logprobs(self, state: State) -> np.ndarray:
         return state[1]
 
+    @torch.no_grad()
+    def advance_tokens(self, state: State, tokens) -> State:
+        """The state after ``tokens``, read by one forward pass over the sequence (not one step each)."""
+        tokens = [int(t) for t in tokens]
+        if len(tokens) < 2:
+            return self.advance(state, tokens[0]) if tokens else state
+        self.module.eval()
+        features, hidden = self.module(torch.tensor([tokens], device=self.device), state[0], features_only=True)
+        logits = self.module.decoder(features[:, -1:])  # the output layer at the last position only
+        return hidden, _log_softmax(logits[0, -1]).double().cpu().numpy()
+
+    @torch.no_grad()
+    def advance_many(self, states, tokens) -> list:
+        """One batched step for several states (the suggestions of concurrent requests): the states' hidden
+        tensors are stacked along the module's batch dimension, stepped once, and split again."""
+        dim = getattr(self.module, "state_batch_dim", None)
+        if len(states) < 2 or dim is None or any(s[0] is None for s in states):
+            return [self.advance(s, t) for s, t in zip(states, tokens)]
+        self.module.eval()
+        x = torch.tensor([[int(t)] for t in tokens], device=self.device)
+        logits, hidden = self.module(x, _stack([s[0] for s in states], dim))
+        logp = _log_softmax(logits[:, -1]).double().cpu().numpy()
+        return [(_row(hidden, i, dim), logp[i]) for i in range(len(states))]
+
     # -- batched scoring --------------------------------------------------------------------------
     @torch.no_grad()
     def score_lines(self, lines, mode="sentence", state=None):
@@ -205,6 +229,21 @@ def _model_config(path: Path, config: dict) -> ModelConfig:
     except SeqlmError as e:
         raise SeqlmError(f"{path}/config.json: {e}; restore the file or retrain the model") from None
     return cfg.model
+
+
+def _stack(states: list, dim: int):
+    """States of batch 1 (tensors, or lists/tuples of them) joined along ``dim``, keeping the structure."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(states, dim=dim)
+    return type(first)(_stack([s[j] for s in states], dim) for j in range(len(first)))
+
+
+def _row(state, i: int, dim: int):
+    """Row ``i`` of a batched state (a batch-1 state, compact: not a view of the batch)."""
+    if isinstance(state, torch.Tensor):
+        return state.narrow(dim, i, 1).clone()
+    return type(state)(_row(s, i, dim) for s in state)
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:

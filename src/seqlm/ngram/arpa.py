@@ -47,6 +47,7 @@ def _parse_mark(word: str, bad: str) -> Tokenizer:
 
 MISSING_UNK_LOG10 = -100.0  # KenLM's unknown_missing_logprob
 ROWS = 1 << 18  # n-grams formatted at a time when writing
+PAD = 256  # zero bytes after the word and name buffers, so most rows are read as strided windows
 
 
 def write_arpa(model: NGramLM, path: str | Path) -> None:
@@ -66,7 +67,7 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
     path = Path(path)
     V = t.vocab_size
     encoded = [w.encode("utf-8") for w in model.vocab.itos]
-    word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    word_bytes = np.frombuffer(b"".join(encoded) + bytes(PAD), dtype=np.uint8)  # padded: rows read past the end
     word_len = np.array([len(w) for w in encoded], dtype=np.int64)
     word_start = np.cumsum(word_len) - word_len
     with atomic_write(path, "wb") as raw:
@@ -94,7 +95,8 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
                 out.write(_lines(t.logprob[k - 1][rows], name, t.logbow[k - 1][rows] if k < model.order else None).tobytes())
             if k > 1 and parts:
                 lengths = np.concatenate([p[2] for p in parts])
-                names = (np.concatenate([p[0] for p in parts]), np.cumsum(lengths) - lengths, lengths)
+                names = (np.concatenate([p[0] for p in parts] + [np.zeros(PAD, np.uint8)]),
+                         np.cumsum(lengths) - lengths, lengths)
         out.write(b"\n\\end\\\n")
         if out is not raw:
             out.close()
@@ -103,13 +105,12 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
 def _lines(logprob: np.ndarray, name, logbow: np.ndarray | None) -> np.ndarray:
     """ARPA lines ``log10p TAB words [TAB log10bow] NEWLINE`` of a block of n-grams, as bytes."""
     n = len(logprob)
-    rows = np.arange(n, dtype=np.int64)
     probs, plen = fastio.format_numbers(logprob / LN10)
-    fields = [(probs.ravel(), rows * probs.shape[1], plen), name]
+    fields = [(probs, None, plen), name]
     if logbow is not None:
         bows, blen = fastio.format_numbers(logbow / LN10)
         bows = np.concatenate([np.full((n, 1), 9, np.uint8), bows], axis=1)  # a tab before the number
-        fields.append((bows.ravel(), rows * bows.shape[1], np.where(logbow != 0, blen + 1, 0)))
+        fields.append((bows, None, np.where(logbow != 0, blen + 1, 0)))
         seps = [(b"\t", False), (b"", False), (b"\n", False)]
     else:
         seps = [(b"\t", False), (b"\n", False)]

@@ -173,37 +173,34 @@ def format_numbers(x: np.ndarray, decimals: int = 7) -> tuple[np.ndarray, np.nda
     return out, length
 
 
-def assemble(fields: list[tuple[np.ndarray, np.ndarray, np.ndarray]], separators: list[tuple[bytes, bool]]) -> np.ndarray:
+def assemble(fields: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]],
+             separators: list[tuple[bytes, bool]]) -> np.ndarray:
     """Rows of byte fields laid out one after the other: row i = f0[i] sep0 f1[i] sep1 ... (as bytes).
 
-    Each field is (source bytes, start of row i's bytes in it, length of row i's bytes; a length may be 0);
-    ``separators[j] = (bytes, only_if_field_j_nonempty)`` follows field j (the last one ends the row).
+    Each field is (source bytes, start of row i's bytes in it, length of row i's bytes; a length may be 0),
+    or (an (n, width) byte matrix, None, lengths); ``separators[j] = (bytes, only_if_field_j_nonempty)``
+    follows field j (the last one ends the row).  The fields are copied side by side into one matrix (rows
+    from strided windows of the sources) and the bytes past each field's length dropped by one boolean
+    compress, which keeps row order.
     """
-    n = len(fields[0][1])
-    sep_len = [np.where(fields[j][2] > 0, len(s), 0) if opt else np.full(n, len(s), np.int64)
-               for j, (s, opt) in enumerate(separators)]
-    row_len = sum(f[2] for f in fields) + sum(sep_len)
-    row_start = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(row_len, out=row_start[1:])
-    out = np.empty(int(row_start[-1]), dtype=np.uint8)
-    at = row_start[:-1].copy()
-    for (src, src_start, length), (sep, _), slen in zip(fields, separators, sep_len):
-        _scatter(out, at, src, src_start, length)
-        at += length
+    n = len(fields[0][2])
+    blocks, masks = [], []
+    for (src, start, length), (sep, optional) in zip(fields, separators):
+        width = int(length.max()) if n else 0
+        if width:
+            blocks.append(src[:, :width] if start is None else _rows(src, start, width))
+            masks.append(np.arange(width) < length[:, None])
         if sep:
-            sep_arr = np.frombuffer(sep, dtype=np.uint8)
-            for j, byte in enumerate(sep_arr):
-                has = slen > j
-                out[at[has] + j] = byte
-            at += slen
-    return out
+            blocks.append(np.broadcast_to(np.frombuffer(sep, dtype=np.uint8), (n, len(sep))))
+            keep = (length > 0) if optional else np.ones(n, dtype=bool)
+            masks.append(np.broadcast_to(keep[:, None], (n, len(sep))))
+    if not blocks:
+        return np.zeros(0, dtype=np.uint8)
+    return np.concatenate(blocks, axis=1)[np.concatenate(masks, axis=1)]
 
 
-def _scatter(out, at, src, src_start, length) -> None:
-    total = int(length.sum())
-    if total == 0:
-        return
-    offsets = np.zeros(len(length), dtype=np.int64)
-    np.cumsum(length[:-1], out=offsets[1:])
-    within = np.arange(total, dtype=np.int64) - np.repeat(offsets, length)
-    out[np.repeat(at, length) + within] = src[np.repeat(src_start, length) + within]
+def _rows(src: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """Rows ``src[start[i] : start[i] + width]`` (bytes past the end of ``src`` are zero)."""
+    if len(src) >= width and (len(start) == 0 or int(start.max()) + width <= len(src)):
+        return np.lib.stride_tricks.sliding_window_view(src, width)[start]
+    return _windows(src, start, width)

@@ -48,7 +48,7 @@ def build(keys: np.ndarray) -> np.ndarray:
 
 
 def find(table: np.ndarray, keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Position of each query in ``keys`` (0 where absent) and whether it is there."""
+    """Position of each query in ``keys`` (any valid index where absent) and whether it is there."""
     size = len(table)
     bits = size.bit_length() - 1
     if len(keys) == 0 or len(query) == 0:
@@ -59,7 +59,6 @@ def find(table: np.ndarray, keys: np.ndarray, query: np.ndarray) -> tuple[np.nda
     occupied = t > 0
     idx = t.astype(np.int64) - 1
     found = occupied & (keys[idx] == query)
-    idx[~found] = 0
     more = np.flatnonzero(occupied & ~found)
     while len(more):  # the rest walk on, one slot per round
         slot_m = (slot[more] + 1) & (size - 1)

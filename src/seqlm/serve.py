@@ -47,6 +47,7 @@ class PrefixCache:
     def __init__(self, model: LanguageModel, capacity: int = 1024):
         self.model, self.capacity = model, capacity
         self.entries: OrderedDict = OrderedDict()  # (length, hash) -> (ids tuple, state)
+        self.start_state = None
         self.hits = self.misses = 0
 
     def state(self, ids) -> tuple[object, int]:
@@ -70,7 +71,9 @@ class PrefixCache:
                     self.misses += 1
                 return hit[1], n
         self.misses += 1
-        return self.model.start(), 0
+        if self.start_state is None:  # states are values (advance returns a new one): the start state is shared
+            self.start_state = self.model.start()
+        return self.start_state, 0
 
     def insert(self, ids: list[int], state, start: int) -> None:
         """Cache the state after ``ids`` (unless it came whole from the cache: ``start == len(ids)``)."""

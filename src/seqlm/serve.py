@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # bytes
 MAX_TEXT = 200_000  # characters of one text field
-_P, _M = 1_000_003, (1 << 61) - 1  # prefix hashes: h_{L+1} = (h_L * P + id + 1) mod M
+# prefix hashes: h_L = sum_j (id_j + 1) P^(L-1-j) mod M, all L at once with int64 arithmetic (M < 2^31, so
+# every product of two residues fits); a hit is confirmed by comparing the ids, so a collision only costs a miss
+_P, _M = 1_000_003, (1 << 31) - 1
+_P_INV = pow(_P, -1, _M)
+_powers: list = [np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64)]  # P^i and P^-i mod M, grown on use
 
 
 class PrefixCache:
@@ -48,6 +52,7 @@ class PrefixCache:
         self.model, self.capacity = model, capacity
         self.entries: OrderedDict = OrderedDict()  # (length, hash) -> (ids tuple, state)
         self.start_state = None
+        self._last = None  # (ids, prefix hashes) of the last lookup
         self.hits = self.misses = 0
 
     def state(self, ids) -> tuple[object, int]:
@@ -60,7 +65,8 @@ class PrefixCache:
 
     def lookup(self, ids: list[int]) -> tuple[object, int]:
         """The state after the longest cached prefix of ``ids`` (the start state if none) and its length."""
-        hashes = _prefix_hashes(ids)
+        hashes = _prefix_hashes(ids).tolist()
+        self._last = (ids, hashes)  # insert() after this lookup reuses them
         for n in range(len(ids), -1, -1):
             hit = self.entries.get((n, hashes[n]))
             if hit is not None and hit[0] == tuple(ids[:n]):
@@ -79,16 +85,29 @@ class PrefixCache:
         """Cache the state after ``ids`` (unless it came whole from the cache: ``start == len(ids)``)."""
         if start == len(ids):
             return
-        self.entries[(len(ids), _prefix_hashes(ids)[-1])] = (tuple(ids), state)
+        last = self._last
+        h = last[1][-1] if last is not None and last[0] == ids else int(_prefix_hashes(ids)[-1])
+        self.entries[(len(ids), h)] = (tuple(ids), state)
         while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
 
 
-def _prefix_hashes(ids: list[int]) -> list[int]:
-    hashes = [0]
-    for i in ids:
-        hashes.append((hashes[-1] * _P + i + 1) % _M)
-    return hashes
+def _prefix_hashes(ids: list[int]) -> np.ndarray:
+    """The hash of every prefix of ``ids`` (index L: the first L ids), vectorized."""
+    n = len(ids)
+    if len(_powers[0]) < n + 1:
+        size = max(2 * len(_powers[0]), n + 1)
+        for k, base in enumerate((_P, _P_INV)):
+            p = np.ones(size, dtype=np.int64)
+            for i in range(1, size):  # once per doubling
+                p[i] = p[i - 1] * base % _M
+            _powers[k] = p
+    pw, inv = _powers
+    out = np.zeros(n + 1, dtype=np.int64)
+    if n:
+        c = (np.asarray(ids, dtype=np.int64) + 1) * inv[:n] % _M  # (id_j + 1) P^-j
+        out[1:] = np.cumsum(c) % _M * pw[:n] % _M  # times P^(L-1)
+    return out
 
 
 class Served:

@@ -64,6 +64,14 @@ def _setup(case: str, d: Path, built: Path) -> None:
     pos = list(lines)
     pos[first] = "0.5\t" + pos[first].split("\t", 1)[1]
     (d / "positive.arpa").write_text("\n".join(pos))
+    # sections out of order: the 2-grams before the 1-grams
+    head, rest = arpa.split("\\1-grams:", 1)
+    uni, rest = rest.split("\\2-grams:", 1)
+    (d / "order.arpa").write_text(head + "\\2-grams:" + rest.split("\\3-grams:", 1)[0] + "\\1-grams:" + uni
+                                  + "\\3-grams:" + rest.split("\\3-grams:", 1)[1])
+    # a text that turns bad after the first block evaluate reads (it streams files)
+    (d / "late-latin1.txt").write_bytes(b"the cat sat\n" * 200_000 + "caf\xe9\n".encode("latin-1"))
+    (d / "late-nul.txt").write_bytes(b"the cat sat\n" * 200_000 + b"the\x00cat\n")
     if case == "edited_config":
         _edit_json(d / "kn" / "config.json", order=2)
     if case == "foreign_vocab":
@@ -73,6 +81,8 @@ def _setup(case: str, d: Path, built: Path) -> None:
     if case == "truncated_tables":
         data = (d / "kn" / "tables" / "keys2.npy").read_bytes()
         (d / "kn" / "tables" / "keys2.npy").write_bytes(data[: len(data) // 3])
+    if case == "missing_tables_file":
+        (d / "kn" / "tables" / "logprob2.npy").unlink()
     if case == "neural_config_wrong_type":
         _edit_json(d / "run" / "model" / "config.json", model={"kind": "lstm", "hidden_size": "big"})
     if case == "unknown_kind_config":
@@ -168,6 +178,7 @@ CASES = [
     # model files
     ("model_missing", ["evaluate", "nope", "--file", T], "no such model"),
     ("truncated_tables", ["evaluate", "kn", "--file", T], "truncated or modified"),
+    ("missing_tables_file", ["evaluate", "kn", "--file", T], "is missing"),
     ("edited_config", ["evaluate", "kn", "--file", T], "edited"),
     ("foreign_vocab", ["predict", "kn", "--prompt", "the"], "checksum"),
     ("config_not_json", ["evaluate", "kn", "--file", T], "not valid JSON"),
@@ -178,6 +189,9 @@ CASES = [
     ("arpa_truncated", ["evaluate", "truncated.arpa", "--file", T], "truncated"),
     ("arpa_nan", ["evaluate", "nan.arpa", "--file", T], "must be <= 0"),
     ("arpa_positive_prob", ["evaluate", "positive.arpa", "--file", T], "must be <= 0"),
+    ("arpa_sections_out_of_order", ["evaluate", "order.arpa", "--file", T], "out of order"),
+    ("eval_file_latin1_late", ["evaluate", "kn", "--file", "late-latin1.txt"], "not UTF-8"),
+    ("eval_file_nul_late", ["evaluate", "kn", "--file", "late-nul.txt"], "binary"),
     ("arpa_level_conflict", ["evaluate", "char.arpa", "--level", "word", "--file", T], "char-level"),
     ("level_on_folder", ["evaluate", "kn", "--level", "char", "--file", T], "ARPA files only"),
     # evaluate, score, predict, generate, export

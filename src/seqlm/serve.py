@@ -52,21 +52,21 @@ class PrefixCache:
         self.model, self.capacity = model, capacity
         self.entries: OrderedDict = OrderedDict()  # (length, hash) -> (ids tuple, state)
         self.start_state = None
-        self._last = None  # (ids, prefix hashes) of the last lookup
         self.hits = self.misses = 0
 
     def state(self, ids) -> tuple[object, int]:
         """(the state after ``ids``, how many of them came from the cache)."""
         ids = [int(i) for i in ids]
-        state, start = self.lookup(ids)
+        state, start, key = self.lookup(ids)
         state = self.model.advance_tokens(state, ids[start:])
-        self.insert(ids, state, start)
+        self.insert(key, ids, state, start)
         return state, start
 
-    def lookup(self, ids: list[int]) -> tuple[object, int]:
-        """The state after the longest cached prefix of ``ids`` (the start state if none) and its length."""
+    def lookup(self, ids: list[int]) -> tuple[object, int, tuple]:
+        """The state after the longest cached prefix of ``ids`` (the start state if none), its length, and
+        the cache key of ``ids`` itself (for :meth:`insert`)."""
         hashes = _prefix_hashes(ids).tolist()
-        self._last = (ids, hashes)  # insert() after this lookup reuses them
+        key = (len(ids), hashes[-1])
         for n in range(len(ids), -1, -1):
             hit = self.entries.get((n, hashes[n]))
             if hit is not None and hit[0] == tuple(ids[:n]):
@@ -75,19 +75,17 @@ class PrefixCache:
                     self.hits += 1
                 else:
                     self.misses += 1
-                return hit[1], n
+                return hit[1], n, key
         self.misses += 1
         if self.start_state is None:  # states are values (advance returns a new one): the start state is shared
             self.start_state = self.model.start()
-        return self.start_state, 0
+        return self.start_state, 0, key
 
-    def insert(self, ids: list[int], state, start: int) -> None:
-        """Cache the state after ``ids`` (unless it came whole from the cache: ``start == len(ids)``)."""
+    def insert(self, key: tuple, ids: list[int], state, start: int) -> None:
+        """Cache the state after ``ids`` under ``key`` (unless it came whole from the cache)."""
         if start == len(ids):
             return
-        last = self._last
-        h = last[1][-1] if last is not None and last[0] == ids else int(_prefix_hashes(ids)[-1])
-        self.entries[(len(ids), h)] = (tuple(ids), state)
+        self.entries[key] = (tuple(ids), state)
         while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
 
@@ -95,13 +93,10 @@ class PrefixCache:
 def _prefix_hashes(ids: list[int]) -> np.ndarray:
     """The hash of every prefix of ``ids`` (index L: the first L ids), vectorized."""
     n = len(ids)
-    if len(_powers[0]) < n + 1:
-        size = max(2 * len(_powers[0]), n + 1)
+    while len(_powers[0]) < n + 1:  # double the tables: base^(m+i) = base^i * base^m
+        m = len(_powers[0])
         for k, base in enumerate((_P, _P_INV)):
-            p = np.ones(size, dtype=np.int64)
-            for i in range(1, size):  # once per doubling
-                p[i] = p[i - 1] * base % _M
-            _powers[k] = p
+            _powers[k] = np.concatenate([_powers[k], _powers[k] * pow(base, m, _M) % _M])
     pw, inv = _powers
     out = np.zeros(n + 1, dtype=np.int64)
     if n:
@@ -165,7 +160,7 @@ class Served:
         t0 = time.perf_counter()
         ids = [int(i) for i in self.model.vocab.encode(tokens)]
         with self.lock:
-            state, reused = self.cache.lookup(ids)
+            state, reused, key = self.cache.lookup(ids)
             state = self.model.advance_tokens(state, ids[reused:-1])  # all but the last new token (typing: none)
         if reused < len(ids):
             future = asyncio.get_running_loop().create_future()
@@ -173,7 +168,7 @@ class Served:
             if len(self.waiting) == 1:  # after the requests already queued in this turn of the loop
                 asyncio.get_running_loop().call_soon(self._flush)
             state = await future
-            self.cache.insert(ids, state, reused)
+            self.cache.insert(key, ids, state, reused)
         with self.lock:
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
         return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)

@@ -5,7 +5,7 @@ import pytest
 
 from seqlm.evaluate import evaluate
 from seqlm.interface import LanguageModel
-from seqlm.ngram.smoothing import mkn_discounts
+from seqlm.ngram.smoothing import counts_of_counts, mkn_discounts
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
 from seqlm import kinds
@@ -81,7 +81,7 @@ def test_hand_worked_interpolated_kneser_ney():
 
 def test_modified_discounts_follow_chen_goodman():
     counts = np.array([1] * 50 + [2] * 20 + [3] * 10 + [4] * 6 + [9] * 3)
-    d, fell_back = mkn_discounts(counts, modified=True)
+    d, fell_back = mkn_discounts(counts_of_counts(counts), modified=True)
     n1, n2, n3, n4 = 50, 20, 10, 6
     y = n1 / (n1 + 2 * n2)
     assert not fell_back

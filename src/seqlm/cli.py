@@ -120,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--k", help="pseudo-count for add-k (model.k, default 1)")
     g.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times "
                    "or less (model.prune)")
+    g.add_argument("--memory", metavar="SIZE", help="memory budget for estimating from a file, e.g. 4G or 50%% "
+                   "(model.memory, default half the available RAM): beyond it, work spills to --temp-dir")
+    g.add_argument("--temp-dir", metavar="DIR", help="folder for the scratch files of estimation (model.temp_dir, "
+                   "default the system's temp folder)")
     g.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
     g.add_argument("--overwrite", action="store_true", help="replace the n-gram model already in --out")
     n = t.add_argument_group("neural models")
@@ -331,7 +335,7 @@ def _train(args) -> int:
     if args.split_ratio and not args.text:
         raise SeqlmError("--split-ratio splits a --text file: give --text FILE, or drop --split-ratio")
     options = {k: getattr(args, k) for k in ("corpus", "data_dir", "train", "valid", "test", "text", "split_ratio",
-                                              "model", "order", "k", "prune", "backend", "device", "precision",
+                                              "model", "order", "k", "prune", "memory", "temp_dir", "backend", "device", "precision",
                                               "level", "lowercase", "min_count", "max_size")}
     lm, summary = train(args.recipe, out=args.out, overrides=args.set, arpa=args.arpa, results=args.results,
                         resume=args.resume, overwrite=args.overwrite, argv=sys.argv, **options)

@@ -52,6 +52,9 @@ class ModelConfig:
     order: int = 3  # n
     k: float = 1.0  # add-k: the pseudo-count
     prune: list[int] = field(default_factory=list)  # count thresholds per order, e.g. [0, 0, 1]
+    memory: str | None = None  # estimating from a file: memory budget, e.g. "4G" or "50%" (default half the
+    #   available RAM); chunks of the text and buckets of n-grams spill to temp_dir beyond it
+    temp_dir: str | None = None  # folder for the scratch files (default the system's temp folder)
     # neural models
     backend: str = "auto"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py) | auto (fused
     #   where the kind has it, else reference)
@@ -157,7 +160,7 @@ class RunConfig:
 
     def _check_applicable(self, kind) -> None:
         defaults = {"model": ModelConfig(kind=kind.name), "train": TrainConfig()}
-        ngram_model = {"kind", "order", "k", "prune"}
+        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir"}
         for section, default in defaults.items():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):
@@ -190,6 +193,10 @@ class RunConfig:
             raise SeqlmError(f"model.order (--order) must be between 1 and {MAX_ORDER} (got {m.order})")
         if kind.canonical == "add-k" and m.k <= 0:
             raise SeqlmError(f"model.k (--k) must be > 0 (got {m.k}); use --model mle for no smoothing")
+        if m.memory is not None:
+            from .ngram.external import parse_memory
+
+            parse_memory(m.memory)
 
     def _check_neural(self, kind) -> None:
         m, t = self.model, self.train

@@ -63,7 +63,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
 
 
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
-SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune",
+SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
          "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
@@ -182,6 +182,27 @@ def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
         check_output_folder(Path(out), family, overwrite=overwrite, resume=resume)
 
 
+def _estimate_file(corpus: Corpus, m, d, tokenizer: Tokenizer, out) -> LanguageModel:
+    """The n-gram model of the corpus's training file, estimated by ngram/external.py (bounded memory)
+    into the folder ``out`` (or a scratch folder, removed once the model is loaded: its files stay
+    mapped)."""
+    from .files import atomic_dir
+    from .ngram.external import Work, estimate_file
+    from .ngram.model import NGramLM
+
+    options = dict(order=m.order, smoothing=m.kind, k=m.k, prune=m.prune or None, tokenizer=tokenizer,
+                   min_count=d.min_count, max_size=d.max_size, memory=m.memory, temp_dir=m.temp_dir,
+                   config={"corpus": corpus.describe()})
+    path = corpus.lazy["train"]
+    if out is not None:
+        with atomic_dir(out) as tmp:
+            config = estimate_file(path, tmp, **options)
+        return NGramLM.load(out, config)
+    with Work(m.temp_dir) as scratch:
+        config = estimate_file(path, scratch, **options)
+        return NGramLM.load(scratch, config)
+
+
 def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[LanguageModel, dict]:
     t0 = time.perf_counter()
     d, m = cfg.data, cfg.model
@@ -193,13 +214,17 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
         if d.text:
             files["split_ratio"] = tuple(d.split_ratio)
         corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
-                             **files)
+                             lazy=("train",), **files)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
-    lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
-                     tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size)
-    lm.config["corpus"] = corpus.describe()
+    if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
+        lm = _estimate_file(corpus, m, d, tokenizer, out)
+    else:
+        lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
+                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size)
+        lm.config["corpus"] = corpus.describe()
+        if out is not None:
+            lm.save(out)
     if out is not None:
-        lm.save(out)
         log.info("saved %s", out)
     if arpa is not None:
         from .ngram.arpa import write_arpa

@@ -25,25 +25,40 @@ def _home(keys: np.ndarray, bits: int) -> np.ndarray:
         return ((keys.view(np.uint64) * _MULT) >> np.uint64(64 - bits)).view(np.int64)
 
 
+BATCH = 1 << 22
+
+
 def build(keys: np.ndarray) -> np.ndarray:
     """The hash table of ``keys`` (distinct int64)."""
-    n = len(keys)
+    return build_batches(len(keys), (keys[s:s + BATCH] for s in range(0, len(keys), BATCH)))
+
+
+def build_batches(n: int, batches) -> np.ndarray:
+    """The hash table of ``n`` distinct keys given in consecutive batches of :data:`BATCH` (the last may
+    be shorter): keys are placed a batch at a time, so the build needs memory for one batch, and the
+    table is the same whether the keys come from memory or from a file."""
     if n >= np.iinfo(np.int32).max:
         raise ValueError("too many n-grams of one order for an int32 index")
     bits = table_bits(n)
     size = 1 << bits
     table = np.zeros(size, dtype=np.int32)
-    pending = np.arange(n, dtype=np.int64)
-    slot = _home(keys, bits)
-    while len(pending):
-        s = slot[pending]
-        free = table[s] == 0
-        cand, cs = pending[free], s[free]
-        table[cs] = (cand + 1).astype(np.int32)  # several keys for one free slot: one of them wins
-        won = np.zeros(len(pending), dtype=bool)
-        won[np.flatnonzero(free)[table[cs] == cand + 1]] = True
-        pending = pending[~won]
-        slot[pending] = (slot[pending] + 1) & (size - 1)
+    offset = 0
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.int64)
+        pending = np.arange(len(batch), dtype=np.int64)
+        slot = _home(batch, bits)
+        while len(pending):
+            s = slot[pending]
+            free = table[s] == 0
+            cand, cs = pending[free], s[free]
+            table[cs] = (cand + offset + 1).astype(np.int32)  # several keys for one free slot: one of them wins
+            won = np.zeros(len(pending), dtype=bool)
+            won[np.flatnonzero(free)[table[cs] == cand + offset + 1]] = True
+            pending = pending[~won]
+            slot[pending] = (slot[pending] + 1) & (size - 1)
+        offset += len(batch)
+    if offset != n:
+        raise ValueError(f"the index was given {offset} keys for {n}")
     return table
 
 

@@ -166,9 +166,6 @@ class NGramLM(LanguageModel):
         """A model folder: config.json, vocab.json and ``tables/``, one ``.npy`` file per array, which
         :meth:`load` memory-maps (instant, and shared by every process that loads the same folder)."""
         t = self.tables
-        config = dict(self.config)
-        config.update(kind=self.kind, format=FORMAT, order=self.order, unseen=t.unseen, ngrams=t.sizes(),
-                      estimation=t.info)
         with atomic_dir(path) as tmp:
             (tmp / TABLES).mkdir()
             for name, arrays in (("keys", t.keys), ("logprob", t.logprob), ("logbow", t.logbow)):
@@ -176,10 +173,7 @@ class NGramLM(LanguageModel):
                     np.save(tmp / TABLES / f"{name}{k}.npy", np.ascontiguousarray(a), allow_pickle=False)
             for k in range(2, self.order + 1):
                 np.save(tmp / TABLES / f"index{k}.npy", self.index(k), allow_pickle=False)
-            # sizes, checked at load without reading the data (a checksum would read every byte)
-            config["table_bytes"] = {f.name: f.stat().st_size for f in sorted((tmp / TABLES).iterdir())}
-            self.vocab.save(tmp / "vocab.json")
-            write_config(tmp, config, default=_jsonable)
+            write_folder(tmp, self.vocab, self.config, self.order, t.unseen, t.sizes(), t.info)
 
     @classmethod
     def load(cls, path: str | Path, config: dict) -> "NGramLM":
@@ -201,6 +195,19 @@ class NGramLM(LanguageModel):
 
 
 TABLES = "tables"
+
+
+def write_folder(folder: Path, vocab: Vocab, config: dict, order: int, unseen: str, sizes: list[int],
+                 info: dict) -> dict:
+    """vocab.json and config.json of a model folder whose ``tables/`` are written; returns the config."""
+    config = dict(config)
+    config.update(kind=NGramLM.kind, format=FORMAT, order=order, unseen=unseen, ngrams=[int(n) for n in sizes],
+                  estimation=info)
+    # sizes, checked at load without reading the data (a checksum would read every byte)
+    config["table_bytes"] = {f.name: f.stat().st_size for f in sorted((folder / TABLES).iterdir())}
+    vocab.save(folder / "vocab.json")
+    write_config(folder, config, default=_jsonable)
+    return config
 
 
 def _map_tables(path: Path, order: int, sizes, file_bytes: dict) -> tuple[list, list, list, list]:

@@ -11,7 +11,7 @@ Smoothers (Chen & Goodman 1998, "An empirical study of smoothing techniques", TR
 * ``add-k`` (``laplace`` = add-1, Lidstone otherwise): p = (c(hw) + k) / (c(h.) + k|V|) for a seen
   context, the unseen words sharing the added mass uniformly (``unseen = "uniform"``); this cannot be
   written as ARPA above order 1.
-* ``wb``: interpolated Witten-Bell: gamma(h) = N1+(h.) / (c(h.) + N1+(h.)) (see :func:`_witten_bell`).
+* ``wb``: interpolated Witten-Bell: gamma(h) = N1+(h.) / (c(h.) + N1+(h.)) (see :func:`order_step`).
 * ``ikn``: interpolated Kneser-Ney, one discount per order D = n1 / (n1 + 2 n2) (C&G eq. 26 with one D).
 * ``mkn`` (alias ``kn``): interpolated modified Kneser-Ney (C&G section 3.5, eqs. 17-19 and 26), three
   discounts per order from the counts of counts of the adjusted counts:
@@ -82,12 +82,17 @@ def _log(x: np.ndarray) -> np.ndarray:
         return np.log(x)
 
 
-def mkn_discounts(adjusted: np.ndarray, modified: bool) -> tuple[np.ndarray, bool]:
-    """Discounts [0, D1, D2, D3+] from the counts of counts of ``adjusted`` (C&G eq. 26).
+def counts_of_counts(adjusted: np.ndarray) -> np.ndarray:
+    """How many n-grams have (adjusted) count 1, 2, 3, 4, 5+ (index 0: count 0, not used)."""
+    return np.bincount(np.minimum(adjusted, 5), minlength=6).astype(np.int64)
+
+
+def mkn_discounts(n: np.ndarray, modified: bool) -> tuple[np.ndarray, bool]:
+    """Discounts [0, D1, D2, D3+] from the counts of counts ``n`` (:func:`counts_of_counts`; C&G eq. 26).
 
     Returns the discounts and whether the fallback was used.
     """
-    n = np.bincount(np.minimum(adjusted[adjusted > 0], 5), minlength=6).astype(np.float64)
+    n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = n[1] / (n[1] + 2 * n[2])
         if modified:
@@ -126,173 +131,157 @@ def estimate(
     k: float = 1.0,
     prune: list[int] | None = None,
 ) -> Tables:
-    """Estimate a smoothed n-gram model from :func:`counts.count_ngrams` output."""
+    """Estimate a smoothed n-gram model from :func:`counts.count_ngrams` output (all in memory; the
+    bounded-memory estimator, external.py, runs the same per-order steps over runs of contexts)."""
     smoothing = canonical(smoothing)
     order = len(counts)
     prune = check_prune(prune, order)
+    check_k(smoothing, k, prune)
     V = vocab_size
-    n_pred = V - 1  # every token but <s>
-    info: dict = {"smoothing": smoothing}
-    if smoothing in ("mkn", "ikn"):
-        probs, bows, keep, info_kn = _kneser_ney(counts, V, n_pred, smoothing == "mkn", prune)
-        info.update(info_kn)
-        unseen = "backoff"
-    elif smoothing == "mle":
-        probs, bows, keep = _mle(counts, V, prune)
-        unseen = "backoff"
-    elif smoothing == "wb":
-        probs, bows, keep = _witten_bell(counts, V, n_pred, prune)
-        unseen = "backoff"
+    kn = smoothing in ("mkn", "ikn")
+    if kn:
+        adjusted = [adjusted_counts(counts[j], counts[j + 1] if j + 1 < order else None, j + 1 == order)
+                    for j in range(order)]
+        adjusted[0][BOS_ID] = 0
+        discounts, info = order_discounts(smoothing, [counts_of_counts(a) for a in adjusted])
     else:
-        if k <= 0:
-            raise SeqlmError(f"add-k needs k > 0 (got {k}); use the mle model for k = 0")
-        probs, bows, keep = _add_k(counts, V, n_pred, k, prune)
+        adjusted = [c.counts for c in counts]
+        discounts, info = order_discounts(smoothing, [None] * order)
+    if smoothing == "add-k":
         info["k"] = k
-        unseen = "uniform"
+    probs = [unigram_probs(smoothing, adjusted[0], V, discounts[0], k)]
+    bows, keep = [], [np.ones(V, dtype=bool)]
+    for j in range(1, order):
+        c = counts[j]
+        p, bow, kept = order_step(smoothing, c.counts, adjusted[j], c.keys // V, len(counts[j - 1].keys),
+                                  probs[j - 1][c.suffix], discounts[j], prune[j], k, V - 1)
+        probs.append(p)
+        bows.append(bow)
+        keep.append(kept)
+    bows.append(np.ones(len(counts[-1].keys)))
+    if smoothing == "mle" and any(x > 0 for x in prune):
+        log.warning("pruned MLE backs off with the raw freed mass: distributions over the pruned "
+                    "contexts are not renormalized")
     keys = _apply_pruning(counts, keep, V)
     logprob = [_log(p[m]) for p, m in zip(probs, keep)]
     logbow = [_log(b[m]) for b, m in zip(bows, keep)]
     logprob[0][BOS_ID] = -np.inf
-    return Tables(V, keys, logprob, logbow, unseen, info)
+    return Tables(V, keys, logprob, logbow, "uniform" if smoothing == "add-k" else "backoff", info)
+
+
+def check_k(smoothing: str, k: float, prune: list[int]) -> None:
+    if smoothing != "add-k":
+        return
+    if k <= 0:
+        raise SeqlmError(f"add-k needs k > 0 (got {k}); use the mle model for k = 0")
+    if any(p > 0 for p in prune):
+        raise SeqlmError("pruning is not defined for add-k smoothing: prune a Kneser-Ney model (mkn) instead, or drop the pruning")
+
+
+def adjusted_counts(c: OrderCounts, above: OrderCounts | None, highest: bool) -> np.ndarray:
+    """Kneser-Ney's adjusted counts of one order: raw counts at the highest order and for n-grams that
+    start with ``<s>``, else the continuation count N1+(. g) (how many n-grams of the order above have g as
+    their suffix)."""
+    if highest:
+        a = c.counts.copy()
+    else:
+        cont = np.bincount(above.suffix, minlength=len(c.keys)).astype(np.int64)
+        a = np.where(c.starts_bos, c.counts, cont)
+    return a
+
+
+def order_discounts(smoothing: str, counts_of_counts: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """Discounts of every order from the counts of counts (index j: how many n-grams have count j,
+    5 meaning 5 or more; index 0 is ignored), and the model info they go in."""
+    info: dict = {"smoothing": smoothing}
+    if smoothing not in ("mkn", "ikn"):
+        return [None] * len(counts_of_counts), info
+    discounts, fell_back = [], []
+    for k, n in enumerate(counts_of_counts, start=1):
+        d, fb = mkn_discounts(n, smoothing == "mkn")
+        discounts.append(d)
+        if fb:
+            fell_back.append(k)
+            log.info("order %d: counts of counts give no valid discount; using the fallback %s",
+                     k, [float(x) for x in d[1:]] if smoothing == "mkn" else float(d[1]))
+    info.update(discounts=[list(map(float, d[1:])) for d in discounts], discount_fallback=fell_back)
+    return discounts, info
+
+
+def unigram_probs(smoothing: str, c1: np.ndarray, V: int, d: np.ndarray | None, kval: float) -> np.ndarray:
+    """p(w) of every token from the (adjusted, for Kneser-Ney) unigram counts; p(<s>) = 0."""
+    n_pred = V - 1  # every token but <s>
+    if smoothing in ("mkn", "ikn"):
+        a_int = c1.copy()
+        a_int[BOS_ID] = 0
+        a = a_int.astype(np.float64)
+        dd = d[np.minimum(a_int, 3)]
+        denom = a.sum()
+        if denom <= 0:
+            raise SeqlmError("the training text has no tokens: give a longer --train file")
+        gamma0 = (dd[a > 0]).sum() / denom
+        p = (a - dd) / denom + gamma0 / n_pred
+    else:
+        c = c1.astype(np.float64)
+        c[BOS_ID] = 0
+        if smoothing == "mle":
+            p = c / c.sum()
+        elif smoothing == "wb":
+            total, types = c.sum(), float((c > 0).sum())
+            if total <= 0:
+                raise SeqlmError("the training text has no tokens: give a longer --train file")
+            p = (c + types / n_pred) / (total + types)
+        else:
+            p = (c + kval) / (c.sum() + kval * n_pred)
+    p[BOS_ID] = 0.0
+    return p
 
 
 def _context_sums(ctx: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(ctx, weights=weights, minlength=size)
 
 
-def _kneser_ney(counts, V, n_pred, modified, prune):
-    order = len(counts)
-    # adjusted counts
-    adjusted = []
-    for k in range(1, order + 1):
-        c = counts[k - 1]
-        if k == order:
-            a = c.counts.copy()
-        else:
-            cont = np.bincount(counts[k].suffix, minlength=len(c.keys)).astype(np.int64)
-            a = np.where(c.starts_bos, c.counts, cont)
-        if k == 1:
-            a[BOS_ID] = 0
-        adjusted.append(a)
-    discounts, fell_back = [], []
-    for k, a in enumerate(adjusted, start=1):
-        d, fb = mkn_discounts(a, modified)
-        discounts.append(d)
-        if fb:
-            fell_back.append(k)
-            log.info("order %d: counts of counts give no valid discount; using the fallback %s",
-                     k, [float(x) for x in d[1:]] if modified else float(d[1]))
-    probs, bows, keep = [], [], []
-    # order 1: interpolate with the uniform distribution over predictable tokens
-    a = adjusted[0].astype(np.float64)
-    d = discounts[0][np.minimum(adjusted[0], 3)]
-    denom = a.sum()
-    if denom <= 0:
-        raise SeqlmError("the training text has no tokens: give a longer --train file")
-    gamma0 = (d[a > 0]).sum() / denom
-    p = (a - d) / denom + gamma0 / n_pred
-    p[BOS_ID] = 0.0
-    probs.append(p)
-    keep.append(np.ones(V, dtype=bool))
-    for k in range(2, order + 1):
-        c = counts[k - 1]
-        a_int = adjusted[k - 1]
-        a = a_int.astype(np.float64)
-        ctx = c.keys // V
-        n_ctx = len(counts[k - 2].keys)
-        kept = c.counts > prune[k - 1]
-        d = discounts[k - 1][np.minimum(a_int, 3)]
+def order_step(smoothing: str, raw: np.ndarray, adjusted: np.ndarray, ctx: np.ndarray, n_ctx: int,
+               lower: np.ndarray, d: np.ndarray | None, prune_k: int, kval: float, n_pred: int):
+    """One order's estimate over a run of whole contexts (all of the order, or a slice of it).
+
+    ``raw``/``adjusted``: the n-grams' raw and adjusted counts (adjusted = raw but for Kneser-Ney);
+    ``ctx``: each n-gram's context, numbered from the run's first context; ``n_ctx``: the run's contexts;
+    ``lower``: p(w | h') of each n-gram's suffix.  Returns p of every n-gram, the backoff weight of every
+    context of the run (1 where it has no continuation) and the n-grams kept by pruning.
+    """
+    kept = raw > prune_k
+    if smoothing in ("mkn", "ikn"):
+        # C&G eq. 26: mass given back = the discounts of kept n-grams plus all of the pruned ones (lmplz)
+        a = adjusted.astype(np.float64)
+        dd = d[np.minimum(adjusted, 3)]
         denom = _context_sums(ctx, a, n_ctx)
-        # mass given back: the discounts of kept n-grams plus all of the pruned ones (lmplz's rule)
-        freed = _context_sums(ctx, np.where(kept, d, a), n_ctx)
+        freed = _context_sums(ctx, np.where(kept, dd, a), n_ctx)
         with np.errstate(divide="ignore", invalid="ignore"):
             gamma = np.where(denom > 0, freed / denom, 1.0)
-        p = (a - d) / denom[ctx] + gamma[ctx] * probs[k - 2][c.suffix]
-        probs.append(p)
-        keep.append(kept)
-        is_ctx = denom > 0
-        bows.append(np.where(is_ctx, gamma, 1.0))
-    bows.append(np.ones(len(counts[-1].keys)))
-    info = {"discounts": [list(map(float, d[1:])) for d in discounts], "discount_fallback": fell_back}
-    return probs, bows, keep, info
-
-
-def _mle(counts, V, prune):
-    order = len(counts)
-    c1 = counts[0].counts.astype(np.float64)
-    c1[BOS_ID] = 0
-    probs, bows, keep = [c1 / c1.sum()], [], [np.ones(V, dtype=bool)]
-    for k in range(2, order + 1):
-        c = counts[k - 1]
-        ctx = c.keys // V
-        kept = c.counts > prune[k - 1]
-        denom = _context_sums(ctx, c.counts.astype(np.float64), len(counts[k - 2].keys))
-        p = c.counts / denom[ctx]
-        probs.append(p)
-        keep.append(kept)
+        p = (a - dd) / denom[ctx] + gamma[ctx] * lower
+    elif smoothing == "mle":
         # a seen context keeps all its mass on the seen words; pruned ones hand theirs to backoff
-        freed = _context_sums(ctx, np.where(kept, 0.0, c.counts), len(counts[k - 2].keys))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bows.append(np.where(denom > 0, freed / denom, 1.0))
-    bows.append(np.ones(len(counts[-1].keys)))
-    if any(p > 0 for p in prune):
-        log.warning("pruned MLE backs off with the raw freed mass: distributions over the pruned "
-                    "contexts are not renormalized")
-    return probs, bows, keep
-
-
-def _witten_bell(counts, V, n_pred, prune):
-    """Interpolated Witten-Bell (C&G section 2.5; SRILM's -wbdiscount -interpolate, NLTK's WittenBell):
-    p(w|h) = (c(hw) + N1+(h.) p(w|h')) / (c(h.) + N1+(h.)), so gamma(h) = N1+(h.) / (c(h.) + N1+(h.)) is the
-    mass the context gives to the shorter one, in proportion to how many distinct words followed it.  The
-    unigram level interpolates with the uniform distribution over the predictable tokens.  Raw counts at
-    every order.  Pruned n-grams hand their counts to gamma (as Kneser-Ney does here), so every
-    distribution still sums to 1."""
-    order = len(counts)
-    c1 = counts[0].counts.astype(np.float64)
-    c1[BOS_ID] = 0
-    total, types = c1.sum(), float((c1 > 0).sum())
-    if total <= 0:
-        raise SeqlmError("the training text has no tokens: give a longer --train file")
-    p = (c1 + types / n_pred) / (total + types)
-    p[BOS_ID] = 0.0
-    probs, bows, keep = [p], [], [np.ones(V, dtype=bool)]
-    for k in range(2, order + 1):
-        c = counts[k - 1]
-        ctx = c.keys // V
-        n_ctx = len(counts[k - 2].keys)
-        a = c.counts.astype(np.float64)
-        kept = c.counts > prune[k - 1]
-        denom = _context_sums(ctx, a, n_ctx) + np.bincount(ctx, minlength=n_ctx)  # c(h.) + N1+(h.)
-        freed = np.bincount(ctx, minlength=n_ctx) + _context_sums(ctx, np.where(kept, 0.0, a), n_ctx)
+        c = raw.astype(np.float64)
+        denom = _context_sums(ctx, c, n_ctx)
+        p = c / denom[ctx]
+        freed = _context_sums(ctx, np.where(kept, 0.0, c), n_ctx)
         with np.errstate(divide="ignore", invalid="ignore"):
             gamma = np.where(denom > 0, freed / denom, 1.0)
-        probs.append(a / denom[ctx] + gamma[ctx] * probs[k - 2][c.suffix])
-        keep.append(kept)
-        bows.append(gamma)
-    bows.append(np.ones(len(counts[-1].keys)))
-    return probs, bows, keep
-
-
-def _add_k(counts, V, n_pred, kval, prune):
-    if any(p > 0 for p in prune):
-        raise SeqlmError("pruning is not defined for add-k smoothing: prune a Kneser-Ney model (mkn) instead, or drop the pruning")
-    order = len(counts)
-    c1 = counts[0].counts.astype(np.float64)
-    c1[BOS_ID] = 0
-    p1 = (c1 + kval) / (c1.sum() + kval * n_pred)
-    p1[BOS_ID] = 0.0
-    probs, bows, keep = [p1], [], [np.ones(V, dtype=bool)]
-    for k in range(2, order + 1):
-        c = counts[k - 1]
-        ctx = c.keys // V
-        denom = _context_sums(ctx, c.counts.astype(np.float64), len(counts[k - 2].keys))
-        probs.append((c.counts + kval) / (denom[ctx] + kval * n_pred))
-        keep.append(np.ones(len(c.keys), dtype=bool))
-        # for a seen context, every unseen word gets k / (c(h.) + k|V|) = bow(h) / |V|
-        bows.append(np.where(denom > 0, kval * n_pred / (denom + kval * n_pred), 1.0))
-    bows.append(np.ones(len(counts[-1].keys)))
-    return probs, bows, keep
+    elif smoothing == "wb":
+        # Witten-Bell: gamma(h) = N1+(h.) / (c(h.) + N1+(h.)); pruned n-grams hand their counts to gamma
+        c = raw.astype(np.float64)
+        types = np.bincount(ctx, minlength=n_ctx)
+        denom = _context_sums(ctx, c, n_ctx) + types  # c(h.) + N1+(h.)
+        freed = types + _context_sums(ctx, np.where(kept, 0.0, c), n_ctx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gamma = np.where(denom > 0, freed / denom, 1.0)
+        p = c / denom[ctx] + gamma[ctx] * lower
+    else:  # add-k: for a seen context, every unseen word gets k / (c(h.) + k|V|) = bow(h) / |V|
+        denom = _context_sums(ctx, raw.astype(np.float64), n_ctx)
+        p = (raw + kval) / (denom[ctx] + kval * n_pred)
+        gamma = np.where(denom > 0, kval * n_pred / (denom + kval * n_pred), 1.0)
+    return p, np.where(denom > 0, gamma, 1.0), kept
 
 
 def _apply_pruning(counts: list[OrderCounts], keep: list[np.ndarray], V: int) -> list[np.ndarray]:

@@ -85,8 +85,11 @@ class Corpus:
     splits: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # split -> path
     sha256: dict[str, str] = field(default_factory=dict)  # split -> checksum
+    lazy: dict[str, str] = field(default_factory=dict)  # split -> file not read yet (read on first use)
 
     def split(self, name: str) -> list[str]:
+        if name not in self.splits and name in self.lazy:
+            self.splits[name] = read_lines(self.lazy.pop(name))
         if name not in self.splits:
             have = ", ".join(self.splits) or "none"
             raise SeqlmError(f"corpus {self.name!r} has no {name!r} split (has: {have}): "
@@ -108,15 +111,7 @@ def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1
     """:func:`read_lines`, one block of the file at a time: memory stays flat whatever the file's size
     (an error about the file's content comes when the reader gets there)."""
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise SeqlmError(f"{path}: no such file: check the path") from None
-    except IsADirectoryError:
-        raise SeqlmError(f"{path} is a folder, not a text file: give a file") from None
-    except PermissionError:
-        raise SeqlmError(f"{path}: permission denied: make it readable") from None
-    with f:
+    with open_text(path) as f:
         offset, carry, seen = 0, b"", False
         while True:
             data = f.read(block)
@@ -132,6 +127,18 @@ def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1
                 break
     if not seen:
         raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
+
+
+def open_text(path: Path):
+    """The file opened for reading bytes, or one clear error."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise SeqlmError(f"{path}: no such file: check the path") from None
+    except IsADirectoryError:
+        raise SeqlmError(f"{path} is a folder, not a text file: give a file") from None
+    except PermissionError:
+        raise SeqlmError(f"{path}: permission denied: make it readable") from None
 
 
 def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
@@ -257,10 +264,13 @@ def load_corpus(
     data_dir: str | None = None,
     level: str | None = None,
     need: tuple[str, ...] = (),
+    lazy: tuple[str, ...] = (),
 ) -> Corpus:
     """Read a named corpus, explicit split files, or one file split by ``split_ratio``.
 
-    ``need`` lists the splits that must be there (a clear error names the missing one).
+    ``need`` lists the splits that must be there (a clear error names the missing one); the splits in
+    ``lazy`` that are files of their own are not read (``Corpus.lazy``: read by whoever streams them, or
+    on first :meth:`Corpus.split`).
     """
     given = [x for x in (train, valid, test) if x]
     if name and (given or text):
@@ -272,7 +282,10 @@ def load_corpus(
         spec = REGISTRY[name]
         corpus = Corpus(name, level or spec.level)
         for split, path in paths.items():
-            corpus.splits[split] = read_lines(path)
+            if split in lazy:
+                corpus.lazy[split] = str(path)
+            else:
+                corpus.splits[split] = read_lines(path)
             corpus.files[split] = str(path)
             corpus.sha256[split] = spec.sha256[path.name]
         return corpus
@@ -297,10 +310,13 @@ def load_corpus(
         raise SeqlmError("no data: give --corpus NAME (ptb, ptb-char) or --train FILE")
     corpus = Corpus(Path(given[0]).stem, level or "word")
     for split, path in zip(SPLITS, (train, valid, test)):
-        if path:
+        if path and split in lazy:
+            corpus.lazy[split] = str(path)
+        elif path:
             corpus.splits[split] = read_lines(path)
             corpus.files[split] = str(path)
             corpus.sha256[split] = sha256_file(Path(path))
     for split in need:
-        corpus.split(split)
+        if split not in corpus.lazy:
+            corpus.split(split)
     return corpus

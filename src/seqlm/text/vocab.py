@@ -48,13 +48,20 @@ class Vocab:
     ) -> "Vocab":
         """Vocabulary of tokenized training ``lines``: tokens seen ``min_count`` times or more, the
         ``max_size`` most frequent at most (specials not counted)."""
+        counts: Counter[str] = Counter()
+        for line in lines:
+            counts.update(line)
+        return cls.from_counts(counts, tokenizer, min_count, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], tokenizer: Tokenizer | None = None, min_count: int = 1,
+                    max_size: int | None = None) -> "Vocab":
+        """:meth:`build` from the training text's type counts."""
         if min_count < 1:
             raise SeqlmError(f"min_count must be >= 1 (got {min_count})")
         if max_size is not None and max_size < 1:
             raise SeqlmError(f"max_size must be >= 1 (got {max_size})")
-        counts: Counter[str] = Counter()
-        for line in lines:
-            counts.update(line)
+        counts = dict(counts)
         for special in (BOS, EOS):
             if special in counts:
                 raise SeqlmError(f"the training text contains the reserved token {special}: remove it")

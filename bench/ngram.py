@@ -162,10 +162,10 @@ def best_rate(fn, tokens: int, repeats: int) -> float:
 
 SCALE_DOC = """5-gram (modified Kneser-Ney) estimation from the shell on generated text of growing size
 (``bench/corpus.py``: Zipfian vocabulary of 200,000 types, class-chain syntax, idioms): wall seconds and peak
-RSS of ``seqlm train --train FILE --model kn --order 5 --out DIR`` (counts, estimates and saves the model folder)
-and of ``lmplz -o 5 -S 4G`` (writes its ARPA to /dev/null), one after the other, alone on the machine.  seqlm
-estimates in memory: a size whose projected peak (the largest bytes per token measured at the smaller sizes)
-exceeds 80% of the available memory is not run, and the row says so."""
+RSS of ``seqlm train --train FILE --model kn --order 5 --memory 4G --out DIR`` (bounded-memory estimation,
+ngram/external.py: reads, counts, estimates and saves the model folder with its hash indexes) and of
+``lmplz -o 5 -S 4G`` (writes its ARPA to /dev/null), both with their scratch files in the work folder, one
+after the other, alone on the machine."""
 
 
 def meminfo(field: str) -> float:
@@ -189,7 +189,6 @@ def scale(args) -> None:
     seqlm_bin = shutil.which("seqlm")
     out: dict = {"benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
                  "order": 5, "lmplz_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
-    bytes_per_token = 0.0
     for n in sizes:
         text = work / f"corpus-{n}.txt"
         info_file = work / f"corpus-{n}.json"
@@ -199,19 +198,16 @@ def scale(args) -> None:
             info_file.write_text(proc.stdout.strip().splitlines()[-1])
         info = json.loads(info_file.read_text())
         row = {"tokens": info["tokens"], "lines": info["lines"], "types": info["types_used"], "bytes": info["bytes"]}
-        projected = bytes_per_token * info["tokens"] if bytes_per_token else 0.0
-        if projected > 0.8 * meminfo("MemAvailable"):
-            row["seqlm"] = {"skipped": f"projected peak {projected / 1e9:.0f} GB ({bytes_per_token:.0f} bytes/token, "
-                                       f"as measured at the smaller sizes) > 80% of the "
-                                       f"{meminfo('MemAvailable') / 1e9:.0f} GB available: seqlm estimates in memory"}
-        else:
-            model = work / f"seqlm-{n}"
-            cmd = [seqlm_bin, "-q", "train", "--train", str(text), "--model", "kn", "--order", "5", "--out", str(model)]
-            wall, peak, rc = run_process(cmd)
-            shutil.rmtree(model, ignore_errors=True)
-            row["seqlm"] = {"seconds": wall, "peak_mb": peak, "exit": rc}
-            if rc == 0:
-                bytes_per_token = max(bytes_per_token, peak * 2**20 / info["tokens"])
+        model = work / f"seqlm-{n}"
+        cmd = [seqlm_bin, "-q", "train", "--train", str(text), "--model", "kn", "--order", "5", "--memory", "4G",
+               "--temp-dir", str(work), "--out", str(model)]
+        wall, peak, rc = run_process(cmd)
+        if rc == 0:
+            config = json.loads((model / "config.json").read_text())
+            row["ngrams"] = config["ngrams"]
+            row["model_mb"] = sum(config["table_bytes"].values()) / 2**20
+        shutil.rmtree(model, ignore_errors=True)
+        row["seqlm"] = {"seconds": wall, "peak_mb": peak, "exit": rc, "memory": "4G"}
         if lmplz:
             t0 = time.perf_counter()
             with open(text) as fin:

@@ -354,7 +354,7 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
         uni, orders = count_file(tf, order, work, budget, pool)
         t2 = time.perf_counter()
         tf.ids.unlink()
-        info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget)
+        info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
         t3 = time.perf_counter()
     log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %.1f GB)", order,
              smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, budget / 2**30)
@@ -368,13 +368,13 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     return write_folder(out, tf.vocab, cfg, order, "uniform" if smoothing == "add-k" else "backoff", sizes, info)
 
 
-def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int):
+def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor):
     """Adjusted counts, discounts and the tables of every order, written into ``out/tables``."""
     from .model import TABLES
 
     N = len(orders) + 1
     kn = smoothing in ("mkn", "ikn")
-    run = max(1 << 10, min(1 << 22, int(budget * _SHARE) // _BYTES_PER_NGRAM))
+    run = max(1 << 10, min(1 << 21, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
     tables = out / TABLES
     tables.mkdir()
     work = orders[0].keys.parent if orders else None
@@ -428,6 +428,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int):
     kept_prev = np.ones(V, dtype=bool)
     remap = None  # rank among the kept n-grams of the order below (with pruning)
     bow_writer = NpyWriter(tables / "logbow1.npy", np.float64, V)
+    building = None
     for j, o in enumerate(orders):
         k = j + 2
         n_ctx = kept_prev.shape[0]
@@ -436,30 +437,43 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int):
         probs = np.empty(o.size) if not last else None
         writers = [NpyWriter(tables / f"{n}{k}.npy", dt, kept_n[k - 1])
                    for n, dt in (("keys", np.int64), ("logprob", np.float64))]
-        c_next = 0  # first context not yet given a backoff weight
+        # runs of whole contexts, and the contexts each gives backoff weights to (from the one after the
+        # previous run's last context, so contexts without continuations get theirs too)
+        runs, c_next = [], 0
         for s, e in _runs(o, V, run):
+            c_end = int(_read(o.keys, np.int64, e - 1, 1)[0] // V) + 1 if e < o.size else n_ctx
+            runs.append((s, e, c_next, c_end))
+            c_next = c_end
+
+        def step(i, j=j, o=o, k=k, lower=lower, remap=remap, kept_prev=kept_prev, runs=runs):
+            s, e, c0, c1 = runs[i]
             keys = _read(o.keys, np.int64, s, e - s)
             raw = _read(o.counts, np.int64, s, e - s)
             a = _read(adjusted_files[j], np.int64, s, e - s)
             suffix = _read(o.suffix, np.int64, s, e - s)
             ctx = keys // V
-            c_end = int(ctx[-1]) + 1 if e < o.size else n_ctx
-            p, bow, kept = order_step(smoothing, raw, a, ctx - c_next, c_end - c_next, lower[suffix],
+            p, bow, kept = order_step(smoothing, raw, a, ctx - c0, c1 - c0, lower[suffix],
                                       discounts[k - 1], prune[k - 1], kval, V - 1)
-            keep[s:e] = kept
-            if probs is not None:
-                probs[s:e] = p
             kk = keys[kept]
             if remap is not None:
                 kk = remap[kk // V] * V + kk % V
+            return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
+
+        for s, e, p, kept, kk, logp, logbow in _bounded_map(pool, step, len(runs)):
+            keep[s:e] = kept
+            if probs is not None:
+                probs[s:e] = p
             writers[0].write(kk)
-            writers[1].write(_log(p[kept]))
-            bow_writer.write(_log(bow[kept_prev[c_next:c_end]]))
-            c_next = c_end
+            writers[1].write(logp)
+            bow_writer.write(logbow)
         if o.size == 0:  # no n-gram of this order: every context keeps weight 1
             bow_writer.write(np.zeros(int(kept_prev.sum())))
         for w in writers:
             w.close()
+        # order k's hash index, built in the background while the next order is estimated (one at a time)
+        if building is not None:
+            building.result()
+        building = pool.submit(_save_index, tables, k, kept_n[k - 1])
         bow_writer.close()
         bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
         remap = None if keep.all() else np.cumsum(keep) - 1
@@ -468,11 +482,14 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int):
             f.unlink()
     bow_writer.write(np.zeros(kept_n[-1]))
     bow_writer.close()
-    del lower, kept_prev, remap
-    for k in range(2, N + 1):
-        np.save(tables / f"index{k}.npy", ngram_index.build_batches(kept_n[k - 1], _npy_batches(
-            tables / f"keys{k}.npy", ngram_index.BATCH)), allow_pickle=False)
+    if building is not None:
+        building.result()
     return info, kept_n
+
+
+def _save_index(tables: Path, k: int, n: int) -> None:
+    index = ngram_index.build_batches(n, _npy_batches(tables / f"keys{k}.npy", ngram_index.BATCH))
+    np.save(tables / f"index{k}.npy", index, allow_pickle=False)
 
 
 def _npy_batches(path: Path, size: int):

@@ -374,6 +374,11 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
 
     N = len(orders) + 1
     kn = smoothing in ("mkn", "ikn")
+    held = _held_bytes([V] + [o.size for o in orders])
+    if held > budget:
+        log.warning("--memory %.2f GB is less than what estimation holds whole for this model (%.2f GB: p of two "
+                    "adjacent orders, a flag per n-gram, one hash index in the making); going on with that",
+                    budget / 2**30, held / 2**30)
     run = max(1 << 10, min(1 << 21, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
     tables = out / TABLES
     tables.mkdir()
@@ -485,6 +490,17 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     if building is not None:
         building.result()
     return info, kept_n
+
+
+def _held_bytes(sizes: list[int]) -> int:
+    """What estimation holds whole at its peak: p of two adjacent orders (8 bytes per n-gram each), the
+    continuation counts of one order (16: with a bincount), flags (2), and the hash index of an order
+    being built (4 bytes per slot)."""
+    peak = 0
+    for j in range(1, len(sizes)):
+        index = 4 << ngram_index.table_bits(sizes[j - 1]) if j > 1 else 0
+        peak = max(peak, 8 * sizes[j - 1] + 8 * sizes[j] + 2 * sizes[j] + index, 16 * sizes[j])
+    return peak
 
 
 def _save_index(tables: Path, k: int, n: int) -> None:

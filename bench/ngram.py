@@ -188,7 +188,7 @@ def scale(args) -> None:
     lmplz = shutil.which("lmplz")
     seqlm_bin = shutil.which("seqlm")
     out: dict = {"benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
-                 "order": 5, "lmplz_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
+                 "order": 5, "lmplz_memory": "4G", "seqlm_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
     for n in sizes:
         text = work / f"corpus-{n}.txt"
         info_file = work / f"corpus-{n}.json"

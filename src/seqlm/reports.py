@@ -167,21 +167,28 @@ def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[di
                   ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
 
 
+def _scale_memory(res: dict) -> str:
+    given = {row.get("seqlm", {}).get("memory") for row in res["rows"]} - {None}
+    return res.get("seqlm_memory") or (given.pop() if len(given) == 1 else "(unbounded)")
+
+
 def scale_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
     lines = [f"**n-gram estimation at scale** (`python bench/ngram.py --scale`: the 5-gram from the shell on generated "
-             f"text, `bench/corpus.py`; seqlm next to `lmplz -o {res['order']} -S {res['lmplz_memory']}`, one after the "
+             f"text, `bench/corpus.py`; `seqlm train --memory {_scale_memory(res)}` next to "
+             f"`lmplz -o {res['order']} -S {res['lmplz_memory']}`, one after the "
              f"other; from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores, "
              f"{res.get('memory_available_gb', 0):.0f} GB available)", "",
-             "| tokens | word types | seqlm seconds | seqlm peak MB | lmplz seconds | lmplz peak MB | seqlm / lmplz time |",
-             "|---|---|---|---|---|---|---|"]
+             "| tokens | word types | n-grams | seqlm seconds | seqlm peak MB | lmplz seconds | lmplz peak MB | seqlm / lmplz time |",
+             "|---|---|---|---|---|---|---|---|"]
     notes = []
     for row in res["rows"]:
         ours, theirs = row.get("seqlm", {}), row.get("lmplz", {})
         if "skipped" in ours:
             notes.append(f"{row['tokens']:,} tokens, seqlm not run: {ours['skipped']}.")
         ratio = (f"{ours['seconds'] / theirs['seconds']:.2f}x" if "seconds" in ours and "seconds" in theirs else "–")
-        lines.append(f"| {row['tokens']:,} | {row['types']:,} | {_f(ours.get('seconds'), 1)} | {_f(ours.get('peak_mb'), 0)} | "
+        ngrams = f"{sum(row['ngrams']):,}" if row.get("ngrams") else "–"
+        lines.append(f"| {row['tokens']:,} | {row['types']:,} | {ngrams} | {_f(ours.get('seconds'), 1)} | {_f(ours.get('peak_mb'), 0)} | "
                      f"{_f(theirs.get('seconds'), 1)} | {_f(theirs.get('peak_mb'), 0)} | {ratio} |")
     return lines + ([""] + notes if notes else [])
 

@@ -10,7 +10,7 @@ corpus, as ngram/external.py builds them):
   timed twice: the query alone on a table already inside DuckDB, and with getting the NumPy arrays in
   (without pandas or pyarrow, which seqlm does not depend on, arrays go in as list parameters).
 
-    python bench/groupby.py [--tokens 10M]
+    python bench/groupby.py [--tokens 10M] [--results results/groupby.json]
 
 Prints one JSON object (last line).  DuckDB is optional: without it the row says so.
 """
@@ -97,6 +97,7 @@ def duckdb_groupby(keys: np.ndarray, suffix: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", default="10M")
+    ap.add_argument("--results", help="also write the JSON here (e.g. results/groupby.json)")
     args = ap.parse_args()
     import corpus as gen
 
@@ -110,8 +111,13 @@ def main() -> None:
     duck = duckdb_groupby(keys, suffix)
     if "unique" in duck and duck["unique"] != unique:
         raise SystemExit(f"duckdb found {duck['unique']} keys, numpy {unique}")
-    print(json.dumps({"benchmark": "groupby", "positions": len(keys), "unique": unique, "hardware": hardware(),
-                      "numpy_seconds": numpy_seconds, "duckdb": duck}))
+    out = {"benchmark": "groupby", "positions": len(keys), "unique": unique, "hardware": hardware(),
+           "numpy_seconds": numpy_seconds, "duckdb": duck}
+    if args.results:
+        from seqlm.files import write_json
+
+        write_json(args.results, out)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """n-gram benchmark on PTB: perplexity, estimation time and memory, scoring speed, next to KenLM.
 
     SEQLM_DATA=../shared/data python bench/ngram.py [--quick] [--results results/ngram-ptb.json]
-    python bench/ngram.py --scale [--sizes 1M,10M,30M,100M] [--work DIR]   (see SCALE_DOC below)
+    python bench/ngram.py --scale [--sizes 1M,10M,30M,100M] [--work DIR]   (see SCALE_DOC below; writes
+        results/ngram-scale.json and regenerates the README's table and reports/figures/ngram-scale.png)
 
 Measures, in this run:
 * estimation of the interpolated modified-KN 5-gram as a whole process from the shell
@@ -220,6 +221,12 @@ def scale(args) -> None:
         print(f"{info['tokens']:,} tokens: seqlm {row['seqlm']}, lmplz {row.get('lmplz')}", file=sys.stderr)
         with atomic_write(results) as f:  # as it goes: a stop loses nothing
             json.dump(out, f, indent=2)
+    if results.resolve() == (REPO / "results" / "ngram-scale.json").resolve():
+        # the README's table and the figure follow the results file (python -m seqlm.report)
+        from seqlm import reports
+
+        reports.main(["--readme", str(REPO / "README.md"), "--results", str(REPO / "results"),
+                      "--figures", str(REPO / "reports" / "figures")])
     print(json.dumps(out))
 
 

@@ -27,13 +27,13 @@ class Progress:
     a terminal, every ``every`` seconds otherwise (logs).  ``update(n, **fields)`` adds ``n`` and shows the
     fields (loss, lr, ...) after the bar."""
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", every: float = 10.0):
+    def __init__(self, total: int | None, desc: str, unit: str = "it", every: float = 10.0, delay: float = 0.0):
         from tqdm import tqdm
 
         tty = sys.stderr.isatty()
         self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr,
                         disable=not log.isEnabledFor(logging.INFO), mininterval=0.2 if tty else every,
-                        dynamic_ncols=tty, ascii=not tty, leave=True)
+                        dynamic_ncols=tty, ascii=not tty, leave=True, delay=delay)
 
     @property
     def n(self) -> int:
@@ -50,7 +50,10 @@ class Progress:
                                  refresh=False)
         self.bar.update(n)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Done (``failed``: erase the bar, so an error message stands alone)."""
+        if failed:
+            self.bar.leave = False
         self.bar.close()
 
 

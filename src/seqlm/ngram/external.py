@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlmError
+from ..runtime import Progress
 from ..text.bulk import TokenFile, read_raw as _read, tokenize_file
 from ..text.tokenize import Tokenizer
 from ..text.vocab import BOS_ID, Vocab
@@ -128,6 +129,19 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, n: int):
         yield f.result()
 
 
+class _closing:
+    """Close a progress bar at the end of a block (erased if the block failed)."""
+
+    def __init__(self, bar: Progress):
+        self.bar = bar
+
+    def __enter__(self) -> Progress:
+        return self.bar
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.bar.close(failed=exc_type is not None)
+
+
 def _line_pos(ids: np.ndarray) -> np.ndarray:
     """Each position's index in its line (<s> is 0), for a stream of whole lines."""
     starts = np.flatnonzero(ids == BOS_ID)
@@ -179,7 +193,7 @@ def _chunks(line_ends: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
 
 
 def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: Path, V: int,
-                 budget: int, need_ranks: bool, pool: ThreadPoolExecutor) -> tuple[_Order, Path | None]:
+                 budget: int, need_ranks: bool, pool: ThreadPoolExecutor, bar) -> tuple[_Order, Path | None]:
     """Order k's unique n-grams (and, if ``need_ranks``, the rank of the k-gram ending at each position)."""
     out = _Order(work, k)
 
@@ -222,6 +236,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
                     handles[b].write(np.stack([uk[lo:hi], cnt[lo:hi], sfx[lo:hi]], axis=1).tobytes())
                     pieces[b].append((ci, lo, hi - lo))
             local_sizes.append(len(uk))
+            bar.update(chunks[ci][1] - chunks[ci][0])
             if need_ranks:
                 inverse.tofile(work / f"inverse{ci}.i32")
                 end.astype(np.int32).tofile(work / f"ends{ci}.i32")
@@ -229,7 +244,6 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
         for h in handles:
             h.close()
 
-    maps = [np.zeros(0)] * len(chunks)
     if need_ranks:
         for ci, n in enumerate(local_sizes):
             np.zeros(n, dtype=np.int32).tofile(work / f"map{ci}.i32")
@@ -296,16 +310,18 @@ def count_file(tf: TokenFile, order: int, work: Path, budget: int, pool) -> tupl
         ids = _read(tf.ids, np.int32, s, e - s)
         uni += np.bincount(ids[ids != BOS_ID], minlength=V)
     orders, prev = [], None
-    for k in range(2, order + 1):
-        t0 = time.perf_counter()
-        o, ranks = _count_order(k, tf, chunks, prev, work, V, budget, k < order, pool)
-        if prev is not None:
-            prev.unlink()
-        prev = ranks
-        o.chunks = len(chunks)
-        orders.append(o)
-        log.info("order %d: %d n-grams counted in %.1fs (%d chunks, %d buckets)", k, o.size, time.perf_counter() - t0,
-             len(chunks), o.buckets)
+    bar = Progress(tf.positions * (order - 1), "count", unit="tok", delay=1.0)
+    with _closing(bar):
+        for k in range(2, order + 1):
+            t0 = time.perf_counter()
+            o, ranks = _count_order(k, tf, chunks, prev, work, V, budget, k < order, pool, bar)
+            if prev is not None:
+                prev.unlink()
+            prev = ranks
+            o.chunks = len(chunks)
+            orders.append(o)
+            log.info("order %d: %d n-grams counted in %.1fs (%d chunks, %d buckets)", k, o.size,
+                     time.perf_counter() - t0, len(chunks), o.buckets)
     if prev is not None:
         prev.unlink()
     return uni, orders
@@ -348,14 +364,18 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
     t0 = time.perf_counter()
     with Work(temp_dir) as work, ThreadPoolExecutor(THREADS) as pool:
-        tf = tokenize_file(path, work, tokenizer, min_count, max_size, vocab, pool=pool)
-        V = len(tf.vocab)
-        t1 = time.perf_counter()
-        uni, orders = count_file(tf, order, work, budget, pool)
-        t2 = time.perf_counter()
-        tf.ids.unlink()
-        info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
-        t3 = time.perf_counter()
+        try:
+            tf = tokenize_file(path, work, tokenizer, min_count, max_size, vocab, pool=pool)
+            V = len(tf.vocab)
+            t1 = time.perf_counter()
+            uni, orders = count_file(tf, order, work, budget, pool)
+            t2 = time.perf_counter()
+            tf.ids.unlink()
+            info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
+            t3 = time.perf_counter()
+        except OSError as e:  # a full disk, mostly: the scratch folder and the model folder are removed
+            raise SeqlmError(f"estimation could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
+                             f"model in {out.parent}): free disk space or choose another --temp-dir / --out") from None
     log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %.1f GB)", order,
              smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, budget / 2**30)
     cfg = {"smoothing": smoothing, "order": order, "prune": given_prune,
@@ -434,57 +454,59 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     remap = None  # rank among the kept n-grams of the order below (with pruning)
     bow_writer = NpyWriter(tables / "logbow1.npy", np.float64, V)
     building = None
-    for j, o in enumerate(orders):
-        k = j + 2
-        n_ctx = kept_prev.shape[0]
-        last = k == N
-        keep = np.zeros(o.size, dtype=bool)
-        probs = np.empty(o.size) if not last else None
-        writers = [NpyWriter(tables / f"{n}{k}.npy", dt, kept_n[k - 1])
-                   for n, dt in (("keys", np.int64), ("logprob", np.float64))]
-        # runs of whole contexts, and the contexts each gives backoff weights to (from the one after the
-        # previous run's last context, so contexts without continuations get theirs too)
-        runs, c_next = [], 0
-        for s, e in _runs(o, V, run):
-            c_end = int(_read(o.keys, np.int64, e - 1, 1)[0] // V) + 1 if e < o.size else n_ctx
-            runs.append((s, e, c_next, c_end))
-            c_next = c_end
+    with _closing(Progress(sum(o.size for o in orders), "estimate", unit="n-gram", delay=1.0)) as bar:
+        for j, o in enumerate(orders):
+            k = j + 2
+            n_ctx = kept_prev.shape[0]
+            last = k == N
+            keep = np.zeros(o.size, dtype=bool)
+            probs = np.empty(o.size) if not last else None
+            writers = [NpyWriter(tables / f"{n}{k}.npy", dt, kept_n[k - 1])
+                       for n, dt in (("keys", np.int64), ("logprob", np.float64))]
+            # runs of whole contexts, and the contexts each gives backoff weights to (from the one after the
+            # previous run's last context, so contexts without continuations get theirs too)
+            runs, c_next = [], 0
+            for s, e in _runs(o, V, run):
+                c_end = int(_read(o.keys, np.int64, e - 1, 1)[0] // V) + 1 if e < o.size else n_ctx
+                runs.append((s, e, c_next, c_end))
+                c_next = c_end
 
-        def step(i, j=j, o=o, k=k, lower=lower, remap=remap, kept_prev=kept_prev, runs=runs):
-            s, e, c0, c1 = runs[i]
-            keys = _read(o.keys, np.int64, s, e - s)
-            raw = _read(o.counts, np.int64, s, e - s)
-            a = _read(adjusted_files[j], np.int64, s, e - s)
-            suffix = _read(o.suffix, np.int64, s, e - s)
-            ctx = keys // V
-            p, bow, kept = order_step(smoothing, raw, a, ctx - c0, c1 - c0, lower[suffix],
-                                      discounts[k - 1], prune[k - 1], kval, V - 1)
-            kk = keys[kept]
-            if remap is not None:
-                kk = remap[kk // V] * V + kk % V
-            return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
+            def step(i, j=j, o=o, k=k, lower=lower, remap=remap, kept_prev=kept_prev, runs=runs):
+                s, e, c0, c1 = runs[i]
+                keys = _read(o.keys, np.int64, s, e - s)
+                raw = _read(o.counts, np.int64, s, e - s)
+                a = _read(adjusted_files[j], np.int64, s, e - s)
+                suffix = _read(o.suffix, np.int64, s, e - s)
+                ctx = keys // V
+                p, bow, kept = order_step(smoothing, raw, a, ctx - c0, c1 - c0, lower[suffix],
+                                          discounts[k - 1], prune[k - 1], kval, V - 1)
+                kk = keys[kept]
+                if remap is not None:
+                    kk = remap[kk // V] * V + kk % V
+                return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
 
-        for s, e, p, kept, kk, logp, logbow in _bounded_map(pool, step, len(runs)):
-            keep[s:e] = kept
-            if probs is not None:
-                probs[s:e] = p
-            writers[0].write(kk)
-            writers[1].write(logp)
-            bow_writer.write(logbow)
-        if o.size == 0:  # no n-gram of this order: every context keeps weight 1
-            bow_writer.write(np.zeros(int(kept_prev.sum())))
-        for w in writers:
-            w.close()
-        # order k's hash index, built in the background while the next order is estimated (one at a time)
-        if building is not None:
-            building.result()
-        building = pool.submit(_save_index, tables, k, kept_n[k - 1])
-        bow_writer.close()
-        bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
-        remap = None if keep.all() else np.cumsum(keep) - 1
-        kept_prev, lower = keep, probs
-        for f in (o.keys, o.counts, o.suffix, adjusted_files[j]):
-            f.unlink()
+            for s, e, p, kept, kk, logp, logbow in _bounded_map(pool, step, len(runs)):
+                keep[s:e] = kept
+                if probs is not None:
+                    probs[s:e] = p
+                writers[0].write(kk)
+                writers[1].write(logp)
+                bow_writer.write(logbow)
+                bar.update(e - s)
+            if o.size == 0:  # no n-gram of this order: every context keeps weight 1
+                bow_writer.write(np.zeros(int(kept_prev.sum())))
+            for w in writers:
+                w.close()
+            # order k's hash index, built in the background while the next order is estimated (one at a time)
+            if building is not None:
+                building.result()
+            building = pool.submit(_save_index, tables, k, kept_n[k - 1])
+            bow_writer.close()
+            bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
+            remap = None if keep.all() else np.cumsum(keep) - 1
+            kept_prev, lower = keep, probs
+            for f in (o.keys, o.counts, o.suffix, adjusted_files[j]):
+                f.unlink()
     bow_writer.write(np.zeros(kept_n[-1]))
     bow_writer.close()
     if building is not None:

@@ -169,17 +169,29 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
             hashes, per_line, text_of = _char_block(text, tokenizer)
         hashes = hashes.view(np.int64)
         u, first, c = np.unique(hashes, return_index=True, return_counts=True)
-        return hashes, per_line, u, first, c, text_of
+        return hashes, per_line, u, first, c, text_of, len(item[1])
+
+    from ..runtime import Progress
 
     hash_file = work / "hashes.i64"
-    with open(hash_file, "wb") as hf:
-        for hashes, per_line, u, first, c, text_of in _bounded(pool, pass1, blocks(path, block)):
-            if len(hashes):
-                types.add(u, c, first, text_of)
-                hf.write(hashes.tobytes())
-                lengths.append(per_line)
-    if not lengths:
-        raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
+    bar = None  # shown once the file is open and its first block read (an error before that is one line)
+    try:
+        with open(hash_file, "wb") as hf:
+            for hashes, per_line, u, first, c, text_of, size in _bounded(pool, pass1, blocks(path, block)):
+                if len(hashes):
+                    types.add(u, c, first, text_of)
+                    hf.write(hashes.tobytes())
+                    lengths.append(per_line)
+                bar = bar or Progress(path.stat().st_size, f"read {path.name}", unit="B", delay=1.0)
+                bar.update(size)
+        if not lengths:
+            raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
+    except BaseException:
+        if bar is not None:
+            bar.close(failed=True)
+        raise
+    if bar is not None:
+        bar.close()
     lengths = np.concatenate(lengths)
     if vocab is None:
         vocab = Vocab.from_counts(dict(zip(types.words, types.counts.tolist())), tokenizer, min_count, max_size)

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import SeqlmError
 from ..runtime import Progress
-from ..text.bulk import TokenFile, read_raw as _read, tokenize_file
+from ..text.bulk import TokenFile, bounded_map, read_raw as _read, tokenize_file
 from ..text.tokenize import Tokenizer
 from ..text.vocab import BOS_ID, Vocab
 from . import index as ngram_index
@@ -116,17 +116,6 @@ class NpyWriter:
         self.f.close()
         if self.done != self.n:
             raise RuntimeError(f"{self.path}: wrote {self.done} of {self.n} elements")
-
-
-def _bounded_map(pool: ThreadPoolExecutor, fn, n: int):
-    """``pool.map(fn, range(n))`` with at most one result waiting per thread (bounded memory)."""
-    pending = []
-    for i in range(n):
-        pending.append(pool.submit(fn, i))
-        if len(pending) > THREADS:
-            yield pending.pop(0).result()
-    for f in pending:
-        yield f.result()
 
 
 class _closing:
@@ -226,7 +215,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
     pieces = [[] for _ in range(buckets)]  # per bucket: (chunk, first local index, entries)
     local_sizes = []
     try:
-        for ci, (uk, cnt, sfx, inverse, end) in enumerate(_bounded_map(pool, local, len(chunks))):
+        for ci, (uk, cnt, sfx, inverse, end) in enumerate(bounded_map(pool, local, range(len(chunks)), THREADS)):
             if bounds is None:
                 bounds = uk[(len(uk) * np.arange(1, buckets)) // buckets] if len(uk) else np.zeros(buckets - 1, np.int64)
             cut = np.concatenate([[0], np.searchsorted(uk, bounds), [len(uk)]])
@@ -265,7 +254,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
         return sk[first], counts, e[perm[first], 2], group
 
     with open(out.keys, "wb") as fk, open(out.counts, "wb") as fc, open(out.suffix, "wb") as fs:
-        for b, (keys, counts, suffix, group) in enumerate(_bounded_map(pool, merge, buckets)):
+        for b, (keys, counts, suffix, group) in enumerate(bounded_map(pool, merge, range(buckets), THREADS)):
             if need_ranks:  # the global rank of each chunk's unique keys of this bucket
                 at = 0
                 for ci, lo, n in pieces[b]:
@@ -294,7 +283,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
         return r
 
     with open(ranks_file, "wb") as f:
-        for r in _bounded_map(pool, ranks, len(chunks)):
+        for r in bounded_map(pool, ranks, range(len(chunks)), THREADS):
             f.write(r.tobytes())
     return out, ranks_file
 
@@ -485,7 +474,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
                     kk = remap[kk // V] * V + kk % V
                 return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
 
-            for s, e, p, kept, kk, logp, logbow in _bounded_map(pool, step, len(runs)):
+            for s, e, p, kept, kk, logp, logbow in bounded_map(pool, step, range(len(runs)), THREADS):
                 keep[s:e] = kept
                 if probs is not None:
                     probs[s:e] = p

@@ -134,8 +134,9 @@ class _Types:
             self.table = ngram_index.build(self.hashes)
 
 
-def _bounded(pool, fn, items, ahead: int = 2):
-    """``map(fn, items)`` run in ``pool`` (None: here), at most ``ahead`` results waiting."""
+def bounded_map(pool, fn, items, ahead: int = 2):
+    """``map(fn, items)`` run in ``pool``'s threads (None: here), in order, with at most ``ahead`` results
+    waiting (``pool.map`` would submit every item at once and hold all the results: unbounded memory)."""
     if pool is None:
         yield from map(fn, items)
         return
@@ -177,7 +178,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
     bar = None  # shown once the file is open and its first block read (an error before that is one line)
     try:
         with open(hash_file, "wb") as hf:
-            for hashes, per_line, u, first, c, text_of, size in _bounded(pool, pass1, blocks(path, block)):
+            for hashes, per_line, u, first, c, text_of, size in bounded_map(pool, pass1, blocks(path, block)):
                 if len(hashes):
                     types.add(u, c, first, text_of)
                     hf.write(hashes.tobytes())
@@ -212,7 +213,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
 
     ids_file = work / "ids.i32"
     with open(ids_file, "wb") as out:
-        for ids in _bounded(pool, pass2, range(len(cuts) - 1)):
+        for ids in bounded_map(pool, pass2, range(len(cuts) - 1)):
             out.write(ids.tobytes())
     hash_file.unlink()
     return TokenFile(vocab, ids_file, int(line_ends[-1]), line_ends, int(lengths.sum()))

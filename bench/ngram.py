@@ -176,6 +176,47 @@ def meminfo(field: str) -> float:
     return float("nan")
 
 
+def scale_agreement(work: Path, text: Path, lmplz: str, seqlm_bin: str, sentences: int = 2000) -> dict:
+    """The bounded-memory model (spilling: ``--memory 1G``) against lmplz's ARPA file of the same text,
+    scored by the kenlm module: n-gram counts per order and the largest difference of sentence log10 p
+    on ``sentences`` lines of the training text, half of them with their words shuffled (backoff paths)."""
+    try:
+        import kenlm
+    except ImportError:
+        return {"skipped": "the kenlm module is not installed (pip install kenlm)"}
+    model, arpa = work / "agree-seqlm", work / "agree-lmplz.arpa"
+    subprocess.run([seqlm_bin, "-q", "train", "--train", str(text), "--model", "kn", "--order", "5", "--memory", "1G",
+                    "--temp-dir", str(work), "--out", str(model), "--overwrite"], check=True)
+    with open(text) as fin, open(arpa, "w") as fout:
+        subprocess.run([lmplz, "-o", "5", "-S", "2G", "-T", str(work)], stdin=fin, stdout=fout,
+                       stderr=subprocess.DEVNULL, check=True)
+    try:
+        lm = seqlm.load(model)
+        ken = kenlm.Model(str(arpa))
+        with open(arpa) as f:
+            theirs_sizes = [int(line.split("=")[1]) for line in (next(f) for _ in range(7)) if line.startswith("ngram ")]
+        lines = []
+        with open(text) as f:
+            for line in f:
+                lines.append(line.strip())
+                if len(lines) == sentences:
+                    break
+        rng = np.random.default_rng(0)
+        half = len(lines) // 2
+        lines = lines[:half] + [" ".join(rng.permutation(x.split())) for x in lines[half:]]
+        enc = [lm.vocab.encode(x.split()) for x in lines]
+        lp, _ = lm.score_lines(enc)
+        starts = np.cumsum([0] + [len(e) + 1 for e in enc[:-1]])
+        ours = np.add.reduceat(lp, starts) / math.log(10)
+        theirs = np.array([ken.score(x, bos=True, eos=True) for x in lines])
+        diff = np.abs(ours - theirs)
+        return {"tokens_file": text.name, "memory": "1G", "sentences": len(lines), "seqlm_ngrams": lm.tables.sizes(),
+                "lmplz_ngrams": theirs_sizes, "max_abs_log10": float(diff.max()), "mean_abs_log10": float(diff.mean())}
+    finally:
+        shutil.rmtree(model, ignore_errors=True)
+        arpa.unlink()
+
+
 def scale(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     import corpus as gen
@@ -221,6 +262,13 @@ def scale(args) -> None:
         print(f"{info['tokens']:,} tokens: seqlm {row['seqlm']}, lmplz {row.get('lmplz')}", file=sys.stderr)
         with atomic_write(results) as f:  # as it goes: a stop loses nothing
             json.dump(out, f, indent=2)
+    agree = [i for i, row in enumerate(out["rows"]) if row["tokens"] >= gen.size(args.agree)] if args.agree else []
+    if lmplz and agree:
+        out["agreement"] = scale_agreement(work, work / f"corpus-{sizes[agree[0]]}.txt", lmplz, seqlm_bin)
+        out["agreement"]["tokens"] = out["rows"][agree[0]]["tokens"]
+        print(f"agreement with lmplz: {out['agreement']}", file=sys.stderr)
+        with atomic_write(results) as f:
+            json.dump(out, f, indent=2)
     if results.resolve() == (REPO / "results" / "ngram-scale.json").resolve():
         # the README's table and the figure follow the results file (python -m seqlm.report)
         from seqlm import reports
@@ -238,6 +286,8 @@ def main() -> None:
                     help="instead: 5-gram estimation time and peak memory vs corpus size on generated text "
                          "(bench/corpus.py), seqlm next to lmplz -S 4G (results/ngram-scale.json by default)")
     ap.add_argument("--sizes", default="1M,10M,30M,100M", help="--scale: corpus sizes in tokens")
+    ap.add_argument("--agree", default="10M", help="--scale: also check the model of the first size at least this "
+                    "large (estimated spilling, --memory 1G) against lmplz's ARPA scored by kenlm ('' to skip)")
     ap.add_argument("--work", help="--scale: folder for the corpora (kept, reused) and temporary models")
     args = ap.parse_args()
     if args.scale:

@@ -190,6 +190,13 @@ def scale_table(res: dict, source: str) -> list[str]:
         ngrams = f"{sum(row['ngrams']):,}" if row.get("ngrams") else "–"
         lines.append(f"| {row['tokens']:,} | {row['types']:,} | {ngrams} | {_f(ours.get('seconds'), 1)} | {_f(ours.get('peak_mb'), 0)} | "
                      f"{_f(theirs.get('seconds'), 1)} | {_f(theirs.get('peak_mb'), 0)} | {ratio} |")
+    agree = res.get("agreement") or {}
+    if "max_abs_log10" in agree:
+        same = "the same" if agree["seqlm_ngrams"] == agree["lmplz_ngrams"] else "different"
+        notes.append(f"The {agree['tokens']:,}-token model, estimated spilling (`--memory {agree['memory']}`), against "
+                     f"lmplz's ARPA file of the same text scored by the kenlm module: {same} n-gram counts per order, "
+                     f"sentence log10 p within {agree['max_abs_log10']:.1e} on {agree['sentences']:,} sentences "
+                     f"(half with shuffled words).")
     return lines + ([""] + notes if notes else [])
 
 

@@ -58,6 +58,7 @@ THREADS = 2
 _BYTES_PER_POSITION = 100  # counting: a chunk's ids, ranks, positions, keys, sort permutation, sorted keys, ...
 _BYTES_PER_ENTRY = 100  # merging: key, count, suffix, sort permutation, the sorted copies, group numbers
 _CHUNK = 1 << 22  # positions per chunk at most (sorts are faster on chunks that stay near the caches)
+_MAX_BUCKETS = 256
 _SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
 _BYTES_PER_NGRAM = 120  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
 
@@ -208,6 +209,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
 
     n_ends = sum(max(0, e - s) for s, e in chunks)
     buckets = max(1, -(-n_ends * _BYTES_PER_ENTRY * (THREADS + 1) // max(int(budget * _SHARE), 1)))
+    buckets = min(buckets, _MAX_BUCKETS)  # open files; beyond it a bucket exceeds the budget (warned at estimation)
     out.buckets = buckets
     bounds = None
     bucket_files = [work / f"bucket{k}-{b}.i64" for b in range(buckets)]

@@ -65,6 +65,23 @@ def test_estimate_runs_cut_inside_long_contexts(tmp_path, monkeypatch):
     assert_same_model(ref, lm)
 
 
+EDGE = {
+    "one_long_line": " ".join(f"w{i % 300}" for i in range(6000)) + "\n",  # a line longer than a chunk
+    "single_words": "\n".join(f"w{i % 50}" for i in range(2000)) + "\n",  # no n-gram above order 2
+    "one_token": "hello\n",
+}
+
+
+@pytest.mark.parametrize("case", EDGE)
+@pytest.mark.parametrize("order,smoothing,prune", [(3, "mkn", None), (6, "wb", [0, 1]), (2, "add-k", None)])
+def test_spilling_edge_cases(tmp_path, case, order, smoothing, prune):
+    path = tmp_path / "t.txt"
+    path.write_text(EDGE[case])
+    ref = train_ngram(read_lines(path), order=order, smoothing=smoothing, prune=prune)
+    lm, _ = external(path, tmp_path, order=order, smoothing=smoothing, prune=prune, memory="8K")
+    assert_same_model(ref, lm)
+
+
 def test_ptb_5gram_spilling_equals_in_memory(tmp_path, ptb_dir):
     path = ptb_dir / "ptb" / "ptb.valid.txt"
     ref = train_ngram(read_lines(path), order=5)

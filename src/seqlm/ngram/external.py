@@ -387,9 +387,9 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     kn = smoothing in ("mkn", "ikn")
     held = _held_bytes([V] + [o.size for o in orders])
     if held > budget:
-        log.warning("--memory %.2f GB is less than what estimation holds whole for this model (%.2f GB: p of two "
-                    "adjacent orders, a flag per n-gram, one hash index in the making); going on with that",
-                    budget / 2**30, held / 2**30)
+        log.warning("--memory %s is less than what estimation holds whole for this model (%s: p of two adjacent "
+                    "orders, a flag per n-gram, one hash index in the making); going on with that",
+                    _human(budget), _human(held))
     run = max(1 << 10, min(1 << 21, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
     tables = out / TABLES
     tables.mkdir()
@@ -503,6 +503,13 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     if building is not None:
         building.result()
     return info, kept_n
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def _held_bytes(sizes: list[int]) -> int:

@@ -133,3 +133,14 @@ def test_kenlm_on_ptb_slice(tmp_path, ptb_dir):
     arpa = tmp_path / "ptb.arpa.gz"
     write_arpa(lm, arpa)
     _kenlm_check(kenlm, lm, arpa, test)
+
+
+def test_large_models_are_written_from_the_keys_alone(tmp_path, toy_lines, monkeypatch):
+    # past KEEP_NAMES the words of an order come from the keys (bounded memory): the same bytes
+    import seqlm.ngram.arpa as arpa
+
+    lm = train_ngram(toy_lines[0], order=5, prune=[0, 0, 1])
+    write_arpa(lm, tmp_path / "kept.arpa")
+    monkeypatch.setattr(arpa, "KEEP_NAMES", 0)
+    write_arpa(lm, tmp_path / "keys.arpa")
+    assert (tmp_path / "kept.arpa").read_bytes() == (tmp_path / "keys.arpa").read_bytes()

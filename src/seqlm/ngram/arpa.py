@@ -47,15 +47,17 @@ def _parse_mark(word: str, bad: str) -> Tokenizer:
 
 MISSING_UNK_LOG10 = -100.0  # KenLM's unknown_missing_logprob
 ROWS = 1 << 18  # n-grams formatted at a time when writing
+KEEP_NAMES = 128 << 20  # bytes of one order's n-gram text kept to build the next order's; beyond, from the keys
 PAD = 256  # zero bytes after the word and name buffers, so most rows are read as strided windows
 
 
 def write_arpa(model: NGramLM, path: str | Path) -> None:
     """Write ``model`` as an ARPA file (gzip'd if ``path`` ends in .gz), atomically.
 
-    Lines are laid out with array operations (see fastio.py), a block of n-grams at a time; the words of
-    an n-gram of order k are the words of its context (order k-1, laid out just before) plus one word.
-    Numbers are written in fixed point with 7 decimals (-99 for log10 0); a zero backoff is omitted.
+    Lines are laid out with array operations (see fastio.py), a block of n-grams at a time; the words of a
+    block's n-grams come from their keys, walking down the orders (key -> context rank -> the context's
+    key ...), so memory is one block whatever the model's size.  Numbers are written in fixed point with 7
+    decimals (-99 for log10 0); a zero backoff is omitted.
     """
     if not isinstance(model, NGramLM):
         raise SeqlmError(f"a {getattr(model, 'kind', type(model).__name__)} model cannot be written as ARPA: "
@@ -74,32 +76,59 @@ def write_arpa(model: NGramLM, path: str | Path) -> None:
         out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if path.suffix == ".gz" else raw
         head = ["\\data\\"] + [f"ngram {k}={len(t.keys[k - 1]) + (k == 1)}" for k in range(1, model.order + 1)]
         out.write(("\n".join(head) + "\n").encode())
-        names = (word_bytes, word_start, word_len)  # the words of each n-gram of the previous order
+        names = (word_bytes, word_start, word_len)  # the words of each n-gram of the previous order, if kept
         for k in range(1, model.order + 1):
             out.write(f"\n\\{k}-grams:\n".encode())
             if k == 1:
                 out.write(f"-99\t{_mark(model.vocab.tokenizer)}\n".encode("utf-8"))
             keys = t.keys[k - 1]
-            parts = []
+            parts, kept_bytes = [], 0
             for a in range(0, len(keys), ROWS):
                 rows = slice(a, a + ROWS)
                 if k == 1:
                     name = (word_bytes, word_start[rows], word_len[rows])
-                else:
+                elif names is not None:  # context text (kept from the order below) + one word
                     ctx, w = keys[rows] // V, keys[rows] % V
-                    text = fastio.assemble([(names[0], names[1][ctx], names[2][ctx]), (word_bytes, word_start[w], word_len[w])],
-                                           [(b" ", False), (b"", False)])
-                    length = names[2][ctx] + 1 + word_len[w]
-                    name = (text, np.cumsum(length) - length, length)
+                    fields = [(names[0], names[1][ctx], names[2][ctx]), (word_bytes, word_start[w], word_len[w])]
+                    name = _join(fields, names[2][ctx] + 1 + word_len[w])
+                else:  # every word from the keys (the order below was too large to keep)
+                    words = _words(t, k, np.asarray(keys[rows]))
+                    name = _join([(word_bytes, word_start[w], word_len[w]) for w in words],
+                                 sum(word_len[w] for w in words) + (k - 1))
+                if k > 1 and kept_bytes <= KEEP_NAMES:
                     parts.append(name)
+                    kept_bytes += len(name[0]) + 16 * len(name[2])  # text, starts and lengths
                 out.write(_lines(t.logprob[k - 1][rows], name, t.logbow[k - 1][rows] if k < model.order else None).tobytes())
-            if k > 1 and parts:
-                lengths = np.concatenate([p[2] for p in parts])
-                names = (np.concatenate([p[0] for p in parts] + [np.zeros(PAD, np.uint8)]),
-                         np.cumsum(lengths) - lengths, lengths)
+            if k > 1:
+                if parts and kept_bytes <= KEEP_NAMES:
+                    lengths = np.concatenate([p[2] for p in parts])
+                    names = (np.concatenate([p[0] for p in parts] + [np.zeros(PAD, np.uint8)]),
+                             np.cumsum(lengths) - lengths, lengths)
+                else:
+                    names = None
         out.write(b"\n\\end\\\n")
         if out is not raw:
             out.close()
+
+
+def _join(fields, length: np.ndarray) -> tuple:
+    """The words of a block's n-grams, separated by spaces: (bytes, start of each, length of each)."""
+    text = fastio.assemble(fields, [(b" ", False)] * (len(fields) - 1) + [(b"", False)])
+    return text, np.cumsum(length) - length, length
+
+
+def _words(t, k: int, keys: np.ndarray) -> list[np.ndarray]:
+    """Word ids w1..wk of order-k n-grams from their keys: the last word is ``key % V``, the context's key is
+    ``keys[k-2][key // V]``, and so on down to order 1, whose rank is the word id."""
+    V = t.vocab_size
+    words = [keys % V]
+    rank = keys // V
+    for j in range(k - 1, 1, -1):
+        ctx_keys = t.keys[j - 1][rank]
+        words.append(ctx_keys % V)
+        rank = ctx_keys // V
+    words.append(rank)
+    return words[::-1]
 
 
 def _lines(logprob: np.ndarray, name, logbow: np.ndarray | None) -> np.ndarray:

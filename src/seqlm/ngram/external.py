@@ -58,6 +58,7 @@ THREADS = 2
 _BYTES_PER_POSITION = 100  # counting: a chunk's ids, ranks, positions, keys, sort permutation, sorted keys, ...
 _BYTES_PER_ENTRY = 100  # merging: key, count, suffix, sort permutation, the sorted copies, group numbers
 _CHUNK = 1 << 22  # positions per chunk at most (sorts are faster on chunks that stay near the caches)
+_BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token offsets, hashes, windows
 _MAX_BUCKETS = 256
 _SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
 _BYTES_PER_NGRAM = 120  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
@@ -356,7 +357,8 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     t0 = time.perf_counter()
     with Work(temp_dir) as work, ThreadPoolExecutor(THREADS) as pool:
         try:
-            tf = tokenize_file(path, work, tokenizer, min_count, max_size, vocab, pool=pool)
+            tf = tokenize_file(path, work, tokenizer, min_count, max_size, vocab, pool=pool,
+                               block=_text_block(budget, tokenizer))
             V = len(tf.vocab)
             t1 = time.perf_counter()
             uni, orders = count_file(tf, order, work, budget, pool)
@@ -503,6 +505,14 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     if building is not None:
         building.result()
     return info, kept_n
+
+
+def _text_block(budget: int, tokenizer: Tokenizer) -> int:
+    """Bytes of text per block: the blocks in flight (one per thread, one waiting) within the budget's share.
+    Word level works on ~20 bytes per byte of text (offsets, hashes, the hashing windows); character level
+    makes a Python string per character, ~8x more."""
+    per_byte = _BYTES_PER_TEXT_BYTE * (1 if tokenizer.level == "word" else 8)
+    return int(min(16 << 20, max(1 << 16, budget * _SHARE // ((THREADS + 1) * per_byte))))
 
 
 def _human(n: int) -> str:

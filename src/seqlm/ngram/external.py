@@ -61,7 +61,7 @@ _CHUNK = 1 << 22  # positions per chunk at most (sorts are faster on chunks that
 _BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token offsets, hashes, windows
 _MAX_BUCKETS = 256
 _SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
-_BYTES_PER_NGRAM = 120  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
+_BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
 
 
 # -- memory sizes ---------------------------------------------------------------------------------
@@ -392,7 +392,10 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
         log.warning("--memory %s is less than what estimation holds whole for this model (%s: p of two adjacent "
                     "orders, a flag per n-gram, one hash index in the making); going on with that",
                     _human(budget), _human(held))
-    run = max(1 << 10, min(1 << 21, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
+    # runs in flight share what the budget leaves beside what is held whole (runs much shorter than ~256k
+    # n-grams cost more time than they save memory; tiny budgets, as in the tests, get tiny runs)
+    floor = min(1 << 18, max(1 << 10, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
+    run = max(floor, min(1 << 21, (int(budget * _SHARE) - held) // (_BYTES_PER_NGRAM * (THREADS + 1))))
     tables = out / TABLES
     tables.mkdir()
     work = orders[0].keys.parent if orders else None
@@ -525,10 +528,10 @@ def _human(n: int) -> str:
 def _held_bytes(sizes: list[int]) -> int:
     """What estimation holds whole at its peak: p of two adjacent orders (8 bytes per n-gram each), the
     continuation counts of one order (16: with a bincount), flags (2), and the hash index of an order
-    being built (4 bytes per slot)."""
+    being built (4 bytes per slot, and a batch of keys in the making)."""
     peak = 0
     for j in range(1, len(sizes)):
-        index = 4 << ngram_index.table_bits(sizes[j - 1]) if j > 1 else 0
+        index = (4 << ngram_index.table_bits(sizes[j - 1])) + 48 * min(sizes[j - 1], ngram_index.BATCH) if j > 1 else 0
         peak = max(peak, 8 * sizes[j - 1] + 8 * sizes[j] + 2 * sizes[j] + index, 16 * sizes[j])
     return peak
 

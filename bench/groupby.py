@@ -50,19 +50,11 @@ def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
     return rank.astype(np.int64) * V + ids[end], ids[end - 1].astype(np.int64)
 
 
-def reduce_sorted(sk: np.ndarray) -> np.ndarray:
-    new = np.empty(len(sk), dtype=bool)
-    new[:1] = True
-    np.not_equal(sk[1:], sk[:-1], out=new[1:])
-    return np.flatnonzero(new)
-
-
 def numpy_groupby(keys: np.ndarray, suffix: np.ndarray, chunk: int = 1 << 22) -> int:
+    from seqlm.ngram.external import _sort_groups
+
     def local(s):
-        k = keys[s:s + chunk]
-        perm = np.argsort(k, kind="stable")
-        sk = k[perm]
-        first = reduce_sorted(sk)
+        perm, sk, _, first = _sort_groups(keys[s:s + chunk])
         return sk[first], np.diff(np.append(first, len(sk))), suffix[s:s + chunk][perm[first]]
 
     with ThreadPoolExecutor(2) as pool:
@@ -70,9 +62,7 @@ def numpy_groupby(keys: np.ndarray, suffix: np.ndarray, chunk: int = 1 << 22) ->
     k = np.concatenate([p[0] for p in parts])
     c = np.concatenate([p[1] for p in parts])
     x = np.concatenate([p[2] for p in parts])
-    perm = np.argsort(k, kind="stable")
-    sk = k[perm]
-    first = reduce_sorted(sk)
+    perm, sk, _, first = _sort_groups(k)
     counts = np.add.reduceat(c[perm], first)
     assert counts.sum() == len(keys) and len(x[perm[first]]) == len(first)
     return len(first)

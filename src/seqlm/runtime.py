@@ -50,6 +50,12 @@ class Progress:
                                  refresh=False)
         self.bar.update(n)
 
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(failed=exc_type is not None)
+
     def close(self, failed: bool = False) -> None:
         """Done (``failed``: erase the bar, so an error message stands alone)."""
         if failed:

@@ -120,19 +120,6 @@ class NpyWriter:
             raise RuntimeError(f"{self.path}: wrote {self.done} of {self.n} elements")
 
 
-class _closing:
-    """Close a progress bar at the end of a block (erased if the block failed)."""
-
-    def __init__(self, bar: Progress):
-        self.bar = bar
-
-    def __enter__(self) -> Progress:
-        return self.bar
-
-    def __exit__(self, exc_type, *_) -> None:
-        self.bar.close(failed=exc_type is not None)
-
-
 def _line_pos(ids: np.ndarray) -> np.ndarray:
     """Each position's index in its line (<s> is 0), for a stream of whole lines."""
     starts = np.flatnonzero(ids == BOS_ID)
@@ -169,6 +156,7 @@ class _Order:
         self.k = k
         self.keys, self.counts, self.suffix = (work / f"{n}{k}.i64" for n in ("keys", "counts", "suffix"))
         self.size = 0
+        self.chunks = self.buckets = 0  # how it was counted, for the record
 
 
 def _chunks(line_ends: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
@@ -183,6 +171,17 @@ def _chunks(line_ends: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
     return out
 
 
+def _sort_groups(keys: np.ndarray):
+    """A stable sort of ``keys``: the permutation, the sorted keys, whether each starts a run of equal keys,
+    and where the runs start."""
+    perm = np.argsort(keys, kind="stable")
+    sk = keys[perm]
+    new = np.empty(len(sk), dtype=bool)
+    new[:1] = True
+    np.not_equal(sk[1:], sk[:-1], out=new[1:])
+    return perm, sk, new, np.flatnonzero(new)
+
+
 def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: Path, V: int,
                  budget: int, need_ranks: bool, pool: ThreadPoolExecutor, bar) -> tuple[_Order, Path | None]:
     """Order k's unique n-grams (and, if ``need_ranks``, the rank of the k-gram ending at each position)."""
@@ -195,12 +194,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
         end = np.flatnonzero(_line_pos(ids) >= k - 1)
         keys = ranks[end - 1].astype(np.int64) * V + ids[end]
         suffix = ranks[end]
-        perm = np.argsort(keys, kind="stable")
-        sk = keys[perm]
-        new = np.empty(len(sk), dtype=bool)
-        new[:1] = True
-        np.not_equal(sk[1:], sk[:-1], out=new[1:])
-        first = np.flatnonzero(new)
+        perm, sk, new, first = _sort_groups(keys)
         counts = np.diff(np.append(first, len(sk)))
         inverse = None
         if need_ranks:
@@ -243,12 +237,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
     def merge(b):
         e = _read(bucket_files[b], np.int64).reshape(-1, 3)
         bucket_files[b].unlink()
-        perm = np.argsort(e[:, 0], kind="stable")  # runs of sorted keys, one per chunk
-        sk = e[perm, 0]
-        new = np.empty(len(sk), dtype=bool)
-        new[:1] = True
-        np.not_equal(sk[1:], sk[:-1], out=new[1:])
-        first = np.flatnonzero(new)
+        perm, sk, new, first = _sort_groups(e[:, 0])  # runs of sorted keys, one per chunk: a stable sort merges them
         counts = np.add.reduceat(e[perm, 1], first) if len(first) else np.zeros(0, np.int64)
         group = None
         if need_ranks:
@@ -302,8 +291,7 @@ def count_file(tf: TokenFile, order: int, work: Path, budget: int, pool) -> tupl
         ids = _read(tf.ids, np.int32, s, e - s)
         uni += np.bincount(ids[ids != BOS_ID], minlength=V)
     orders, prev = [], None
-    bar = Progress(tf.positions * (order - 1), "count", unit="tok", delay=1.0)
-    with _closing(bar):
+    with Progress(tf.positions * (order - 1), "count", unit="tok", delay=1.0) as bar:
         for k in range(2, order + 1):
             t0 = time.perf_counter()
             o, ranks = _count_order(k, tf, chunks, prev, work, V, budget, k < order, pool, bar)
@@ -450,7 +438,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     remap = None  # rank among the kept n-grams of the order below (with pruning)
     bow_writer = NpyWriter(tables / "logbow1.npy", np.float64, V)
     building = None
-    with _closing(Progress(sum(o.size for o in orders), "estimate", unit="n-gram", delay=1.0)) as bar:
+    with Progress(sum(o.size for o in orders), "estimate", unit="n-gram", delay=1.0) as bar:
         for j, o in enumerate(orders):
             k = j + 2
             n_ctx = kept_prev.shape[0]

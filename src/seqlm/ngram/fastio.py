@@ -23,11 +23,12 @@ _LEN_MIX = np.uint64(0x9E3779B97F4A7C15)
 _HASH_WIDTH = 32
 
 
-def tokens(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and (exclusive) end offsets of the whitespace-separated tokens of ``buf``."""
+def tokens(buf: np.ndarray, blank: np.ndarray = _WS) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and (exclusive) end offsets of the tokens of ``buf`` separated by the bytes ``blank``
+    marks (a table of 256 bools; default ARPA's whitespace)."""
     ws = np.empty(len(buf) + 2, dtype=np.int8)
     ws[0] = ws[-1] = 1
-    ws[1:-1] = _WS[buf]
+    ws[1:-1] = blank[buf]
     d = np.diff(ws)
     return np.flatnonzero(d == -1), np.flatnonzero(d == 1)
 

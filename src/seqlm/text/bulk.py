@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import SeqlmError
 from ..ngram import fastio
 from ..ngram import index as ngram_index
-from .corpora import open_text
+from .corpora import decode_block, line_blocks
 from .tokenize import Tokenizer
 from .vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
 
@@ -53,32 +53,6 @@ class TokenFile:
         return len(self.line_ends)
 
 
-def blocks(path: Path, block: int = BLOCK):
-    """(offset, bytes) of blocks of whole lines of the file (the last may lack its newline)."""
-    with open_text(path) as f:
-        offset, carry = 0, b""
-        while True:
-            data = f.read(block)
-            buf = carry + data
-            cut = buf.rfind(b"\n") + 1 if data else len(buf)
-            if cut:
-                yield offset, buf[:cut]
-                offset += cut
-            carry = buf[cut:]
-            if not data:
-                break
-
-
-def _check(data: bytes, name: str, offset: int) -> str:
-    if b"\x00" in data:
-        raise SeqlmError(f"{name} looks binary (it has NUL bytes): give a UTF-8 text file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SeqlmError(f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}): "
-                         f"convert it, e.g. iconv -f LATIN1 -t UTF-8") from None
-
-
 def _word_block(data: bytes, text: str, lowercase: bool):
     """Hashes of the block's tokens, the token count of each non-blank line, and a function giving a
     token's text."""
@@ -91,11 +65,7 @@ def _word_block(data: bytes, text: str, lowercase: bool):
     elif lowercase:
         data = data.lower()
     buf = np.frombuffer(data, dtype=np.uint8)
-    ws = np.empty(len(buf) + 2, dtype=np.int8)
-    ws[0] = ws[-1] = 1
-    ws[1:-1] = _WS[buf]
-    d = np.diff(ws)
-    starts, ends = np.flatnonzero(d == -1), np.flatnonzero(d == 1)
+    starts, ends = fastio.tokens(buf, _WS)
     line_of = np.searchsorted(np.flatnonzero(buf == 10), starts)
     per_line = np.bincount(line_of, minlength=int(line_of[-1]) + 1 if len(line_of) else 0)
     hashes = fastio.token_hashes(buf, starts, ends)
@@ -161,7 +131,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
 
     def pass1(item):
         offset, data = item
-        text = _check(data, name, offset)
+        text = decode_block(data, name, offset)
         if offset == 0 and text.startswith("\ufeff"):
             text, data = text[1:], data[3:]
         if tokenizer.level == "word":
@@ -178,7 +148,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
     bar = None  # shown once the file is open and its first block read (an error before that is one line)
     try:
         with open(hash_file, "wb") as hf:
-            for hashes, per_line, u, first, c, text_of, size in bounded_map(pool, pass1, blocks(path, block)):
+            for hashes, per_line, u, first, c, text_of, size in bounded_map(pool, pass1, line_blocks(path, block)):
                 if len(hashes):
                     types.add(u, c, first, text_of)
                     hf.write(hashes.tobytes())

@@ -111,22 +111,40 @@ def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1
     """:func:`read_lines`, one block of the file at a time: memory stays flat whatever the file's size
     (an error about the file's content comes when the reader gets there)."""
     path = Path(path)
+    seen = False
+    for offset, data in line_blocks(path, block):
+        lines = _decode(data, str(path), offset, keep_blank)
+        seen = seen or any(line.strip() for line in lines)
+        yield from lines
+    if not seen:
+        raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
+
+
+def line_blocks(path: Path, block: int = 1 << 20):
+    """(offset, bytes) of the file in blocks of whole lines (the last may lack its newline)."""
     with open_text(path) as f:
-        offset, carry, seen = 0, b"", False
+        offset, carry = 0, b""
         while True:
             data = f.read(block)
             buf = carry + data
             cut = buf.rfind(b"\n") + 1 if data else len(buf)
             if cut:
-                lines = _decode(buf[:cut], str(path), offset, keep_blank)
-                seen = seen or any(line.strip() for line in lines)
-                yield from lines
+                yield offset, buf[:cut]
                 offset += cut
             carry = buf[cut:]
             if not data:
                 break
-    if not seen:
-        raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
+
+
+def decode_block(data: bytes, name: str, offset: int) -> str:
+    """Bytes ``offset``... of the file ``name`` as text, or one clear error (NUL bytes, not UTF-8)."""
+    if b"\x00" in data:
+        raise SeqlmError(f"{name} looks binary (it has NUL bytes): give a UTF-8 text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SeqlmError(f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}): "
+                         f"convert it, e.g. iconv -f LATIN1 -t UTF-8") from None
 
 
 def open_text(path: Path):
@@ -150,13 +168,7 @@ def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
 
 def _decode(data: bytes, name: str, offset: int, keep_blank: bool) -> list[str]:
     """The lines of ``data``, bytes ``offset``... of ``name`` (a block of whole lines, or the end)."""
-    if b"\x00" in data:
-        raise SeqlmError(f"{name} looks binary (it has NUL bytes): give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SeqlmError(f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {offset + e.start}): "
-                         f"convert it, e.g. iconv -f LATIN1 -t UTF-8") from None
+    text = decode_block(data, name, offset)
     if offset == 0 and text.startswith("\ufeff"):
         text = text[1:]
     # a line ends at \n (or \r\n) only, as KenLM reads text: str.splitlines() would also split at \v, \f,

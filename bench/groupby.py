@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "bench"))
 def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
     import corpus as gen
 
-    from seqlm.ngram.external import _line_pos
+    from seqlm.models.ngram.external import _line_pos
     from seqlm.text.bulk import tokenize_file
     from seqlm.text.tokenize import Tokenizer
 
@@ -51,7 +51,7 @@ def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def numpy_groupby(keys: np.ndarray, suffix: np.ndarray, chunk: int = 1 << 22) -> int:
-    from seqlm.ngram.external import _sort_groups
+    from seqlm.models.ngram.external import _sort_groups
 
     def local(s):
         perm, sk, _, first = _sort_groups(keys[s:s + chunk])
@@ -91,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     import corpus as gen
 
-    from seqlm.runtime import hardware
+    from seqlm.io.runtime import hardware
 
     with tempfile.TemporaryDirectory() as tmp:
         keys, suffix = keys_of_corpus(gen.size(args.tokens), Path(tmp))
@@ -104,7 +104,7 @@ def main() -> None:
     out = {"benchmark": "groupby", "positions": len(keys), "unique": unique, "hardware": hardware(),
            "numpy_seconds": numpy_seconds, "duckdb": duck}
     if args.results:
-        from seqlm.files import write_json
+        from seqlm.io.files import write_json
 
         write_json(args.results, out)
     print(json.dumps(out))

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import seqlm  # noqa: E402
-from seqlm.evaluate import evaluate_data  # noqa: E402
-from seqlm.ngram.arpa import write_arpa  # noqa: E402
-from seqlm.runtime import git_commit, hardware  # noqa: E402
+from seqlm.tasks.evaluate import evaluate_data  # noqa: E402
+from seqlm.models.ngram.arpa import write_arpa  # noqa: E402
+from seqlm.io.runtime import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 from seqlm.text.encode import encode_lines  # noqa: E402
 
@@ -112,7 +112,7 @@ print(json.dumps({{"seconds": seconds, "peak_mb": peak, "added_mb": peak - base}
 """
 
 LOADERS = {
-    "seqlm_arpa": ("import numpy, seqlm\nfrom seqlm.ngram.arpa import read_arpa", "read_arpa(sys.argv[1])", ""),
+    "seqlm_arpa": ("import numpy, seqlm\nfrom seqlm.models.ngram.arpa import read_arpa", "read_arpa(sys.argv[1])", ""),
     "kenlm_arpa": ("import kenlm", "kenlm.Model(sys.argv[1])", ""),
     # a query on the mapped model touches only the pages it reads
     "seqlm_folder": ("import numpy, seqlm", "seqlm.load(sys.argv[1])",
@@ -221,7 +221,7 @@ def scale(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     import corpus as gen
 
-    from seqlm.files import atomic_write
+    from seqlm.io.files import atomic_write
 
     sizes = [gen.size(x) for x in args.sizes.split(",")]
     work = Path(args.work or tempfile.mkdtemp(prefix="seqlm-scale-"))
@@ -386,7 +386,7 @@ def main() -> None:
               f"{speed.get('kenlm_python_tokens_per_s', float('nan')):,.0f} (kenlm module, per sentence)",
               file=sys.stderr)
     if args.results:
-        from seqlm.files import atomic_write
+        from seqlm.io.files import atomic_write
 
         with atomic_write(args.results) as f:
             json.dump(out, f, indent=2)

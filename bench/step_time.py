@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from seqlm.config import apply_overrides, load_recipe  # noqa: E402
-from seqlm.neural.lm import NeuralLM, build_module  # noqa: E402
-from seqlm.neural.step import Stepper, make_optimizer  # noqa: E402
-from seqlm.neural.training import use_graphs  # noqa: E402
-from seqlm.runtime import hardware, resolve_device, resolve_precision, set_threads  # noqa: E402
+from seqlm.models.neural.lm import NeuralLM, build_module  # noqa: E402
+from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
+from seqlm.training.neural import use_graphs  # noqa: E402
+from seqlm.io.runtime import hardware, resolve_device, resolve_precision, set_threads  # noqa: E402
 from seqlm.text.tokenize import Tokenizer  # noqa: E402
 from seqlm.text.vocab import Vocab  # noqa: E402
 

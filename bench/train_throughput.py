@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from seqlm.config import ModelConfig  # noqa: E402
-from seqlm.neural.cells import GATES  # noqa: E402
-from seqlm.neural.lm import build_module  # noqa: E402
-from seqlm.neural.step import Stepper, make_optimizer  # noqa: E402
-from seqlm.runtime import bf16_supported, git_commit, hardware, set_threads, tune_allocator  # noqa: E402
+from seqlm.models.neural.cells import GATES  # noqa: E402
+from seqlm.models.neural.lm import build_module  # noqa: E402
+from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
+from seqlm.io.runtime import bf16_supported, git_commit, hardware, set_threads, tune_allocator  # noqa: E402
 
 V, B, T = 10000, 20, 35
 
@@ -151,7 +151,7 @@ def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, d
     y = zipf_ids((B, T), device)
     noise = None
     if nce:
-        from seqlm.neural.output import NCELoss
+        from seqlm.models.neural.output import NCELoss
 
         noise = NCELoss(torch.bincount(zipf_ids((100_000,), "cpu").flatten(), minlength=V), nce).to(device)
     stepper = Stepper(module, opt, module.init_state(B, device), torch.bfloat16 if precision == "bf16" else None,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from seqlm import toydata
+from seqlm.text import toydata
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from conftest import step_by_step
 
 import seqlm
 from seqlm.cli import main
-from seqlm.neural import adapt
+from seqlm.models import adapted as adapt
 from seqlm.text.vocab import EOS_ID
 
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from seqlm.errors import SeqlmError
-from seqlm.evaluate import evaluate
-from seqlm.ngram.arpa import read_arpa, write_arpa
-from seqlm.train import train_ngram
+from seqlm.tasks.evaluate import evaluate
+from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.training.train import train_ngram
 
 
 @pytest.mark.parametrize("suffix", [".arpa", ".arpa.gz"])
@@ -137,7 +137,7 @@ def test_kenlm_on_ptb_slice(tmp_path, ptb_dir):
 
 def test_large_models_are_written_from_the_keys_alone(tmp_path, toy_lines, monkeypatch):
     # past KEEP_NAMES the words of an order come from the keys (bounded memory): the same bytes
-    import seqlm.ngram.arpa as arpa
+    import seqlm.models.ngram.arpa as arpa
 
     lm = train_ngram(toy_lines[0], order=5, prune=[0, 0, 1])
     write_arpa(lm, tmp_path / "kept.arpa")

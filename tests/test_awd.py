@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from seqlm.config import ModelConfig, TrainConfig
-from seqlm.models import load
-from seqlm.neural.recurrent import RecurrentLM
-from seqlm.neural.step import Averager, Stepper, make_optimizer
-from seqlm.neural.training import nonmonotone, window_length
+from seqlm.models.loader import load
+from seqlm.models.neural.recurrent import RecurrentLM
+from seqlm.training.step import Averager, Stepper, make_optimizer
+from seqlm.training.neural import nonmonotone, window_length
 
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)
 
@@ -154,7 +154,7 @@ def test_resume_with_averaging_is_exact(tmp_path, small_files):  # noqa: F811
 
 def test_awd_recipe_trains_at_tiny_scale(tmp_path, small_files):  # noqa: F811
     """The AWD-LSTM recipe as written (every idea on), shrunk to toy size, trains on CPU and resumes."""
-    from seqlm.train import train
+    from seqlm.training.train import train
 
     shrink = ["model.embedding_dim=16", "model.hidden_size=24", "model.last_layer_size=16", "train.batch_size=4",
               "train.bptt=10", "train.max_minutes=none", "train.epochs=1",
@@ -166,7 +166,7 @@ def test_awd_recipe_trains_at_tiny_scale(tmp_path, small_files):  # noqa: F811
 
 
 def test_mogrifier_zero_rounds_is_the_lstm_and_rounds_gate():
-    from seqlm.neural.cells import MogrifierLSTM, ReferenceRecurrent
+    from seqlm.models.neural.cells import MogrifierLSTM, ReferenceRecurrent
 
     torch.manual_seed(0)
     mog = MogrifierLSTM(6, 5, rounds=0)
@@ -201,7 +201,7 @@ def test_mogrifier_kind_trains_and_refuses_fused(tmp_path, small_files):  # noqa
 
 
 def test_nce_loss_formula():
-    from seqlm.neural.output import NCELoss
+    from seqlm.models.neural.output import NCELoss
 
     torch.manual_seed(0)
     counts = torch.tensor([5, 0, 3, 7, 1, 4])

@@ -16,10 +16,10 @@ from conftest import step_by_step
 import seqlm
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.files import atomic_write
+from seqlm.io.files import atomic_write
 from seqlm.text.corpora import decode_lines
 from seqlm.text.tokenize import Tokenizer
-from seqlm.train import train_ngram
+from seqlm.training.train import train_ngram
 
 
 def test_witten_bell_by_hand():

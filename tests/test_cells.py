@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from seqlm.config import ModelConfig
-from seqlm.neural.cells import ReferenceRecurrent, gru_cell, lstm_cell, rnn_cell
-from seqlm.neural.lm import build_module
+from seqlm.models.neural.cells import ReferenceRecurrent, gru_cell, lstm_cell, rnn_cell
+from seqlm.models.neural.lm import build_module
 
 KINDS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 

@@ -9,9 +9,9 @@ import torch
 
 from seqlm.config import ModelConfig
 from seqlm.errors import SeqlmError
-from seqlm.models import load
-from seqlm.neural.recurrent import RecurrentLM
-from seqlm.neural.step import Stepper, make_optimizer, set_lr
+from seqlm.models.loader import load
+from seqlm.models.neural.recurrent import RecurrentLM
+from seqlm.training.step import Stepper, make_optimizer, set_lr
 
 from test_neural import small_files, tiny_run  # noqa: F401 (fixture)
 
@@ -77,7 +77,7 @@ def test_graphed_training_resumes_and_loads_on_cpu(tmp_path, small_files):  # no
 
 def test_nan_loss_stops_under_graphs(tmp_path, small_files, monkeypatch):  # noqa: F811
     """Under graphs the loss is read every train.log_every steps: a NaN stops training there."""
-    from seqlm.neural import step
+    from seqlm.training import step
 
     real = step.token_cross_entropy
     monkeypatch.setattr(step, "token_cross_entropy", lambda logits, y: real(logits, y) * float("nan"))

@@ -1,7 +1,8 @@
-"""The interface every kind of the table of kinds meets, written once and run for each kind: the
-distribution sums to 1, batched scoring equals step-by-step, save -> load gives identical scores,
-evaluation does not depend on its batching, and the CLI trains, evaluates, scores, predicts and
-generates with it end to end."""
+"""The interface every kind of the table of kinds meets, written once and run for each row (the
+composites included: a mixture built by seqlm mix, dynamic evaluation and the cache built by seqlm
+adapt): the distribution sums to 1, batched scoring equals step-by-step, save -> load gives identical
+scores, evaluation does not depend on its batching, and the CLI trains (or builds), evaluates, scores,
+predicts and generates with it end to end."""
 
 import json
 
@@ -28,15 +29,41 @@ def options(kind: str, variant: str = "") -> list[str]:
     return ["--order", "3"] + (["--k", "0.5"] if kinds.get(kind).canonical == "add-k" else [])
 
 
-@pytest.fixture(scope="module", params=list(kinds.names()) + list(VARIANTS))
+# how a composite row is built from trained parts: the parts' kinds and the command after training them
+COMPOSITES = {
+    "mixture": (["kn", "lstm"], lambda d: ["mix", str(d / "kn"), str(d / "lstm"), "--valid", str(d / "valid.txt")]),
+    "dynamic": (["lstm"], lambda d: ["adapt", str(d / "lstm"), "--method", "dynamic", "--valid", str(d / "valid.txt"),
+                                     "--no-tune", "--param", "rule=sgd", "--param", "lr=0.01"]),
+    "cache": (["lstm"], lambda d: ["adapt", str(d / "lstm"), "--method", "cache", "--valid", str(d / "valid.txt"),
+                                   "--no-tune", "--param", "size=20", "--param", "theta=0.5", "--param", "lambda=0.2"]),
+}
+
+
+def test_every_row_is_in_the_contract_suite():
+    assert set(kinds.KINDS) == set(kinds.names()) | set(COMPOSITES)
+    assert set(kinds.names("composite")) == set(COMPOSITES)
+
+
+def _train(d, kind: str, out, variant: str = "") -> None:
+    argv = ["-q", "train", "--model", kind, "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
+            "--out", str(out)] + options(kind, variant)
+    assert main(argv) == 0
+
+
+@pytest.fixture(scope="module", params=list(kinds.names()) + list(VARIANTS) + list(COMPOSITES))
 def trained(request, tmp_path_factory, toy_lines):
     kind, _, variant = request.param.partition("+")
     d = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     for name, lines in zip(("train", "valid", "test"), (toy_lines[0][:300], toy_lines[1][:40], toy_lines[2][:40])):
         (d / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    argv = ["-q", "train", "--model", kind, "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
-            "--out", str(d / "m")] + options(kind, variant)
-    assert main(argv) == 0
+    if kind in COMPOSITES:
+        parts, command = COMPOSITES[kind]
+        for part in parts:
+            _train(d, part, d / part)
+        assert main(["-q"] + command(d) + ["--out", str(d / "m")]) == 0
+        assert seqlm.load(d / "m").__class__.__name__ == kinds.KINDS[kind].builder.rsplit(":", 1)[1]
+    else:
+        _train(d, kind, d / "m", variant)
     return kind, d, seqlm.load(d / "m", device="cpu"), toy_lines[2][:40]
 
 

@@ -10,7 +10,7 @@ from conftest import step_by_step
 import seqlm
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.mixture import MixtureLM, fit_weights
+from seqlm.models.mixture import MixtureLM, fit_weights
 
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)
 

@@ -12,12 +12,12 @@ from seqlm import kinds
 from seqlm.cli import main
 from seqlm.config import NEURAL_KINDS, RunConfig, apply_overrides, load_recipe
 from seqlm.errors import SeqlmError
-from seqlm.evaluate import evaluate
-from seqlm.generate import generate
-from seqlm.interface import LanguageModel
-from seqlm.models import load
+from seqlm.tasks.evaluate import evaluate
+from seqlm.tasks.generate import generate
+from seqlm.models.interface import LanguageModel
+from seqlm.models.loader import load
 from seqlm.text.vocab import BOS_ID
-from seqlm.train import train
+from seqlm.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "train.batch_size=4", "train.bptt=8",
@@ -123,7 +123,7 @@ def test_resume_is_exact(tmp_path, small_files):
 
 
 def test_kill_during_save_leaves_last_checkpoint(tmp_path, small_files, monkeypatch):
-    from seqlm.neural import training
+    from seqlm.training import neural as training
 
     lm, summary = tiny_run(tmp_path, small_files, extra=["train.max_steps=6", "train.checkpoint_every=3"])
     last = Path(summary["out"]) / "last"
@@ -269,7 +269,7 @@ def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_token_cross_entropy_equals_torch(dtype):
-    from seqlm.neural.step import token_cross_entropy
+    from seqlm.training.step import token_cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(13, 7, dtype=dtype, requires_grad=True)

@@ -3,13 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from seqlm.evaluate import evaluate
-from seqlm.interface import LanguageModel
-from seqlm.ngram.smoothing import counts_of_counts, mkn_discounts
+from seqlm.tasks.evaluate import evaluate
+from seqlm.models.interface import LanguageModel
+from seqlm.models.ngram.smoothing import counts_of_counts, mkn_discounts
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
 from seqlm import kinds
-from seqlm.train import train_ngram
+from seqlm.training.train import train_ngram
 
 # every n-gram kind of the table (aliases of another kind once)
 SMOOTHERS = [(k, {"k": 0.5} if k == "add-k" else {}) for k in kinds.names("ngram") if kinds.get(k).alias_of is None
@@ -172,14 +172,14 @@ def test_oov_counted_and_scored_as_unk(toy_lines):
 
 def test_char_level_prefers_english(toy_lines):
     lm = train_ngram(toy_lines[0], smoothing="mkn", order=7, tokenizer=Tokenizer("char", lowercase=True))
-    from seqlm.score import score
+    from seqlm.tasks.score import score
 
     good, bad = score(lm, ["THERE IS A", "IHRA S EET"])
     assert good["log_prob"] > bad["log_prob"] + 10
 
 
 def test_save_load_identical_scores(tmp_path, toy_lines):
-    from seqlm.models import load
+    from seqlm.models.loader import load
 
     for name, kw in SMOOTHERS:
         lm = train_ngram(toy_lines[0], smoothing=name, order=3, **kw)

@@ -9,14 +9,14 @@ import pytest
 
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.ngram import index as ngram_index
-from seqlm.ngram.external import estimate_file, parse_memory
-from seqlm.ngram.model import NGramLM
+from seqlm.models.ngram import index as ngram_index
+from seqlm.models.ngram.external import estimate_file, parse_memory
+from seqlm.models.ngram.model import NGramLM
 from seqlm.text.bulk import tokenize_file
 from seqlm.text.corpora import read_lines
 from seqlm.text.tokenize import Tokenizer
-from seqlm.train import build_vocab, train_ngram
-from seqlm.ngram.counts import pad_stream
+from seqlm.training.train import build_vocab, train_ngram
+from seqlm.models.ngram.counts import pad_stream
 
 
 def assert_same_model(ref: NGramLM, lm: NGramLM) -> None:
@@ -54,7 +54,7 @@ def test_spilling_estimate_equals_in_memory(tmp_path, toy_files, order, smoothin
 
 def test_estimate_runs_cut_inside_long_contexts(tmp_path, monkeypatch):
     # one context followed by many words: runs of 1,024 n-grams must not split it
-    import seqlm.ngram.external as ex
+    import seqlm.models.ngram.external as ex
 
     words = [f"w{i}" for i in range(3000)]
     text = "\n".join(["the " + w for w in words] + ["a b c d"] * 50) + "\n"
@@ -155,7 +155,7 @@ def test_cli_memory_and_temp_dir(tmp_path, toy_files, capsys):
     lm = NGramLM.load(out, json.loads((out / "config.json").read_text()))
     assert_same_model(ref, lm)
     # without a model folder (the Python API): the model is used and nothing is left behind
-    from seqlm.train import train
+    from seqlm.training.train import train
 
     lm2, summary = train(train=toy_files["train"], valid=toy_files["valid"], order=4, temp_dir=scratch,
                          arpa=tmp_path / "m.arpa")

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqlm import toydata
-from seqlm.evaluate import evaluate
-from seqlm.files import write_config
-from seqlm.models import load
-from seqlm.ngram import fastio
-from seqlm.ngram.arpa import read_arpa, write_arpa
-from seqlm.train import train_ngram
+from seqlm.text import toydata
+from seqlm.tasks.evaluate import evaluate
+from seqlm.io.files import write_config
+from seqlm.models.loader import load
+from seqlm.models.ngram import fastio
+from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.training.train import train_ngram
 
 from conftest import REPO
 
@@ -58,7 +58,7 @@ def test_token_hashes_do_not_depend_on_position():
 
 @pytest.mark.parametrize("block", [64, 1 << 22])
 def test_reader_is_independent_of_the_block_size(tmp_path, toy_lines, monkeypatch, block):
-    from seqlm.ngram import arpa
+    from seqlm.models.ngram import arpa
 
     lm = train_ngram(toy_lines[0], order=4)
     path = tmp_path / "m.arpa"

@@ -6,8 +6,8 @@ import torch
 
 from seqlm.config import ModelConfig, RunConfig, apply
 from seqlm.errors import SeqlmError
-from seqlm.neural.output import AdaptiveOutput
-from seqlm.neural.recurrent import RecurrentLM
+from seqlm.models.neural.output import AdaptiveOutput
+from seqlm.models.neural.recurrent import RecurrentLM
 from seqlm.text.vocab import BOS_ID
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from seqlm.evaluate import evaluate
+from seqlm.tasks.evaluate import evaluate
 from seqlm.text.corpora import load_corpus
-from seqlm.train import train
+from seqlm.training.train import train
 
 # KenLM lmplz on the same files, <unk> kept as a word, every line ending in </s> (82,430 tokens).
 KENLM_TEST = {3: 148.28, 5: 141.19}

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from seqlm.reports import main
+from seqlm.report.build import main
 
 REPO = Path(__file__).resolve().parents[1]
 

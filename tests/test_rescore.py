@@ -9,7 +9,7 @@ import pytest
 import seqlm
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.rescore import parse_nbest, rescore
+from seqlm.tasks.rescore import parse_nbest, rescore
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from seqlm.config import ModelConfig, TrainConfig
-from seqlm.models import load
-from seqlm.neural import training
-from seqlm.neural.recurrent import RecurrentLM
-from seqlm.neural.step import Stepper, make_optimizer
-from seqlm.runtime import resolve_precision
+from seqlm.models.loader import load
+from seqlm.training import neural as training
+from seqlm.models.neural.recurrent import RecurrentLM
+from seqlm.training.step import Stepper, make_optimizer
+from seqlm.io.runtime import resolve_precision
 
 from test_neural import small_files, tiny_run  # noqa: F401 (fixture)
 
@@ -66,7 +66,7 @@ def test_weight_drop_is_one_mask_over_time(backend):
     """DropConnect: each hidden-to-hidden weight is kept (scaled by 1/(1-p)) or zeroed as a whole, with the
     same dropped matrix at every time step: the layer's output equals stepping the LSTM equations by hand
     with that one matrix.  The module's own weight is untouched, and evaluation uses it undropped."""
-    from seqlm.neural.cells import lstm_cell
+    from seqlm.models.neural.cells import lstm_cell
 
     torch.manual_seed(0)
     p = 0.5
@@ -172,7 +172,7 @@ def test_resume_reproduces_the_metrics(tmp_path, small_files):  # noqa: F811
 
 
 def test_bf16_falls_back_on_a_cpu_without_it(monkeypatch):
-    from seqlm import runtime
+    from seqlm.io import runtime
 
     warnings = []
     monkeypatch.setattr(runtime.log, "warning", lambda msg, *a: warnings.append(msg % a))

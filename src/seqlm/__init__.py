@@ -17,20 +17,20 @@ from __future__ import annotations
 # The API functions share their names with the modules that define them (seqlm/train.py defines
 # train, ...): binding them here, after the submodule import, makes ``seqlm.train`` the function.
 # None of these modules imports torch at import time, so the n-gram path stays light.
-from .analysis.embeddings import neighbours
-from .errors import SeqlmError
-from .evaluate import evaluate
-from .generate import generate, predict
-from .interface import LanguageModel
-from .models import load
-from .ngram.arpa import write_arpa as export
-from .ngram.model import NGramLM
-from .reports import report
-from .score import score
-from .text.corpora import load_corpus
-from .text.tokenize import Tokenizer
-from .text.vocab import Vocab
-from .train import train
+from seqlm.analysis.embeddings import neighbours
+from seqlm.errors import SeqlmError
+from seqlm.tasks.evaluate import evaluate
+from seqlm.tasks.generate import generate, predict
+from seqlm.models.interface import LanguageModel
+from seqlm.models.loader import load
+from seqlm.models.ngram.arpa import write_arpa as export
+from seqlm.models.ngram.model import NGramLM
+from seqlm.report.build import report
+from seqlm.tasks.score import score
+from seqlm.text.corpora import load_corpus
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import Vocab
+from seqlm.training.train import train
 
 __version__ = "0.1.0"
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import kinds
-from .errors import SeqlmError
+from seqlm import kinds
+from seqlm.errors import SeqlmError
 
 EXAMPLES = {
     "train": """examples:
@@ -275,14 +275,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from seqlm import __version__
 
     return __version__
 
 
 def _print_json(obj) -> None:
     """Strict JSON (non-finite numbers as null: JSON.parse rejects Infinity and NaN), one object a line."""
-    from .files import dumps
+    from seqlm.io.files import dumps
 
     print(dumps(obj, ensure_ascii=False, default=_json_default))
 
@@ -303,7 +303,7 @@ def _stdin_lines() -> list[str]:
     if sys.stdin is None or sys.stdin.isatty():
         raise SeqlmError("no input: pipe text into stdin or give --file")
     data = sys.stdin.buffer.read()
-    from .text.corpora import decode_lines
+    from seqlm.text.corpora import decode_lines
 
     return decode_lines(data, "stdin", keep_blank=True)
 
@@ -311,7 +311,7 @@ def _stdin_lines() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from .runtime import setup_logging
+    from seqlm.io.runtime import setup_logging
 
     setup_logging(-1 if args.quiet else (1 if args.verbose else 0))
     if not args.command:
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .train import train
+    from seqlm.training.train import train
 
     if args.split_ratio and not args.text:
         raise SeqlmError("--split-ratio splits a --text file: give --text FILE, or drop --split-ratio")
@@ -357,8 +357,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate_data
-    from .models import load
+    from seqlm.tasks.evaluate import evaluate_data
+    from seqlm.models.loader import load
 
     model = load(args.model, level=args.level)
     result = evaluate_data(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir,
@@ -375,14 +375,14 @@ def _evaluate(args) -> int:
 
 
 def _input_lines(args) -> list[str]:
-    from .text.corpora import read_lines
+    from seqlm.text.corpora import read_lines
 
     return read_lines(args.file, keep_blank=True) if args.file else _stdin_lines()
 
 
 def _score(args) -> int:
-    from .models import load
-    from .score import score
+    from seqlm.models.loader import load
+    from seqlm.tasks.score import score
 
     model = load(args.model, level=args.level)
     rows = score(model, _input_lines(args), per=args.per, mode=args.mode)
@@ -399,8 +399,8 @@ def _score(args) -> int:
 
 
 def _predict(args) -> int:
-    from .generate import predict
-    from .models import load
+    from seqlm.tasks.generate import predict
+    from seqlm.models.loader import load
 
     model = load(args.model, level=args.level)
     prompts = [args.prompt] if args.prompt is not None else _stdin_lines()
@@ -416,8 +416,8 @@ def _predict(args) -> int:
 
 
 def _generate(args) -> int:
-    from .generate import generate
-    from .models import load
+    from seqlm.tasks.generate import generate
+    from seqlm.models.loader import load
 
     if args.num < 1:
         raise SeqlmError(f"--num must be >= 1 (got {args.num})")
@@ -435,8 +435,8 @@ def _generate(args) -> int:
 
 
 def _export(args) -> int:
-    from .models import load
-    from .ngram.arpa import write_arpa
+    from seqlm.models.loader import load
+    from seqlm.models.ngram.arpa import write_arpa
 
     write_arpa(load(args.model), args.arpa)
     print(args.arpa)
@@ -444,8 +444,8 @@ def _export(args) -> int:
 
 
 def _neighbours(args) -> int:
-    from .analysis.embeddings import neighbours
-    from .models import load
+    from seqlm.analysis.embeddings import neighbours
+    from seqlm.models.loader import load
 
     model = load(args.model, device="cpu")
     for word in args.word:
@@ -458,7 +458,7 @@ def _neighbours(args) -> int:
 
 
 def _report(args) -> int:
-    from .reports import report
+    from seqlm.report.build import report
 
     print(report(args.sources, args.out))
     return 0
@@ -467,11 +467,11 @@ def _report(args) -> int:
 def _diagnose(args) -> int:
     if args.what == "recall":
         return _recall(args)
-    from .analysis.gradients import diagnose_gradients, plot
-    from .evaluate import read_source
-    from .files import check_targets, write_json
-    from .models import load
-    from .runtime import hardware
+    from seqlm.analysis.gradients import diagnose_gradients, plot
+    from seqlm.tasks.evaluate import read_source
+    from seqlm.io.files import check_targets, write_json
+    from seqlm.models.loader import load
+    from seqlm.io.runtime import hardware
 
     check_targets(out=args.out, plot=args.plot)
     if not args.model:
@@ -499,9 +499,9 @@ def _diagnose(args) -> int:
 
 
 def _recall(args) -> int:
-    from .analysis import probe
-    from .files import check_targets, write_json
-    from .runtime import hardware
+    from seqlm.analysis import probe
+    from seqlm.io.files import check_targets, write_json
+    from seqlm.io.runtime import hardware
 
     check_targets(out=args.out, plot=args.plot)
     try:
@@ -531,14 +531,14 @@ def _recall(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import demo
+    from seqlm.workflows.demo import demo
 
     demo(as_json=args.json)
     return 0
 
 
 def _adapt(args) -> int:
-    from .adaptation import adapt_command
+    from seqlm.workflows.adapt import adapt_command
 
     result = adapt_command(args.model, args.method, out=args.out, params=args.param, tune=not args.no_tune,
                            corpus=args.corpus, data_dir=args.data_dir, valid=args.valid, train=args.train,
@@ -553,15 +553,15 @@ def _adapt(args) -> int:
 
 
 def _serve(args) -> int:
-    from .serve import serve_command
+    from seqlm.serve.app import serve_command
 
     serve_command(args.models, host=args.host, port=args.port, cache_size=args.cache_size, max_body=args.max_body)
     return 0
 
 
 def _rescore(args) -> int:
-    from .models import load
-    from .rescore import parse_nbest, rescore
+    from seqlm.models.loader import load
+    from seqlm.tasks.rescore import parse_nbest, rescore
 
     model = load(args.model, level=args.level)
     lines = _stdin_lines() if args.nbest == "-" else _read(args.nbest)
@@ -584,13 +584,13 @@ def _rescore(args) -> int:
 
 
 def _read(path):
-    from .text.corpora import read_lines
+    from seqlm.text.corpora import read_lines
 
     return read_lines(path)
 
 
 def _mix(args) -> int:
-    from .mixture import mix_command
+    from seqlm.models.mixture import mix_command
 
     result = mix_command(args.models, out=args.out, weights=args.weights, corpus=args.corpus, data_dir=args.data_dir,
                          valid=args.valid, valid_lines=args.valid_lines, test=args.test, results=args.results,

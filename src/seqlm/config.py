@@ -14,8 +14,8 @@ from pathlib import Path
 
 import math
 
-from . import kinds
-from .errors import SeqlmError
+from seqlm import kinds
+from seqlm.errors import SeqlmError
 
 NEURAL_KINDS = kinds.names("neural")
 
@@ -194,7 +194,7 @@ class RunConfig:
         if kind.canonical == "add-k" and m.k <= 0:
             raise SeqlmError(f"model.k (--k) must be > 0 (got {m.k}); use --model mle for no smoothing")
         if m.memory is not None:
-            from .ngram.external import parse_memory
+            from seqlm.models.ngram.external import parse_memory
 
             parse_memory(m.memory)
 

@@ -30,7 +30,7 @@ sys.addaudithook(hook)
 
 kill = os.environ.get("SEQLM_TEST_KILL")
 if kill and kill.split(":")[0] == rank:
-    from seqlm.neural.step import Stepper
+    from seqlm.training.step import Stepper
 
     at, calls = int(kill.split(":")[1]), [0]
     step = Stepper.step

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SeqlmError
-from ..interface import LanguageModel, check_model
-from ..text.vocab import SPECIALS
+from seqlm.errors import SeqlmError
+from seqlm.models.interface import LanguageModel, check_model
+from seqlm.text.vocab import SPECIALS
 
 
 def embedding_matrix(model: LanguageModel) -> np.ndarray:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import SeqlmError
-from ..interface import check_model
-from ..text.encode import encode_lines, join_with_eos
-from ..text.vocab import EOS_ID
+from seqlm.errors import SeqlmError
+from seqlm.models.interface import check_model
+from seqlm.text.encode import encode_lines, join_with_eos
+from seqlm.text.vocab import EOS_ID
 
 HORIZON_RATIO = 1e-3
 WARMUP = 300  # tokens read before a row's first step, to give it the state the model carries there
@@ -127,8 +127,8 @@ def diagnose_gradients(model, lines, K: int = 100, positions: int = 200, seed: i
     result = {"K": K, "positions": positions, "states": names, "tokens": int(len(stream)),
               "trained": summarize(gradient_norms(module, stream, pos, K), names)}
     if at_init:
-        from ..config import ModelConfig
-        from ..neural.lm import build_module
+        from seqlm.config import ModelConfig
+        from seqlm.models.neural.lm import build_module
 
         torch.manual_seed(model.config.get("train", {}).get("seed", 1))
         fresh = build_module(ModelConfig(**model.config["model"]), len(model.vocab)).to(next(module.parameters()).device)

@@ -36,7 +36,7 @@ def recall_lines(distance: int, n: int, seed: int) -> tuple[list[str], list[str]
 
 def recall_accuracy(model, lines: list[str], keys: list[str]) -> float:
     """Fraction of lines whose true key scores highest among all keys, in the last position."""
-    from ..text.encode import encode_lines
+    from seqlm.text.encode import encode_lines
 
     prefixes = [line.rsplit(" ", 1)[0] for line in lines]
     variants = [f"{p} {k}" for p in prefixes for k in KEYS]
@@ -65,7 +65,7 @@ def run_probe(distances=(1, 2, 5, 10, 20, 50, 100), families=tuple(FAMILIES), tr
     import logging
     import time
 
-    from ..train import train
+    from seqlm.training.train import train
 
     logging.getLogger("seqlm").setLevel(logging.WARNING)
     out: dict = {"distances": list(distances), "chance": 1 / len(KEYS), "train_lines": train_lines,

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SeqlmError
-from ..ngram import fastio
-from ..ngram import index as ngram_index
-from .corpora import decode_block, line_blocks
-from .tokenize import Tokenizer
-from .vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
+from seqlm.errors import SeqlmError
+from seqlm.models.ngram import fastio
+from seqlm.models.ngram import index as ngram_index
+from seqlm.text.corpora import decode_block, line_blocks
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
 
 # what str.split() splits at among ASCII bytes: \t \n \v \f \r, \x1c-\x1f and the space
 _WS = np.zeros(256, dtype=bool)
@@ -142,7 +142,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
         u, first, c = np.unique(hashes, return_index=True, return_counts=True)
         return hashes, per_line, u, first, c, text_of, len(item[1])
 
-    from ..runtime import Progress
+    from seqlm.io.runtime import Progress
 
     hash_file = work / "hashes.i64"
     bar = None  # shown once the file is open and its first block read (an error before that is one line)

@@ -26,8 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SeqlmError
-from ..files import atomic_write, sha256_file  # noqa: F401 (sha256_file re-exported)
+from seqlm.errors import SeqlmError
+from seqlm.io.files import atomic_write, sha256_file  # noqa: F401 (sha256_file re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .vocab import EOS_ID, UNK_ID, Vocab
+from seqlm.text.vocab import EOS_ID, UNK_ID, Vocab
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SeqlmError
+from seqlm.errors import SeqlmError
 
 SPACE = "\u2581"
 LEVELS = ("word", "char")

@@ -15,9 +15,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import SeqlmError
-from ..files import atomic_write
-from .tokenize import Tokenizer
+from seqlm.errors import SeqlmError
+from seqlm.io.files import atomic_write
+from seqlm.text.tokenize import Tokenizer
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2

@@ -1,0 +1,285 @@
+"""Writing files safely: atomically, with the user's permissions, and with one-line errors.
+
+Every file seqlm writes goes through :func:`atomic_write` or :func:`atomic_dir`: the content lands in a
+temporary sibling that is renamed into place only once complete, so an interrupted run never leaves a
+partial file behind.  Temporary names carry the writer's process id (``.NAME.PID.XXXX.tmp``): the next
+write to the same folder removes those whose process is gone (a SIGKILL leaves them), and nothing else.
+Files and folders get the permissions the user's umask gives (``mkstemp`` alone would make them 0600).
+An ``OSError`` on output (read-only folder, full disk, a folder where a file should go) becomes a
+:class:`SeqlmError` naming the path and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from seqlm.errors import SeqlmError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def output_error(path, e: OSError) -> SeqlmError:
+    reason = e.strerror or str(e)
+    fix = {"ENOSPC": "free some disk space", "EROFS": "choose a writable location",
+           "EACCES": "choose a folder you can write to", "EPERM": "choose a folder you can write to",
+           "EISDIR": "give a file name, not a folder", "ENOTDIR": "a parent of it is a file: choose another path"}
+    import errno
+
+    name = errno.errorcode.get(e.errno or 0, "")
+    return SeqlmError(f"cannot write {path}: {reason}: {fix.get(name, 'choose another output path')}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale(path: Path) -> None:
+    """Remove, in ``path``'s folder, the temporary files and folders of seqlm writes whose process no longer
+    runs (a SIGKILL leaves them): only names of seqlm's own pattern ``.NAME.PID.XXXX.tmp`` (or ``.old``)."""
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            name = entry.name
+            if not (name.startswith(".") and (name.endswith(".tmp") or name.endswith(".old"))):
+                continue
+            parts = name.rsplit(".", 3)  # [".NAME", PID, XXXX, "tmp"]
+            if len(parts) != 4 or len(parts[0]) < 2 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
+def _prepare(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(path.parent, e) from None
+    if path.is_dir() and not path.is_symlink():
+        raise SeqlmError(f"cannot write {path}: it is a folder: give a file name")
+    clean_stale(path)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``."""
+    path = Path(path)
+    _prepare(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+    except OSError as e:
+        raise output_error(path, e) from None
+    try:
+        kwargs = {} if "b" in mode else {"encoding": encoding}
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise output_error(path, e) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path`` that replaces ``path`` only when the block succeeds.
+
+    An existing folder at ``path`` is kept until the new one is complete, then swapped out.  Callers
+    decide whether replacing it is allowed (see :func:`check_output_folder`).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SeqlmError(f"{path} exists and is not a folder: choose another --out")
+    _prepare(path.parent / path.name) if not path.is_dir() else clean_stale(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as e:
+        raise output_error(path, e) from None
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise output_error(path, e) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def strict(obj):
+    """``obj`` with every non-finite float replaced by None, so that it is strict JSON (``JSON.parse``
+    rejects ``Infinity`` and ``NaN``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def dumps(obj, **kwargs) -> str:
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
+    with atomic_write(path) as f:
+        f.write(dumps(obj, indent=indent))
+
+
+# -- model folders: every file checksummed in config.json ------------------------------------------------
+def sha256_file(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _canonical(config: dict) -> str:
+    import hashlib
+
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_config(folder: Path, config: dict, default=None) -> dict:
+    """Write ``folder/config.json`` recording the SHA-256 of every other file in ``folder`` and of the
+    config itself, so that a foreign, damaged or hand-edited file is refused at load, never used."""
+    config = json.loads(json.dumps(config, default=default))  # as it will read back
+    config["files"] = {p.name: sha256_file(p) for p in sorted(folder.iterdir())
+                       if p.is_file() and p.name != "config.json"}
+    config["config_sha256"] = _canonical(config)
+    with atomic_write(folder / "config.json") as f:
+        json.dump(config, f, indent=2)
+    return config
+
+
+def verify_folder(folder: Path, config: dict) -> None:
+    """Check a model folder against the checksums its config.json records (folders written before they
+    were recorded pass unchecked)."""
+    if "config_sha256" in config and _canonical(config) != config["config_sha256"]:
+        raise SeqlmError(f"{folder}/config.json was edited after training (its checksum does not match): "
+                         f"restore it or retrain the model")
+    for name, digest in (config.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise SeqlmError(f"{path} is missing: the model folder is incomplete; copy it again or retrain")
+        if sha256_file(path) != digest:
+            raise SeqlmError(f"{path} does not match the checksum in config.json (from another model, truncated "
+                             f"or modified): copy the model folder again or retrain")
+
+
+def check_parent(path: Path, flag: str) -> None:
+    """Fail now when the nearest existing parent of ``path`` is a file (nothing can be written under it)."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SeqlmError(f"cannot write {path}: {parent} is a file, not a folder: choose another {flag}")
+            return
+
+
+def check_new_outputs(out: Path, results: Path | None = None) -> None:
+    """Fail now, before any work, when ``out`` (a folder seqlm will create) already exists or cannot be
+    created, or ``results`` (a file) cannot be written."""
+    out = Path(out)
+    if out.exists():
+        raise SeqlmError(f"{out} already exists: choose another --out (seqlm never replaces a folder it did not write)")
+    check_parent(out, "--out")
+    if results:
+        check_target(Path(results), "--results")
+
+
+def check_target(path: Path, flag: str) -> None:
+    """Fail now, not after the work, when ``path`` cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SeqlmError(f"{flag} {path} is a folder: give a file name")
+    check_parent(path, flag)
+
+
+def check_targets(**paths) -> None:
+    """:func:`check_target` for each ``flag=path`` given (None: not asked for); ``_`` in a flag is ``-``."""
+    for flag, path in paths.items():
+        if path is not None:
+            check_target(Path(path), "--" + flag.replace("_", "-"))
+
+
+SEQLM_FILES = {"config.json", "vocab.json", "model.npz", "tables", "model.safetensors", "run.json", "summary.json",
+               "metrics.jsonl", "steps.jsonl", "model", "last"}
+
+
+def check_output_folder(out: Path, family: str, overwrite: bool = False, resume: bool = False) -> None:
+    """Refuse an output folder that would lose someone's files.
+
+    - a new or empty folder is fine;
+    - a folder with files seqlm did not write is refused (seqlm never deletes what it did not write);
+    - an n-gram model folder may be replaced by an n-gram model with ``overwrite``;
+    - a neural run folder is resumed (``resume``) or refused, never wiped;
+    - a model folder of another family is refused.
+    """
+    if not out.exists():
+        if resume:
+            raise SeqlmError(f"nothing to resume: {out} does not exist; start without --resume")
+        return
+    if not out.is_dir():
+        raise SeqlmError(f"{out} exists and is not a folder: choose another --out")
+    entries = [p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith((".tmp", ".old")))]
+    if not entries:
+        if resume:
+            raise SeqlmError(f"nothing to resume: {out} is empty; start without --resume")
+        return
+    foreign = sorted(set(entries) - SEQLM_FILES)
+    if foreign:
+        raise SeqlmError(f"{out} holds files seqlm did not write ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}): choose a new or empty folder for --out")
+    is_run = (out / "run.json").exists() or (out / "last").exists()
+    is_ngram = (out / "model.npz").exists() or (out / "tables").is_dir()
+    existing = "neural" if is_run else ("ngram" if is_ngram else None)
+    if existing != family:
+        what = {"neural": "a neural training run", "ngram": "an n-gram model"}.get(existing, "an unknown seqlm folder")
+        raise SeqlmError(f"{out} holds {what}: choose another --out for this {family} model")
+    if family == "neural":
+        if not resume:
+            raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another "
+                             f"--out (a run folder is never wiped)")
+        return
+    if resume:
+        raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
+    if not overwrite:
+        raise SeqlmError(f"{out} already holds an n-gram model: add --overwrite to replace it, or choose another --out")

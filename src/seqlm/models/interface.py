@@ -1,0 +1,129 @@
+"""The one interface every language model meets, and the counting conventions, stated once.
+
+Counting conventions (the same for every model family, and in the README):
+
+* A line is a sentence.  It predicts its tokens plus one end-of-sentence token ``</s>``; the start
+  token ``<s>`` is context only and never predicted.
+* Log-probabilities are natural logs.  Perplexity = exp(mean negative log-prob) over exactly those
+  tokens; bits per token (per character for character models) = mean negative log-prob / ln 2.
+  ARPA files are log10; the conversion happens in ngram/arpa.py and nowhere else.
+* Two evaluation modes.  **sentence**: the state is reset at every line (as KenLM does).  **stream**:
+  the state is carried across lines (as PTB papers do for recurrent models).  An n-gram model is
+  estimated from sentences padded with ``<s>``, so its history restarts after ``</s>`` and both modes
+  give the same number for it by construction.
+* Tokens outside the vocabulary are scored as ``<unk>`` and counted as OOV next to the perplexity.
+
+A model provides: ``vocab``; ``start()`` (state at a sentence start, after ``<s>``); ``advance(state,
+token)``; ``next_logprobs(state)`` (ln-probabilities over the whole vocabulary, ``-inf`` for ``<s>``);
+and ``score_lines`` (the per-token log-probs of many lines at once, as one flat array).  ``score_lines`` has a correct
+step-by-step default; models override it with a batched version that must give the same numbers.
+evaluate, score, predict and generate are written once against this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.text.vocab import EOS_ID, Vocab
+
+MODES = ("stream", "sentence")
+State = Any
+
+
+class LanguageModel(ABC):
+    vocab: Vocab
+    kind: str = "model"
+
+    @abstractmethod
+    def start(self) -> State:
+        """State at the start of a sentence (the context is ``<s>``)."""
+
+    @abstractmethod
+    def advance(self, state: State, token: int) -> State:
+        """State after reading ``token``."""
+
+    @abstractmethod
+    def next_logprobs(self, state: State) -> np.ndarray:
+        """(|V|,) natural-log probabilities of the next token; ``-inf`` for ``<s>``."""
+
+    def advance_tokens(self, state: State, tokens: Sequence[int]) -> State:
+        """The state after reading ``tokens`` one after the other; a model that reads a sequence faster at
+        once overrides it."""
+        for t in tokens:
+            state = self.advance(state, t)
+        return state
+
+    def advance_many(self, states: Sequence[State], tokens: Sequence[int]) -> list[State]:
+        """:meth:`advance` of each state by its token; a model that can step a batch at once overrides it
+        (a server batches the steps of concurrent requests through it)."""
+        return [self.advance(s, t) for s, t in zip(states, tokens)]
+
+    @abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write the model folder (atomically)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Kind and hyper-parameters, for logs and results."""
+
+    def score_lines(
+        self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
+    ) -> tuple[np.ndarray, State]:
+        """Per-token ln-probs of each line's tokens and its ``</s>``, all lines concatenated
+        (len(line) + 1 values per line, in order).
+
+        In stream mode ``state`` carries the context in from a previous call and the returned state
+        carries it out; in sentence mode both are ignored (None).
+        """
+        check_mode(mode)
+        out = []
+        if mode == "sentence" or state is None:
+            state = self.start()
+        for line in lines:
+            if mode == "sentence":
+                state = self.start()
+            values = np.empty(len(line) + 1)
+            for i, tok in enumerate(list(line) + [EOS_ID]):
+                values[i] = self.next_logprobs(state)[tok]
+                state = self.advance(state, int(tok))
+            out.append(values)
+        flat = np.concatenate(out) if out else np.zeros(0)
+        return flat, (state if mode == "stream" else None)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise SeqlmError(f"unknown mode {mode!r}: use stream or sentence")
+
+
+def check_model(model, caller: str) -> None:
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"{caller}() takes a model (from seqlm.load or seqlm.train), not {type(model).__name__}")
+
+
+def line_chunks(lines, size: int, caller: str):
+    """Lists of at most ``size`` lines from one line (str) or any iterable of lines, checked as they come."""
+    if isinstance(lines, str):
+        lines = [lines]
+    elif isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
+        raise TypeError(f"{caller}() takes a line (str) or a list of lines, not {type(lines).__name__}")
+    chunk: list[str] = []
+    for line in lines:
+        if not isinstance(line, str):
+            raise TypeError(f"{caller}() takes lines of text (str), not {type(line).__name__}")
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def as_lines(lines, caller: str) -> list[str]:
+    """One string is one line; otherwise a sequence of strings."""
+    return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]

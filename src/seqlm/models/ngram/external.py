@@ -1,0 +1,553 @@
+"""Bounded-memory estimation: a training file of any size -> a model folder, in chunks that spill to disk.
+
+The in-memory path (counts.py + smoothing.py) holds one int64 per training token per order at once;
+this one holds a chunk of the text, a bucket of n-grams, and a few arrays over the n-grams of two
+adjacent orders, whatever the size of the text.  The result is the in-memory model, bit for bit (same
+n-grams, keys, probabilities and backoff weights: the tests compare them under a cap small enough to
+spill at every stage).
+
+1. **Text** (text/bulk.py): the vocabulary and the id stream, every line as ``<s> ... </s>`` (int32, on
+   disk), cut into chunks of whole lines that fit the memory budget.
+2. **Counting**, order by order (k = 2..n), as counts.py does it but a chunk at a time.  An n-gram's key
+   is ``rank_{k-1}(context) * V + word``; the rank of the (k-1)-gram ending at each position of the text
+   is a file from the order below (for k = 2, the ids themselves).  Per chunk, the keys are sorted
+   (``argsort``) and reduced to unique keys with counts and suffix ranks, which go to *bucket files*
+   split by key range (boundaries from the first chunk's keys, so buckets come out about equal), and
+   each position's index among the chunk's unique keys goes to a scratch file.  Each bucket is then read
+   whole, sorted and reduced: buckets in key order give the order's sorted n-grams, written to disk, and
+   each chunk learns the global rank of its unique keys, from which the rank of the k-gram ending at
+   every position is written for the next order.  Chunks and buckets are processed two at a time in
+   threads (NumPy's sorts release the GIL).
+3. **Adjusted counts and discounts**: Kneser-Ney's continuation counts of order k are a ``bincount`` of
+   order k+1's suffix ranks, streamed; the counts of counts of every order give the discounts.
+4. **Estimation**, order by order, over runs of whole contexts read from disk (smoothing.order_step, the
+   very function the in-memory estimator calls), holding p of the order below for the interpolation;
+   the tables (keys, ln p, ln backoff) are written straight into the model folder, then each order's
+   hash index, built in batches.
+
+Memory: ``--memory`` (default half the available RAM) sizes the chunks and buckets.  What cannot be
+streamed is held whole: p of two adjacent orders (8 bytes per n-gram each) and a bool or two per
+n-gram; a warning says when that alone exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.io.runtime import Progress
+from seqlm.text.bulk import TokenFile, bounded_map, read_raw as _read, tokenize_file
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import BOS_ID, Vocab
+from seqlm.models.ngram import index as ngram_index
+from seqlm.models.ngram.smoothing import (check_k, check_prune, counts_of_counts, canonical, order_discounts, order_step,
+                        unigram_probs, _log)
+
+log = logging.getLogger(__name__)
+
+THREADS = 2
+_BYTES_PER_POSITION = 100  # counting: a chunk's ids, ranks, positions, keys, sort permutation, sorted keys, ...
+_BYTES_PER_ENTRY = 100  # merging: key, count, suffix, sort permutation, the sorted copies, group numbers
+_CHUNK = 1 << 22  # positions per chunk at most (sorts are faster on chunks that stay near the caches)
+_BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token offsets, hashes, windows
+_MAX_BUCKETS = 256
+_SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
+_BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
+
+
+# -- memory sizes ---------------------------------------------------------------------------------
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def parse_memory(text: str | int | None) -> int:
+    """Bytes of ``4G``, ``500M``, ``80%`` (of the available memory) or a plain byte count; None: half the
+    available memory (as lmplz's -S, a share of the machine)."""
+    if text is None:
+        return available_memory() // 2
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*|\s*(\d+(?:\.\d+)?)\s*%\s*", str(text).upper())
+        if not m:
+            raise SeqlmError(f"--memory {text!r} is not a size: give e.g. 4G, 500M or 50%")
+        if m.group(3) is not None:
+            value = int(available_memory() * float(m.group(3)) / 100)
+        else:
+            value = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if value <= 0:
+        raise SeqlmError(f"--memory must be more than 0 (got {text!r})")
+    return value
+
+
+# -- scratch files ----------------------------------------------------------------------------------
+class NpyWriter:
+    """A ``.npy`` file of a known length, written in pieces."""
+
+    def __init__(self, path: Path, dtype, n: int):
+        self.path, self.n, self.dtype, self.done = path, n, np.dtype(dtype), 0
+        self.f = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self.f, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                      "fortran_order": False, "shape": (n,)})
+
+    def write(self, a: np.ndarray) -> None:
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        self.f.write(a.tobytes())
+        self.done += len(a)
+
+    def close(self) -> None:
+        self.f.close()
+        if self.done != self.n:
+            raise RuntimeError(f"{self.path}: wrote {self.done} of {self.n} elements")
+
+
+def _line_pos(ids: np.ndarray) -> np.ndarray:
+    """Each position's index in its line (<s> is 0), for a stream of whole lines."""
+    starts = np.flatnonzero(ids == BOS_ID)
+    at = np.zeros(len(ids), dtype=np.int64)
+    at[starts] = starts
+    np.maximum.accumulate(at, out=at)
+    return np.arange(len(ids), dtype=np.int64) - at
+
+
+class Work:
+    """The scratch folder: created here, removed at the end (only what this run wrote is in it)."""
+
+    def __init__(self, temp_dir: str | Path | None):
+        base = Path(temp_dir) if temp_dir else Path(tempfile.gettempdir())
+        if not base.is_dir():
+            raise SeqlmError(f"--temp-dir {base} is not a folder: create it or choose another")
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix="seqlm-ngram-", dir=base))
+        except OSError as e:
+            raise SeqlmError(f"cannot write scratch files in {base} ({e.strerror}): choose a writable --temp-dir") from None
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# -- counting ---------------------------------------------------------------------------------------
+class _Order:
+    """One order's sorted unique n-grams on disk: keys, raw counts, suffix ranks (int64 each)."""
+
+    def __init__(self, work: Path, k: int):
+        self.k = k
+        self.keys, self.counts, self.suffix = (work / f"{n}{k}.i64" for n in ("keys", "counts", "suffix"))
+        self.size = 0
+        self.chunks = self.buckets = 0  # how it was counted, for the record
+
+
+def _chunks(line_ends: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
+    """(start, end) positions of runs of whole lines of about ``per_chunk`` positions."""
+    out, start, i = [], 0, 0
+    n = len(line_ends)
+    while i < n:
+        j = int(np.searchsorted(line_ends, start + per_chunk, side="right"))
+        j = max(j, i + 1)
+        out.append((start, int(line_ends[j - 1])))
+        start, i = int(line_ends[j - 1]), j
+    return out
+
+
+def _sort_groups(keys: np.ndarray):
+    """A stable sort of ``keys``: the permutation, the sorted keys, whether each starts a run of equal keys,
+    and where the runs start."""
+    perm = np.argsort(keys, kind="stable")
+    sk = keys[perm]
+    new = np.empty(len(sk), dtype=bool)
+    new[:1] = True
+    np.not_equal(sk[1:], sk[:-1], out=new[1:])
+    return perm, sk, new, np.flatnonzero(new)
+
+
+def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: Path, V: int,
+                 budget: int, need_ranks: bool, pool: ThreadPoolExecutor, bar) -> tuple[_Order, Path | None]:
+    """Order k's unique n-grams (and, if ``need_ranks``, the rank of the k-gram ending at each position)."""
+    out = _Order(work, k)
+
+    def local(ci):
+        s, e = chunks[ci]
+        ids = _read(tf.ids, np.int32, s, e - s)
+        ranks = ids if prev_ranks is None else _read(prev_ranks, np.int32, s, e - s)
+        end = np.flatnonzero(_line_pos(ids) >= k - 1)
+        keys = ranks[end - 1].astype(np.int64) * V + ids[end]
+        suffix = ranks[end]
+        perm, sk, new, first = _sort_groups(keys)
+        counts = np.diff(np.append(first, len(sk)))
+        inverse = None
+        if need_ranks:
+            inverse = np.empty(len(sk), dtype=np.int32)
+            inverse[perm] = np.cumsum(new, dtype=np.int64) - 1
+        return sk[first], counts, suffix[perm[first]].astype(np.int64), inverse, end
+
+    n_ends = sum(max(0, e - s) for s, e in chunks)
+    buckets = max(1, -(-n_ends * _BYTES_PER_ENTRY * (THREADS + 1) // max(int(budget * _SHARE), 1)))
+    buckets = min(buckets, _MAX_BUCKETS)  # open files; beyond it a bucket exceeds the budget (warned at estimation)
+    out.buckets = buckets
+    bounds = None
+    bucket_files = [work / f"bucket{k}-{b}.i64" for b in range(buckets)]
+    handles = [open(f, "wb") for f in bucket_files]
+    pieces = [[] for _ in range(buckets)]  # per bucket: (chunk, first local index, entries)
+    local_sizes = []
+    try:
+        for ci, (uk, cnt, sfx, inverse, end) in enumerate(bounded_map(pool, local, range(len(chunks)), THREADS)):
+            if bounds is None:
+                bounds = uk[(len(uk) * np.arange(1, buckets)) // buckets] if len(uk) else np.zeros(buckets - 1, np.int64)
+            cut = np.concatenate([[0], np.searchsorted(uk, bounds), [len(uk)]])
+            for b in range(buckets):
+                lo, hi = int(cut[b]), int(cut[b + 1])
+                if hi > lo:
+                    handles[b].write(np.stack([uk[lo:hi], cnt[lo:hi], sfx[lo:hi]], axis=1).tobytes())
+                    pieces[b].append((ci, lo, hi - lo))
+            local_sizes.append(len(uk))
+            bar.update(chunks[ci][1] - chunks[ci][0])
+            if need_ranks:
+                inverse.tofile(work / f"inverse{ci}.i32")
+                end.astype(np.int32).tofile(work / f"ends{ci}.i32")
+    finally:
+        for h in handles:
+            h.close()
+
+    if need_ranks:
+        for ci, n in enumerate(local_sizes):
+            np.zeros(n, dtype=np.int32).tofile(work / f"map{ci}.i32")
+
+    def merge(b):
+        e = _read(bucket_files[b], np.int64).reshape(-1, 3)
+        bucket_files[b].unlink()
+        perm, sk, new, first = _sort_groups(e[:, 0])  # runs of sorted keys, one per chunk: a stable sort merges them
+        counts = np.add.reduceat(e[perm, 1], first) if len(first) else np.zeros(0, np.int64)
+        group = None
+        if need_ranks:
+            group = np.empty(len(sk), dtype=np.int64)
+            group[perm] = np.cumsum(new) - 1
+        return sk[first], counts, e[perm[first], 2], group
+
+    with open(out.keys, "wb") as fk, open(out.counts, "wb") as fc, open(out.suffix, "wb") as fs:
+        for b, (keys, counts, suffix, group) in enumerate(bounded_map(pool, merge, range(buckets), THREADS)):
+            if need_ranks:  # the global rank of each chunk's unique keys of this bucket
+                at = 0
+                for ci, lo, n in pieces[b]:
+                    with open(work / f"map{ci}.i32", "r+b") as f:
+                        f.seek(lo * 4)
+                        f.write((group[at:at + n] + out.size).astype(np.int32).tobytes())
+                    at += n
+            fk.write(keys.tobytes())
+            fc.write(counts.tobytes())
+            fs.write(suffix.tobytes())
+            out.size += len(keys)
+    if out.size >= np.iinfo(np.int32).max:
+        raise SeqlmError(f"more than 2^31 distinct {k}-grams: lower the order or prune")
+    if not need_ranks:
+        return out, None
+
+    ranks_file = work / f"ranks{k}.i32"
+
+    def ranks(ci):
+        s, e = chunks[ci]
+        r = np.full(e - s, -1, dtype=np.int32)
+        m = _read(work / f"map{ci}.i32", np.int32)
+        r[_read(work / f"ends{ci}.i32", np.int32)] = m[_read(work / f"inverse{ci}.i32", np.int32)]
+        for name in ("map", "ends", "inverse"):
+            (work / f"{name}{ci}.i32").unlink()
+        return r
+
+    with open(ranks_file, "wb") as f:
+        for r in bounded_map(pool, ranks, range(len(chunks)), THREADS):
+            f.write(r.tobytes())
+    return out, ranks_file
+
+
+def count_file(tf: TokenFile, order: int, work: Path, budget: int, pool) -> tuple[np.ndarray, list[_Order]]:
+    """Unigram counts (dense over the vocabulary) and the sorted n-grams of orders 2..n on disk."""
+    V = len(tf.vocab)
+    per_chunk = max(1 << 12, min(_CHUNK, int(budget * _SHARE) // (_BYTES_PER_POSITION * (THREADS + 1))))
+    n_chunks = -(-tf.positions // per_chunk)
+    chunks = _chunks(tf.line_ends, -(-tf.positions // n_chunks))  # as many, of equal size
+    uni = np.zeros(V, dtype=np.int64)
+    for s, e in chunks:
+        ids = _read(tf.ids, np.int32, s, e - s)
+        uni += np.bincount(ids[ids != BOS_ID], minlength=V)
+    orders, prev = [], None
+    with Progress(tf.positions * (order - 1), "count", unit="tok", delay=1.0) as bar:
+        for k in range(2, order + 1):
+            t0 = time.perf_counter()
+            o, ranks = _count_order(k, tf, chunks, prev, work, V, budget, k < order, pool, bar)
+            if prev is not None:
+                prev.unlink()
+            prev = ranks
+            o.chunks = len(chunks)
+            orders.append(o)
+            log.info("order %d: %d n-grams counted in %.1fs (%d chunks, %d buckets)", k, o.size,
+                     time.perf_counter() - t0, len(chunks), o.buckets)
+    if prev is not None:
+        prev.unlink()
+    return uni, orders
+
+
+# -- estimation -------------------------------------------------------------------------------------
+def _runs(o: _Order, V: int, size: int):
+    """(start, end) of runs of ``o``'s n-grams made of whole contexts, about ``size`` n-grams each."""
+    start = 0
+    while start < o.size:
+        end = min(start + size, o.size)
+        while end < o.size:
+            ctx = _read(o.keys, np.int64, end - 1, 2) // V
+            if ctx[0] != ctx[1]:
+                break
+            # the run ends inside a context: back up to its first n-gram (or go on, if it is the whole run)
+            keys = _read(o.keys, np.int64, start, end - start) // V
+            cut = int(np.searchsorted(keys, keys[-1]))
+            if cut > 0:
+                end = start + cut
+                break
+            end = min(end + size, o.size)
+        yield start, end
+        start = end
+
+
+def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "mkn", k: float = 1.0,
+                  prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
+                  max_size: int | None = None, vocab: Vocab | None = None, memory: str | int | None = None,
+                  temp_dir: str | Path | None = None, config: dict | None = None) -> dict:
+    """Estimate an n-gram model from the text file ``path`` within ``memory`` and write its model folder
+    into the (existing, empty) folder ``out``.  Returns the model's config (also written)."""
+    from seqlm.models.ngram.model import write_folder
+
+    smoothing = canonical(smoothing)
+    given_prune = list(prune or [])
+    prune = check_prune(prune, order)
+    check_k(smoothing, k, prune)
+    budget = parse_memory(memory)
+    tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
+    t0 = time.perf_counter()
+    with Work(temp_dir) as work, ThreadPoolExecutor(THREADS) as pool:
+        try:
+            tf = tokenize_file(path, work, tokenizer, min_count, max_size, vocab, pool=pool,
+                               block=_text_block(budget, tokenizer))
+            V = len(tf.vocab)
+            t1 = time.perf_counter()
+            uni, orders = count_file(tf, order, work, budget, pool)
+            t2 = time.perf_counter()
+            tf.ids.unlink()
+            info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
+            t3 = time.perf_counter()
+        except OSError as e:  # a full disk, mostly: the scratch folder and the model folder are removed
+            raise SeqlmError(f"estimation could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
+                             f"model in {out.parent}): free disk space or choose another --temp-dir / --out") from None
+    log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %.1f GB)", order,
+             smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, budget / 2**30)
+    cfg = {"smoothing": smoothing, "order": order, "prune": given_prune,
+           "train_tokens": tf.tokens, "train_lines": tf.lines}
+    if smoothing == "add-k":
+        cfg["k"] = k
+    cfg["external"] = {"memory_bytes": budget, "chunks": orders[0].chunks if orders else 1,
+                       "buckets": [o.buckets for o in orders]}  # how it was spilled, for the record
+    cfg.update(config or {})
+    return write_folder(out, tf.vocab, cfg, order, "uniform" if smoothing == "add-k" else "backoff", sizes, info)
+
+
+def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor):
+    """Adjusted counts, discounts and the tables of every order, written into ``out/tables``."""
+    from seqlm.models.ngram.model import TABLES
+
+    N = len(orders) + 1
+    kn = smoothing in ("mkn", "ikn")
+    held = _held_bytes([V] + [o.size for o in orders])
+    if held > budget:
+        log.warning("--memory %s is less than what estimation holds whole for this model (%s: p of two adjacent "
+                    "orders, a flag per n-gram, one hash index in the making); going on with that",
+                    _human(budget), _human(held))
+    # runs in flight share what the budget leaves beside what is held whole (runs much shorter than ~256k
+    # n-grams cost more time than they save memory; tiny budgets, as in the tests, get tiny runs)
+    floor = min(1 << 18, max(1 << 10, int(budget * _SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
+    run = max(floor, min(1 << 21, (int(budget * _SHARE) - held) // (_BYTES_PER_NGRAM * (THREADS + 1))))
+    tables = out / TABLES
+    tables.mkdir()
+    work = orders[0].keys.parent if orders else None
+    # starts-with-<s> flags (order k: the context's flag), continuation counts, adjusted counts, counts of counts
+    starts_bos = [np.zeros(V, dtype=bool)]
+    adjusted_files, coc, kept_n = [], [], [V]
+    for j, o in enumerate(orders):  # order j + 2
+        above = orders[j + 1] if j + 1 < len(orders) else None
+        if kn and j == 0:
+            cont = _continuations(o, V)
+            a1 = cont  # order 1: no unigram starts with <s> but <s> itself, whose count is 0
+            a1[BOS_ID] = 0
+            coc.append(counts_of_counts(a1))
+            uni_adjusted = a1
+        cont = _continuations(above, o.size) if (kn and above is not None) else None
+        sb = np.zeros(o.size, dtype=bool)
+        f = work / f"adjusted{j + 2}.i64"
+        n_kept = 0
+        c = np.zeros(6, dtype=np.int64)
+        with open(f, "wb") as fa:
+            for s, e in _pieces(o.size, run):
+                keys = _read(o.keys, np.int64, s, e - s)
+                raw = _read(o.counts, np.int64, s, e - s)
+                sb[s:e] = starts_bos[-1][keys // V] if j else (keys // V == BOS_ID)
+                a = np.where(sb[s:e], raw, cont[s:e]) if cont is not None else raw
+                c += counts_of_counts(a)
+                n_kept += int((raw > prune[j + 1]).sum())
+                fa.write(a.tobytes())
+        starts_bos.append(sb)
+        adjusted_files.append(f)
+        coc.append(c)
+        kept_n.append(n_kept)
+        del cont
+    if not kn:
+        uni_adjusted = uni
+        coc = [None] * N
+    elif N == 1:
+        uni_adjusted = uni.copy()
+        uni_adjusted[BOS_ID] = 0
+        coc = [counts_of_counts(uni_adjusted)]
+    del starts_bos
+    discounts, info = order_discounts(smoothing, coc)
+    if smoothing == "add-k":
+        info["k"] = kval
+
+    lower = unigram_probs(smoothing, uni_adjusted, V, discounts[0], kval)
+    lp = _log(lower)
+    lp[BOS_ID] = -np.inf
+    np.save(tables / "keys1.npy", np.arange(V, dtype=np.int64))
+    np.save(tables / "logprob1.npy", lp)
+    kept_prev = np.ones(V, dtype=bool)
+    remap = None  # rank among the kept n-grams of the order below (with pruning)
+    bow_writer = NpyWriter(tables / "logbow1.npy", np.float64, V)
+    building = None
+    with Progress(sum(o.size for o in orders), "estimate", unit="n-gram", delay=1.0) as bar:
+        for j, o in enumerate(orders):
+            k = j + 2
+            n_ctx = kept_prev.shape[0]
+            last = k == N
+            keep = np.zeros(o.size, dtype=bool)
+            probs = np.empty(o.size) if not last else None
+            writers = [NpyWriter(tables / f"{n}{k}.npy", dt, kept_n[k - 1])
+                       for n, dt in (("keys", np.int64), ("logprob", np.float64))]
+            # runs of whole contexts, and the contexts each gives backoff weights to (from the one after the
+            # previous run's last context, so contexts without continuations get theirs too)
+            runs, c_next = [], 0
+            for s, e in _runs(o, V, run):
+                c_end = int(_read(o.keys, np.int64, e - 1, 1)[0] // V) + 1 if e < o.size else n_ctx
+                runs.append((s, e, c_next, c_end))
+                c_next = c_end
+
+            def step(i, j=j, o=o, k=k, lower=lower, remap=remap, kept_prev=kept_prev, runs=runs):
+                s, e, c0, c1 = runs[i]
+                keys = _read(o.keys, np.int64, s, e - s)
+                raw = _read(o.counts, np.int64, s, e - s)
+                a = _read(adjusted_files[j], np.int64, s, e - s)
+                suffix = _read(o.suffix, np.int64, s, e - s)
+                ctx = keys // V
+                p, bow, kept = order_step(smoothing, raw, a, ctx - c0, c1 - c0, lower[suffix],
+                                          discounts[k - 1], prune[k - 1], kval, V - 1)
+                kk = keys[kept]
+                if remap is not None:
+                    kk = remap[kk // V] * V + kk % V
+                return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
+
+            for s, e, p, kept, kk, logp, logbow in bounded_map(pool, step, range(len(runs)), THREADS):
+                keep[s:e] = kept
+                if probs is not None:
+                    probs[s:e] = p
+                writers[0].write(kk)
+                writers[1].write(logp)
+                bow_writer.write(logbow)
+                bar.update(e - s)
+            if o.size == 0:  # no n-gram of this order: every context keeps weight 1
+                bow_writer.write(np.zeros(int(kept_prev.sum())))
+            for w in writers:
+                w.close()
+            # order k's hash index, built in the background while the next order is estimated (one at a time)
+            if building is not None:
+                building.result()
+            building = pool.submit(_save_index, tables, k, kept_n[k - 1])
+            bow_writer.close()
+            bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
+            remap = None if keep.all() else np.cumsum(keep) - 1
+            kept_prev, lower = keep, probs
+            for f in (o.keys, o.counts, o.suffix, adjusted_files[j]):
+                f.unlink()
+    bow_writer.write(np.zeros(kept_n[-1]))
+    bow_writer.close()
+    if building is not None:
+        building.result()
+    return info, kept_n
+
+
+def _text_block(budget: int, tokenizer: Tokenizer) -> int:
+    """Bytes of text per block: the blocks in flight (one per thread, one waiting) within the budget's share.
+    Word level works on ~20 bytes per byte of text (offsets, hashes, the hashing windows); character level
+    makes a Python string per character, ~8x more."""
+    per_byte = _BYTES_PER_TEXT_BYTE * (1 if tokenizer.level == "word" else 8)
+    return int(min(16 << 20, max(1 << 16, budget * _SHARE // ((THREADS + 1) * per_byte))))
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _held_bytes(sizes: list[int]) -> int:
+    """What estimation holds whole at its peak: p of two adjacent orders (8 bytes per n-gram each), the
+    continuation counts of one order (16: with a bincount), flags (2), and the hash index of an order
+    being built (4 bytes per slot, and a batch of keys in the making)."""
+    peak = 0
+    for j in range(1, len(sizes)):
+        index = (4 << ngram_index.table_bits(sizes[j - 1])) + 48 * min(sizes[j - 1], ngram_index.BATCH) if j > 1 else 0
+        peak = max(peak, 8 * sizes[j - 1] + 8 * sizes[j] + 2 * sizes[j] + index, 16 * sizes[j])
+    return peak
+
+
+def _save_index(tables: Path, k: int, n: int) -> None:
+    index = ngram_index.build_batches(n, _npy_batches(tables / f"keys{k}.npy", ngram_index.BATCH))
+    np.save(tables / f"index{k}.npy", index, allow_pickle=False)
+
+
+def _npy_batches(path: Path, size: int):
+    """The array of a ``.npy`` file in consecutive pieces, read (not mapped)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        n = shape[0]
+        for s in range(0, n, size):
+            yield np.fromfile(f, dtype=dtype, count=min(size, n - s))
+
+
+def _pieces(n: int, size: int = 1 << 22):
+    for s in range(0, n, size):
+        yield s, min(s + size, n)
+
+
+def _continuations(o: _Order, n: int) -> np.ndarray:
+    """N1+(. g) of every n-gram g of the order below ``o`` (how many n-grams of ``o`` have g as suffix)."""
+    cont = np.zeros(n, dtype=np.int64)
+    for s, e in _pieces(o.size):
+        cont += np.bincount(_read(o.suffix, np.int64, s, e - s), minlength=n)
+    return cont

@@ -1,0 +1,268 @@
+"""NGramLM: queries on estimated tables (see smoothing.py), one at a time or vectorized.
+
+Query rule (ARPA backoff): ln p(w | h) = logprob of the longest stored n-gram ``h' w`` (h' a suffix of h)
+plus the ``logbow`` of every stored context longer than h'.  For add-k (``unseen == "uniform"``), an
+unseen word after the longest *seen* context h' (one followed by some word in training) gets
+bow(h') / |V| = k / (c(h'.) + k|V|) instead; a context never seen backs off to the next shorter one, at
+every order alike (a one-word context that is a known word but was never followed by one included).
+
+Batched scoring looks up, for every position of the padded token stream and every order k, the k-gram
+ending there with one ``np.searchsorted`` per order: no Python loop per token.  The history never reaches
+back past the sentence's ``<s>``, so stream and sentence modes agree (see interface.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.io.files import atomic_dir, write_config
+from seqlm.models.interface import LanguageModel, State, check_mode
+from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
+from seqlm.models.ngram import index as ngram_index
+from seqlm.models.ngram.counts import pad_stream
+from seqlm.models.ngram.smoothing import Tables
+
+log = logging.getLogger(__name__)
+
+FORMAT = "seqlm-ngram-1"
+
+
+def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each query in sorted ``keys`` and whether it is there."""
+    if len(keys) == 0:
+        return np.zeros(len(query), np.int64), np.zeros(len(query), bool)
+    idx = np.searchsorted(keys, query)
+    np.minimum(idx, len(keys) - 1, out=idx)
+    return idx, keys[idx] == query
+
+
+class NGramLM(LanguageModel):
+    kind = "ngram"
+
+    def __init__(self, vocab: Vocab, tables: Tables, config: dict | None = None):
+        if tables.vocab_size != len(vocab):
+            raise SeqlmError(f"model tables are for {tables.vocab_size} tokens but the vocabulary has "
+                             f"{len(vocab)}: the model folder is inconsistent, retrain it")
+        self.vocab = vocab
+        self.tables = tables
+        self.order = tables.order
+        self.config = dict(config or {})
+        self._log_n_pred = np.log(len(vocab) - 1)
+        # add-k: which stored (k-1)-grams were seen as contexts (followed by a word) in training
+        self._index: list = [None] * tables.order  # hash index of each order's keys (index.py), built on use
+        self._seen_ctx = [np.bincount(tables.keys[k] // len(vocab), minlength=len(tables.keys[k - 1])) > 0
+                          for k in range(1, tables.order)] if tables.unseen == "uniform" else None
+
+    # -- single queries -----------------------------------------------------------------------
+    def start(self) -> State:
+        return (BOS_ID,)[-(self.order - 1):] if self.order > 1 else ()
+
+    def advance(self, state: State, token: int) -> State:
+        if self.order == 1:
+            return ()
+        if token == EOS_ID:
+            return self.start()
+        return (tuple(state) + (int(token),))[-(self.order - 1):]
+
+    def _rank(self, words: Sequence[int]) -> int | None:
+        """Index of the n-gram ``words`` in its order's table, or None if not stored."""
+        V = self.tables.vocab_size
+        r = int(words[0])
+        for j in range(1, len(words)):
+            keys = self.tables.keys[j]
+            key = r * V + int(words[j])
+            i = int(np.searchsorted(keys, key))
+            if i >= len(keys) or keys[i] != key:
+                return None
+            r = i
+        return r
+
+    def next_logprobs(self, state: State) -> np.ndarray:
+        t = self.tables
+        V = t.vocab_size
+        out = t.logprob[0].copy()
+        state = tuple(state)
+        for k in range(2, self.order + 1):
+            if len(state) < k - 1:
+                break
+            r = self._rank(state[-(k - 1):])
+            if r is None:
+                break
+            keys = t.keys[k - 1]
+            lo, hi = np.searchsorted(keys, [r * V, (r + 1) * V])
+            if self._seen_ctx is not None and lo == hi:
+                break  # add-k: a context never seen backs off to the shorter one (the rule of every order)
+            bow = t.logbow[k - 2][r]
+            if t.unseen == "uniform":
+                out[:] = bow - self._log_n_pred
+            else:
+                out += bow
+            out[keys[lo:hi] % V] = t.logprob[k - 1][lo:hi]
+        out[BOS_ID] = -np.inf
+        return out
+
+    def index(self, k: int) -> np.ndarray:
+        """The hash table of order ``k``'s keys (built on first use, or memory-mapped from the folder)."""
+        if self._index[k - 1] is None:
+            self._index[k - 1] = ngram_index.build(self.tables.keys[k - 1])
+        return self._index[k - 1]
+
+    # -- batched scoring ------------------------------------------------------------------------
+    def score_lines(self, lines, mode="sentence", state=None):
+        check_mode(mode)
+        lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
+        ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in lines]) if lengths.sum() else \
+            np.zeros(0, np.int64)
+        return self.score_stream(ids, lengths), (self.start() if mode == "stream" else None)
+
+    def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""
+        t = self.tables
+        V = t.vocab_size
+        toks, pos = pad_stream(ids, lengths)
+        target = np.flatnonzero(pos > 0)  # every predicted position
+        w = toks[target]
+        if (w < 0).any() or (w >= V).any():
+            raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary")
+        lp = t.logprob[0][w]
+        n = len(target)
+        # live: the predicted positions i (indices into target) whose (k-1)-gram ending at i is stored, with
+        # its rank; the context of order k at i + 1 is that (k-1)-gram when i + 1 continues i's sentence.
+        # Order 2's contexts are single tokens, <s> included (every unigram is stored): all positions.
+        live = np.arange(n)
+        ranks = toks[target - 1]
+        shift = 0  # order 2 looks up (token before i, token at i); the orders above (rank at i, token at i + 1)
+        continues = np.zeros(n, dtype=bool)
+        continues[:-1] = pos[target[1:]] > 1
+        for k in range(2, self.order + 1):
+            if shift:
+                keep = continues[live]
+                live, ranks = live[keep] + 1, ranks[keep]
+            if self._seen_ctx is not None:  # add-k: only seen contexts (see the module docstring)
+                keep = self._seen_ctx[k - 2][ranks]
+                live, ranks = live[keep], ranks[keep]
+            idx, found = ngram_index.find(self.index(k), t.keys[k - 1], ranks * V + w[live])
+            bow = t.logbow[k - 2][ranks]
+            if t.unseen == "uniform":
+                lp[live] = np.where(found, t.logprob[k - 1][idx], bow - self._log_n_pred)
+            else:
+                lp[live] = np.where(found, t.logprob[k - 1][idx], lp[live] + bow)
+            live, ranks, shift = live[found], idx[found], 1
+            if not len(live):
+                break
+        return lp
+
+    # -- persistence ----------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"kind": self.kind, "order": self.order, "smoothing": self.config.get("smoothing"),
+                "vocab_size": len(self.vocab), "ngrams": self.tables.sizes()}
+
+    def save(self, path: str | Path) -> None:
+        """A model folder: config.json, vocab.json and ``tables/``, one ``.npy`` file per array, which
+        :meth:`load` memory-maps (instant, and shared by every process that loads the same folder)."""
+        t = self.tables
+        with atomic_dir(path) as tmp:
+            (tmp / TABLES).mkdir()
+            for name, arrays in (("keys", t.keys), ("logprob", t.logprob), ("logbow", t.logbow)):
+                for k, a in enumerate(arrays, start=1):
+                    np.save(tmp / TABLES / f"{name}{k}.npy", np.ascontiguousarray(a), allow_pickle=False)
+            for k in range(2, self.order + 1):
+                np.save(tmp / TABLES / f"index{k}.npy", self.index(k), allow_pickle=False)
+            write_folder(tmp, self.vocab, self.config, self.order, t.unseen, t.sizes(), t.info)
+
+    @classmethod
+    def load(cls, path: str | Path, config: dict, device: str = "cpu") -> "NGramLM":
+        """The model in folder ``path`` (its parsed ``config``); ``device`` is ignored (tables are memory-mapped)."""
+        path = Path(path)
+        vocab = Vocab.load(path / "vocab.json")
+        order = config.get("order")
+        if not isinstance(order, int) or order < 1:
+            raise SeqlmError(f"{path}/config.json has no valid order: retrain the model")
+        if (path / TABLES).is_dir():
+            keys, logprob, logbow, index = _map_tables(path, order, config.get("ngrams"), config.get("table_bytes") or {})
+        else:
+            keys, logprob, logbow = _read_npz(path, order)
+            index = [None] * order
+        tables = Tables(len(vocab), keys, logprob, logbow, config.get("unseen", "backoff"),
+                        config.get("estimation", {}))
+        lm = cls(vocab, tables, config)
+        lm._index = index
+        return lm
+
+
+TABLES = "tables"
+
+
+def write_folder(folder: Path, vocab: Vocab, config: dict, order: int, unseen: str, sizes: list[int],
+                 info: dict) -> dict:
+    """vocab.json and config.json of a model folder whose ``tables/`` are written; returns the config."""
+    config = dict(config)
+    config.update(kind=NGramLM.kind, format=FORMAT, order=order, unseen=unseen, ngrams=[int(n) for n in sizes],
+                  estimation=info)
+    # sizes, checked at load without reading the data (a checksum would read every byte)
+    config["table_bytes"] = {f.name: f.stat().st_size for f in sorted((folder / TABLES).iterdir())}
+    vocab.save(folder / "vocab.json")
+    write_config(folder, config, default=_jsonable)
+    return config
+
+
+def _map_tables(path: Path, order: int, sizes, file_bytes: dict) -> tuple[list, list, list, list]:
+    """The arrays of ``path/tables``, memory-mapped read-only; checked against the file sizes and n-gram
+    counts config.json records (the files' headers only: no data is read).  Returns keys, logprob,
+    logbow and the hash index of each order (None where the folder has none: built on use)."""
+
+    def open_array(f: Path, dtype, n):
+        if f.is_file() and f.name in file_bytes and f.stat().st_size != file_bytes[f.name]:
+            raise SeqlmError(f"{f} does not have the size recorded in config.json (truncated or modified): "
+                             f"copy the model folder again or retrain")
+        try:
+            a = np.load(f, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise SeqlmError(f"{f} is missing: retrain the model") from None
+        except (ValueError, OSError) as e:
+            raise SeqlmError(f"{f} is damaged ({e}): retrain the model") from None
+        if a.dtype != dtype or a.ndim != 1 or (n is not None and len(a) != n):
+            raise SeqlmError(f"{f} does not match {path}/config.json: retrain the model")
+        return a.view(np.ndarray)  # still the mapped file; plain indexing (np.memmap's is slower)
+
+    counts = sizes if isinstance(sizes, list) and len(sizes) == order else [None] * order
+    out = [[open_array(path / TABLES / f"{name}{k}.npy", dtype, counts[k - 1]) for k in range(1, order + 1)]
+           for name, dtype in (("keys", np.int64), ("logprob", np.float64), ("logbow", np.float64))]
+    index = [None]
+    for k in range(2, order + 1):
+        f = path / TABLES / f"index{k}.npy"
+        n = 1 << ngram_index.table_bits(len(out[0][k - 1]))
+        index.append(open_array(f, np.int32, n) if f.is_file() else None)
+    return out[0], out[1], out[2], index
+
+
+def _read_npz(path: Path, order: int) -> tuple[list, list, list]:
+    """Model folders written before ``tables/`` (one model.npz), read whole."""
+    try:
+        with np.load(path / "model.npz", allow_pickle=False) as z:
+            keys = [z[f"keys{k}"] for k in range(1, order + 1)]
+            logprob = [z[f"logprob{k}"] for k in range(1, order + 1)]
+            logbow = [z[f"logbow{k}"] for k in range(1, order + 1)]
+    except FileNotFoundError:
+        raise SeqlmError(f"{path} has neither tables/ nor model.npz: retrain the model") from None
+    except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError from a damaged file
+        raise SeqlmError(f"{path}/model.npz is damaged ({type(e).__name__}: {e}): retrain the model") from None
+    for k in range(order):
+        if not (len(keys[k]) == len(logprob[k]) == len(logbow[k])) or keys[k].dtype != np.int64:
+            raise SeqlmError(f"{path}/model.npz is inconsistent at order {k + 1}: retrain the model")
+        if k > 0 and len(keys[k]) > 1 and not (np.diff(keys[k]) > 0).all():
+            raise SeqlmError(f"{path}/model.npz has unsorted keys at order {k + 1}: retrain the model")
+    return keys, logprob, logbow
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")

@@ -1,0 +1,1 @@
+"""Reports and the README's tables and figures, generated from results/."""

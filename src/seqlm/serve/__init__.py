@@ -1,0 +1,1 @@
+"""``seqlm serve``: the HTTP API and the typing page."""

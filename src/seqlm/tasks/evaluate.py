@@ -1,0 +1,158 @@
+"""evaluate: perplexity (and bits per token / character) of a model on lines of text.
+
+Counts follow interface.py: every line predicts its tokens and one ``</s>``.  OOV tokens (outside the
+vocabulary) are scored as ``<unk>``; the result also gives the perplexity without them, as KenLM does.
+The numbers do not depend on ``batch_lines``, the number of lines scored per call (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.models.interface import LanguageModel, check_mode, check_model, line_chunks
+from seqlm.text.encode import encode_lines
+
+
+CHUNK_LINES = 10_000  # lines encoded and scored at a time: memory stays flat in the text's length
+
+
+def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stream",
+             batch_lines: int | None = None) -> dict:
+    """Perplexity of ``model`` on ``lines`` (one line, or any iterable of lines: a list, a generator, an
+    open file's lines); a dict with ``perplexity``, ``tokens``, ``oov``, ``mode``....
+
+    The text is read, encoded and scored ``batch_lines`` lines at a time (default 10,000), carrying the
+    model's state from block to block in stream mode, and only sums are kept: memory does not grow with
+    the text's length.
+    """
+    check_model(model, "evaluate")
+    check_mode(mode)
+    if batch_lines is not None and batch_lines < 1:
+        raise SeqlmError(f"batch_lines must be >= 1 (got {batch_lines})")
+    totals = Totals()
+    state = None
+    for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
+        enc = encode_lines(model.vocab, chunk)
+        logp, state = model.score_lines(enc.lines, mode, state)
+        totals.add(logp, enc.scored_oov(), len(chunk))
+    if not totals.lines:
+        raise SeqlmError("nothing to evaluate: the text has no non-blank line")
+    return totals.result(model, mode)
+
+
+def read_source(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
+                data_dir: str | None = None) -> tuple[list[str], str]:
+    """The lines of a registered corpus's split or of a text file, for ``model`` (levels must match), and
+    a name for them."""
+    from seqlm.text.corpora import load_corpus, read_lines
+
+    if file and corpus:
+        raise SeqlmError("give either a file or a corpus to evaluate on, not both")
+    if file:
+        lines, source = read_lines(file), str(file)
+    elif corpus:
+        data = load_corpus(corpus, data_dir=data_dir)
+        if split not in data.splits:
+            raise SeqlmError(f"corpus {corpus} has no {split} split: choose one of {', '.join(data.splits)}")
+        lines, source = data.split(split), f"{corpus}:{split}"
+        if data.level != model.vocab.tokenizer.level:
+            raise SeqlmError(f"corpus {corpus} is {data.level}-level but the model reads "
+                             f"{model.vocab.tokenizer.level}s: use the matching corpus")
+    else:
+        raise SeqlmError("nothing to evaluate on: give a corpus and split (--corpus NAME --split SPLIT) or a file")
+    return lines, source
+
+
+class SplitSource:
+    """The lines of a registered corpus's splits for models of ``level`` (the corpus read once, its level
+    checked), or of a file given instead of a split; ``hint`` ends the error when neither is there."""
+
+    def __init__(self, corpus: str | None, data_dir: str | None, level: str, hint: str = ""):
+        self.corpus, self.data_dir, self.level, self.hint = corpus, data_dir, level, hint
+        self._data = None
+
+    def lines(self, split: str, file=None) -> list[str]:
+        from seqlm.text.corpora import load_corpus, read_lines
+
+        if file:
+            return read_lines(file)
+        if not self.corpus:
+            raise SeqlmError(f"no {split} text: give --corpus NAME or --{split} FILE{self.hint}")
+        if self._data is None:
+            self._data = load_corpus(self.corpus, data_dir=self.data_dir)
+            if self._data.level != self.level:
+                raise SeqlmError(f"corpus {self.corpus} is {self._data.level}-level but the model reads "
+                                 f"{self.level}s: use the matching corpus")
+        if split not in self._data.splits:
+            raise SeqlmError(f"corpus {self.corpus} has no {split} split: give --{split} FILE")
+        return self._data.split(split)
+
+
+def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str = "test", file=None,
+                  data_dir: str | None = None, mode: str = "stream") -> dict:
+    """:func:`evaluate` on a registered corpus's split or on a text file (read as it is scored); the
+    result names the data."""
+    if file and not corpus:
+        from seqlm.text.corpora import iter_lines
+
+        result = evaluate(model, iter_lines(file), mode=mode)
+        result["data"] = str(file)
+        return result
+    lines, source = read_source(model, corpus=corpus, split=split, file=file, data_dir=data_dir)
+    result = evaluate(model, lines, mode=mode)
+    result["data"] = source
+    return result
+
+
+def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:
+    totals = Totals()
+    totals.add(logp, oov, lines)
+    return totals.result(model, mode)
+
+
+@dataclass
+class Totals:
+    """Running sums over scored positions: all an evaluation's figures are made of."""
+
+    log_prob: float = 0.0
+    tokens: int = 0
+    oov: int = 0
+    known_log_prob: float = 0.0
+    lines: int = 0
+
+    def add(self, logp: np.ndarray, oov: np.ndarray, lines: int) -> None:
+        self.log_prob += float(logp.sum())
+        self.tokens += int(len(logp))
+        self.oov += int(oov.sum())
+        self.known_log_prob += float(logp[~oov].sum())
+        self.lines += lines
+
+    def result(self, model: LanguageModel, mode: str) -> dict:
+        unit = model.vocab.tokenizer.unit
+        total, tokens = self.log_prob, self.tokens
+        return {
+            "perplexity": _ppl(total, tokens),
+            "tokens": tokens,
+            "oov": self.oov,
+            "mode": mode,
+            "lines": self.lines,
+            "log_prob": total,
+            "log_base": "e",
+            "unit": unit,
+            f"bits_per_{unit}": (-total / tokens / math.log(2)) if tokens else float("nan"),
+            "perplexity_without_oov": _ppl(self.known_log_prob, tokens - self.oov),
+            "model": model.describe(),
+        }
+
+
+def _ppl(total: float, n: int) -> float:
+    if n == 0:
+        return float("nan")
+    if not math.isfinite(total) or -total / n > 700:  # exp overflows past ~709
+        return float("inf")
+    return math.exp(-total / n)

@@ -1,0 +1,146 @@
+"""predict (top-k next tokens) and generate (sampling), written once against the model interface.
+
+Decoding never produces ``<s>``; it leaves out ``<unk>`` unless ``allow_unk``.  Sampling transforms the
+model's distribution in this order: temperature, top-k, top-p (nucleus); ``greedy`` (or top_k=1) takes
+the most probable token.  The reported ``log_prob`` of a generated text is under the model's own,
+untransformed distribution (natural log), so it is comparable across decoding settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.models.interface import LanguageModel, State, check_model
+from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
+
+log = logging.getLogger(__name__)
+
+
+def read_prompt(model: LanguageModel, prompt: str) -> tuple[State, list[str]]:
+    """State after ``<s>`` and the prompt's tokens; refuses a prompt made only of unknown tokens."""
+    vocab = model.vocab
+    tokens = vocab.tokenizer.tokenize(prompt)
+    unknown = [t for t in tokens if t not in vocab]
+    if tokens and len(unknown) == len(tokens):
+        raise SeqlmError(f"every token of the prompt {prompt!r} is outside the model's vocabulary: "
+                         f"use words the model knows (or no prompt)")
+    if unknown:
+        log.warning("unknown in the prompt, read as <unk>: %s", " ".join(sorted(set(unknown))))
+    state = model.start()
+    for i in vocab.encode(tokens):
+        state = model.advance(state, int(i))
+    return state, tokens
+
+
+def _banned(allow_unk: bool) -> list[int]:
+    return [BOS_ID] if allow_unk else [BOS_ID, UNK_ID]
+
+
+def predict(model: LanguageModel, prompt: str, top_k: int = 5, allow_unk: bool = False) -> list[dict]:
+    """The ``top_k`` most probable next tokens after ``prompt`` (``</s>`` included), most probable first."""
+    check_model(model, "predict")
+    if not isinstance(prompt, str):
+        raise TypeError(f"predict() takes the prompt as one str, not {type(prompt).__name__}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be an int, not {type(top_k).__name__}")
+    if top_k < 1:
+        raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
+    state, _ = read_prompt(model, prompt)
+    logp = model.next_logprobs(state).copy()
+    logp[_banned(allow_unk)] = -np.inf
+    k = min(top_k, int(np.isfinite(logp).sum()))
+    best = np.argpartition(-logp, k - 1)[:k] if k else np.zeros(0, int)
+    best = best[np.argsort(-logp[best], kind="stable")]
+    return [{"token": model.vocab.itos[i], "prob": float(math.exp(logp[i])), "log_prob": float(logp[i])}
+            for i in best]
+
+
+def sampling_distribution(logp: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """Probabilities to sample from after temperature, top-k and top-p."""
+    finite = np.isfinite(logp)
+    if not finite.any():
+        raise SeqlmError("the model gives no token a non-zero probability here: use another model or prompt")
+    z = np.where(finite, logp / temperature, -np.inf)
+    if top_k is not None and top_k < finite.sum():
+        cut = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= cut, z, -np.inf)
+        # ties at the cut could keep more than k; keep the first k by (value, index)
+        if (z > -np.inf).sum() > top_k:
+            keep = np.argsort(-z, kind="stable")[:top_k]
+            mask = np.full_like(z, -np.inf)
+            mask[keep] = z[keep]
+            z = mask
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cum = np.cumsum(p[order])
+        n_keep = int(np.searchsorted(cum, top_p) + 1)
+        q = np.zeros_like(p)
+        q[order[:n_keep]] = p[order[:n_keep]]
+        p = q / q.sum()
+    return p
+
+
+def generate(
+    model: LanguageModel,
+    prompt: str = "",
+    max_tokens: int = 50,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+    allow_unk: bool = False,
+) -> dict:
+    """Continue ``prompt``; returns the text, its generated tokens, the model log-prob of those tokens,
+    and why it stopped (``"eos"`` or ``"max_tokens"``)."""
+    check_model(model, "generate")
+    if not isinstance(prompt, str):
+        raise TypeError(f"generate() takes the prompt as one str, not {type(prompt).__name__}")
+    if max_tokens < 1:
+        raise SeqlmError(f"--max-tokens must be >= 1 (got {max_tokens})")
+    if not (math.isfinite(temperature) and 1e-3 <= temperature <= 1e3):
+        raise SeqlmError(f"--temperature must be a number between 0.001 and 1000 (got {temperature}); use --greedy "
+                         f"for the most probable token")
+    if top_k is not None and top_k < 1:
+        raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise SeqlmError(f"--top-p must be in (0, 1] (got {top_p})")
+    rng = np.random.default_rng(seed)
+    state, prompt_tokens = read_prompt(model, prompt)
+    banned = _banned(allow_unk)
+    out: list[int] = []
+    total = 0.0
+    stopped = "max_tokens"
+    for _ in range(max_tokens):
+        logp = model.next_logprobs(state)
+        masked = logp.copy()
+        masked[banned] = -np.inf
+        if greedy or top_k == 1:
+            tok = int(np.argmax(masked))
+        else:
+            p = sampling_distribution(masked, temperature, top_k, top_p)
+            tok = int(rng.choice(len(p), p=p))
+        total += float(logp[tok])
+        if tok == EOS_ID:
+            stopped = "eos"
+            break
+        out.append(tok)
+        state = model.advance(state, tok)
+    tokens = model.vocab.decode(out)
+    detok = model.vocab.tokenizer.detokenize
+    return {
+        "prompt": prompt,
+        "text": detok(prompt_tokens + tokens),
+        "generated": detok(tokens),
+        "tokens": len(tokens) + (stopped == "eos"),
+        "log_prob": total,
+        "log_base": "e",
+        "stopped": stopped,
+        "seed": seed,
+    }

@@ -1,0 +1,1 @@
+"""train() for every kind (train), the neural run loop (neural) and its optimisation step (step)."""

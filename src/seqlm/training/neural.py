@@ -1,0 +1,622 @@
+"""One training loop for every neural kind (recurrent and fixed-window).
+
+Teacher forcing over the token stream: the training text is one stream (each line then ``</s>``, after
+a leading ``</s>``), cut into ``batch_size`` contiguous rows and read ``bptt`` steps at a time; the state
+is carried across batches and detached (truncated BPTT).  Gradient-norm clipping; SGD with the Zaremba
+schedule, Adam or AdamW; decay on plateau; early stopping; validation each epoch; the best model kept.
+
+Run folder (``--out``): ``model/`` the best model (config.json, vocab.json, model.safetensors; ``seqlm
+evaluate RUN`` finds it), ``last/`` (the
+latest resume checkpoint: weights, optimizer, schedule, RNG, data position, carried state; written
+atomically), ``metrics.jsonl`` (one line per epoch), ``run.json`` (resolved config, command line,
+commit, versions) and ``summary.json`` (final metrics).  Resuming from ``last/`` reproduces the same
+weights as an uninterrupted run.
+
+Under ``torchrun`` the same loop runs in every process, each on its rows of the global batch, wrapped in
+DistributedDataParallel (``seqlm.io.distributed`` says what makes it the one-process run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqlm.io import distributed
+from seqlm.config import RunConfig
+from seqlm.errors import SeqlmError
+from seqlm.io.files import atomic_dir, atomic_write, dumps, write_json
+from seqlm.tasks.evaluate import evaluate
+from seqlm.io.runtime import Progress, cores, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
+from seqlm.text.corpora import load_corpus
+from seqlm.text.encode import encode_lines, join_with_eos
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import EOS_ID, Vocab
+from seqlm.models.neural.lm import NeuralLM, build_module
+from seqlm.models.neural.recurrent import SequenceDropout
+from seqlm.training.step import Averager, Stepper, get_lr, make_optimizer, set_lr
+
+log = logging.getLogger(__name__)
+
+
+def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
+    """``</s>`` + every line followed by ``</s>``, as ids."""
+    return np.concatenate([[EOS_ID], join_with_eos(encode_lines(vocab, lines).lines)])
+
+
+def batchify(ids: np.ndarray, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets as (batch_size, n) contiguous rows of the stream."""
+    n = (len(ids) - 1) // batch_size
+    if n < 2:
+        raise SeqlmError(f"the training text has {len(ids) - 1} tokens, too few for one batch of {batch_size} rows: "
+                         f"give more text or lower train.batch_size")
+    x = torch.from_numpy(ids[: n * batch_size].reshape(batch_size, n).copy())
+    y = torch.from_numpy(ids[1: n * batch_size + 1].reshape(batch_size, n).copy())
+    return x, y
+
+
+# -- resume checkpoints ------------------------------------------------------------------------------
+def _state_tensors(state, prefix: str) -> dict:
+    out = {}
+    if isinstance(state, torch.Tensor):
+        out[prefix] = state
+    else:
+        for k, st in enumerate(state):
+            for j, s in enumerate(st if isinstance(st, tuple) else (st,)):
+                out[f"{prefix}.{k}.{j}"] = s
+    return out
+
+
+def _restore_state(template, tensors: dict, prefix: str):
+    if isinstance(template, torch.Tensor):
+        return tensors[prefix]
+    return [tuple(tensors[f"{prefix}.{k}.{j}"] for j in range(len(st))) if isinstance(st, tuple)
+            else tensors[f"{prefix}.{k}.0"] for k, st in enumerate(template)]
+
+
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden, extra: dict | None = None) -> None:
+    """Weights, optimizer, RNG, data position and carried state (and ``extra`` tensors: the averaged weights),
+    in one atomically replaced folder."""
+    from safetensors.torch import save_file
+
+    opt = optimizer.state_dict()
+    tensors = {}
+    for idx, st in opt["state"].items():
+        for key, value in st.items():
+            tensors[f"opt.{idx}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tensors.update(_state_tensors(hidden, "hidden"))
+    tensors.update(extra or {})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_dir(path) as tmp:
+        lm.save(tmp / "model")
+        save_file(tensors, str(tmp / "resume.safetensors"))
+        with atomic_write(tmp / "resume.json") as f:
+            groups = [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in g.items()}
+                      for g in opt["param_groups"]]
+            json.dump({"progress": progress, "param_groups": groups}, f)
+
+
+def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
+    from safetensors.torch import load_file
+
+    from seqlm.models.loader import load
+
+    if not (path / "resume.json").is_file():
+        raise SeqlmError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
+    saved = load(path / "model")
+    lm.module.load_state_dict(saved.module.state_dict())
+    try:
+        tensors = load_file(str(path / "resume.safetensors"))
+        meta = json.loads((path / "resume.json").read_text())
+    except Exception as e:  # damaged resume files
+        raise SeqlmError(f"the resume checkpoint in {path} is damaged ({e}): start again without --resume") from None
+    # the saved hyper-parameters and lr, this optimizer's own implementation flags (fused, capturable, ...)
+    # and lr type (a device tensor when training is graphed): a checkpoint moves between CPU and GPU
+    current = optimizer.param_groups
+    groups = [{**saved_group, **{k: cur[k] for k in IMPLEMENTATION_FLAGS if k in cur}}
+              for saved_group, cur in zip(meta["param_groups"], current)]
+    lr_tensors = [g["lr"] if isinstance(g["lr"], torch.Tensor) else None for g in current]
+    state: dict = {"state": {}, "param_groups": groups}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state["state"].setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
+    optimizer.load_state_dict(state)
+    for group, lr_tensor in zip(optimizer.param_groups, lr_tensors):
+        if lr_tensor is not None:
+            group["lr"] = lr_tensor.fill_(float(group["lr"]))
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    hidden = _restore_state(hidden_template, {k: v.to(device) for k, v in tensors.items()}, "hidden")
+    return meta["progress"], hidden, tensors
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+def use_graphs(t, device: torch.device) -> bool:
+    """CUDA graphs: on CUDA unless ``train.graphs=off``; never where a NaN must be skipped step by step."""
+    if device.type != "cuda" or t.graphs == "off" or t.loss == "nce":  # NCE: sampling is not captured
+        return False
+    if t.on_nan == "skip":
+        if t.graphs == "on":
+            log.warning("train.graphs=on with train.on_nan=skip: a skipped step needs a host sync, so no graphs")
+        return False
+    return True
+
+
+def scheduled_lr(t, progress: dict, total_steps: int, seconds: float) -> float | None:
+    """The cosine schedule's lr for the next step (None for the per-epoch schedules): from train.lr to 0
+    over the budget, whichever ends first of epochs x batches steps and train.max_minutes."""
+    if t.schedule != "cosine":
+        return None
+    frac = progress["step"] / max(total_steps, 1)
+    if t.max_minutes:
+        frac = max(frac, seconds / (t.max_minutes * 60))
+    return t.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def window_length(t, step: int) -> int:
+    """Tokens per row in training step ``step``: ``bptt``, or with ``variable_bptt`` AWD-LSTM's draw
+    (N(bptt, 5), N(bptt/2, 5) with probability 0.05; at least 5, at most bptt + 20), from a generator seeded
+    by (seed, step), so a resumed run and every rank under torchrun draw the same lengths."""
+    if not t.variable_bptt:
+        return t.bptt
+    rng = np.random.default_rng([t.seed, step])
+    base = t.bptt if rng.random() < 0.95 else t.bptt / 2
+    return int(min(max(5, int(rng.normal(base, 5))), t.bptt + 20))
+
+
+def nonmonotone(history: list[float], v: float, n: int) -> bool:
+    """NT-ASGD's trigger (Merity et al. 2018): validation ``v`` is worse than the best of all earlier
+    validations but the last ``n``."""
+    return len(history) > n and v > min(history[:-n])
+
+
+def epoch_end_lr(t, lr: float, epoch: int, improved: bool) -> float:
+    """The per-epoch schedules: zaremba (decay every epoch from decay_start on), plateau (decay when the
+    validation did not improve)."""
+    if (t.schedule == "zaremba" and epoch >= t.decay_start) or (t.schedule == "plateau" and not improved):
+        return lr * t.lr_decay
+    return lr
+
+
+def _prepare_data(cfg: RunConfig):
+    d, t = cfg.data, cfg.train
+    files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
+    if d.text:
+        files["split_ratio"] = tuple(d.split_ratio)
+    corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",), **files)
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
+    vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
+    x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
+    return corpus, vocab, x_all, y_all
+
+
+def _evaluate_splits(lm, corpus, splits, level: str) -> dict:
+    out = {}
+    for split in splits:
+        if split in corpus.splits:
+            r = evaluate(lm, corpus.splits[split], mode="stream")
+            out[f"{split}_perplexity"] = r["perplexity"]
+            if level == "char":
+                out[f"{split}_bits_per_character"] = r["bits_per_character"]
+    return out
+
+
+def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results: str | Path | None = None,
+                 argv: list[str] | None = None) -> tuple[NeuralLM, dict]:
+    """Train ``cfg`` into the run folder ``out``; see the module docstring.  Under ``torchrun`` this is
+    one of the processes of one run (``seqlm.io.distributed``): rank 0 writes the files."""
+    cfg.validate()
+    world = distributed.world_from_env()
+    if world.active and cfg.train.on_nan == "skip":
+        raise SeqlmError("train.on_nan=skip cannot run under torchrun (a rank that skips a step would leave the "
+                         "others waiting in the gradient exchange): use train.on_nan=stop")
+    if not resume and Path(out, "last").exists():
+        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
+    try:
+        run = Run(cfg, Path(out), argv, world)
+        try:
+            return _train(run, resume, results)
+        except RuntimeError as e:  # under torchrun: a collective broke because another rank stopped
+            if not world.active or isinstance(e, SeqlmError):
+                raise
+            raise distributed.failure(e, world, _checkpoint_note(run.out)) from None
+    finally:
+        distributed.stop()
+
+
+def _train(run: "Run", resume: bool, results) -> tuple[NeuralLM, dict]:
+    if resume:
+        run.resume()
+    run.begin()
+    stop, interrupted = None, False
+    try:
+        while stop is None and run.progress["epoch"] < run.cfg.train.epochs:
+            stop = run.train_epoch() or run.end_epoch()
+    except KeyboardInterrupt:
+        interrupted, stop = True, "interrupted"
+        log.warning("interrupted: saving a checkpoint and evaluating the best model")
+    if stop in ("max_steps", "max_minutes", "interrupted"):
+        run.save_at_stop(evaluate_current=not interrupted)
+    return run.finish(stop or "epochs", interrupted, results)
+
+
+class Run:
+    """One neural training run, as named steps: set up (here), :meth:`resume`, :meth:`begin`,
+    then epochs of :meth:`train_epoch` and :meth:`end_epoch`, and :meth:`finish`.  Every file is written
+    behind ``is_main`` (rank 0 under torchrun); ``progress`` (saved in each checkpoint) is everything a resume
+    needs.  Under torchrun every rank runs the same steps in lockstep on its rows of the global batch; the
+    decisions (stop, lr, best model) come from rank 0's clock and evaluations."""
+
+    def __init__(self, cfg: RunConfig, out: Path, argv, world: distributed.World | None = None):
+        self.t_start = time.perf_counter()
+        self.world = world = world or distributed.World()
+        self.cfg, self.out, self.argv, self.is_main = cfg, out, argv, world.is_main
+        d, m, t = cfg.data, cfg.model, cfg.train
+        self.device = distributed.start(world, resolve_device(t.device))
+        self.precision = resolve_precision(t.precision, self.device)
+        self.threads = None
+        if self.device.type == "cpu":
+            # several processes on one machine share its cores: each takes its part unless told
+            self.threads = set_threads(t.threads or max(1, cores() // world.local_size))
+            tune_allocator()
+        torch.manual_seed(t.seed)
+        self.corpus, self.vocab, x_all, y_all = _prepare_data(cfg)
+        self.rows = world.rows(t.batch_size)
+        x_all, y_all = x_all[self.rows], y_all[self.rows]  # this rank's contiguous rows of the stream
+        self.n_batches = math.ceil(x_all.shape[1] / t.bptt)
+        self.total_steps = self.n_batches * t.epochs
+        self.module = build_module(m, len(self.vocab)).to(self.device)
+        self.forward = self.module
+        if world.active:
+            for sub in self.module.modules():
+                if isinstance(sub, SequenceDropout):
+                    sub.rows = (self.rows.start, t.batch_size)
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(self.module, device_ids=[self.device] if self.device.type == "cuda"
+                                                   else None, broadcast_buffers=False)
+        config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
+                  "recipe": cfg.name, "corpus": self.corpus.describe()}
+        self.lm = NeuralLM(self.vocab, self.module, config, eval_chunk=t.eval_chunk)
+        self.graphed = use_graphs(t, self.device) and not world.active
+        self.optimizer = make_optimizer(t, self.module.parameters(), self.graphed)
+        self.averager = Averager(self.module) if t.average != "off" else None
+        self.nce = None
+        if t.loss == "nce":  # noise: the training unigram; output biases start at its logs (Mnih & Teh 2012)
+            from seqlm.models.neural.output import NCELoss
+
+            counts = torch.bincount(y_all.flatten(), minlength=len(self.vocab))
+            if self.world.active:
+                counts = torch.tensor(distributed.all_sum(counts.tolist(), world, self.device), dtype=torch.long)
+            self.nce = NCELoss(counts, t.nce_samples).to(self.device)
+            with torch.no_grad():
+                self.module.decoder.bias.copy_(torch.log(self.nce.noise.clamp_min(1e-12)))
+        self.hidden = self.module.init_state(x_all.shape[0], self.device)
+        self.progress = {"epoch": 0, "batch": 0, "pos": 0, "step": 0, "tokens": 0, "best_valid": None, "best_eval": {},
+                         "bad_epochs": 0, "avg_count": None, "valid_history": [],
+                         "history": [], "log": [], "skipped": 0, "train_seconds": 0.0, "epoch_loss": 0.0,
+                         "epoch_tokens": 0, "window": {"loss": 0.0, "tokens": 0, "clipped": 0, "since": 0}}
+        self.x_all, self.y_all = x_all, y_all
+        self.level = self.vocab.tokenizer.level
+        self.valid_lines = self.corpus.splits.get("valid")
+
+    def resume(self) -> None:
+        """Weights, optimizer, schedule, RNG, data position, carried state and running sums from ``last/``."""
+        out, m = self.out, self.cfg.model
+        saved_cfg = out / "last" / "model" / "config.json"
+        saved_model = json.loads(saved_cfg.read_text())["model"] if saved_cfg.is_file() else None
+        if saved_model is not None and saved_model != asdict(m):
+            raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
+                             f"resume with the same recipe and --set options")
+        template = self.module.init_state(self.cfg.train.batch_size, self.device)  # the global batch's state
+        saved, hidden, tensors = load_resume(out / "last", self.lm, self.optimizer, template, self.device)
+        self.hidden = distributed.take_rows(hidden, self.rows, self.module.state_batch_dim)
+        saved.setdefault("pos", saved["batch"] * self.cfg.train.bptt)  # a checkpoint from before variable bptt
+        self.progress.update(saved)
+        if self.averager is not None:
+            self.averager.load(tensors, self.progress.get("avg_count"))
+        log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
+                 self.progress["batch"], self.progress["step"])
+
+    def begin(self) -> None:
+        """The start line on stderr, ``run.json`` (config, command, commit, versions, hardware), then the
+        stepper, the data on the device and the clock of the training loop."""
+        n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
+        procs = (f", {self.world.size} processes ({distributed.backend_name()}) x" if self.world.active else ",")
+        log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
+                 self.cfg.model.kind, self.corpus.describe().get("name") or "files",
+                 f"{self.x_all.numel() * self.world.size:,}", f"{len(self.vocab):,}", f"{n_params:,}", self.device,
+                 self.precision, f"{procs} {self.threads} threads" if self.threads else procs.rstrip(" x,"),
+                 ", CUDA graphs" if self.graphed else "")
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / "run.json", {
+                "config": self.cfg.to_dict(), "command": self.argv or sys.argv, "commit": git_commit(),
+                "torch": torch.__version__, "device": str(self.device), "threads": self.threads,
+                "precision": self.precision, "cuda_graphs": self.graphed, "hardware": _hardware(self.device),
+                **self.world.describe()})
+        t = self.cfg.train
+        self.stepper = Stepper(self.module, self.optimizer, self.hidden,
+                               torch.bfloat16 if self.precision == "bf16" else None, t.clip, graphed=self.graphed,
+                               full_shape=tuple(self.x_all[:, :t.bptt].shape), forward=self.forward,
+                               ar=t.ar, tar=t.tar, nce=self.nce)
+        self.x_all, self.y_all = self.x_all.to(self.device), self.y_all.to(self.device)
+        self.loop_t0 = time.perf_counter() - self.progress["train_seconds"]
+        self.last_sync = self.progress["step"]
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.loop_t0
+
+    def clock(self) -> float:
+        """The training time that the schedule and the time budget read: rank 0's under torchrun (one
+        small broadcast per step), so every rank sets the same lr and stops at the same step."""
+        if not (self.world.active and self.cfg.train.max_minutes):
+            return self.seconds()
+        import torch.distributed as dist
+
+        t = torch.tensor([self.seconds()], dtype=torch.float64, device=self.device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+
+    def sync(self, record: bool = False) -> None:
+        """Read the device-side sums into the epoch totals and the log window (a non-finite loss stops
+        here); ``record``: close the window as one line of steps.jsonl."""
+        progress = self.progress
+        r = self.stepper.drain()
+        if self.world.active:  # the global batch's loss and tokens (clipping, on the global norm, is the same)
+            r["loss_sum"], r["tokens"] = distributed.all_sum([r["loss_sum"], r["tokens"]], self.world, self.device)
+            r["tokens"] = int(r["tokens"])
+        if not math.isfinite(r["loss_sum"]):
+            raise SeqlmError(f"the loss became {r['loss_sum']} between steps {self.last_sync + 1} and "
+                             f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
+                             f"{_checkpoint_note(self.out)}")
+        self.last_sync = progress["step"]
+        progress["epoch_loss"] += r["loss_sum"]
+        progress["epoch_tokens"] += r["tokens"]
+        w = progress["window"]
+        w["loss"] += r["loss_sum"]
+        w["tokens"] += r["tokens"]
+        w["clipped"] += r["clipped"]
+        if record and w["tokens"] > 0:
+            steps = progress["step"] - w["since"]
+            progress["log"].append({"step": progress["step"], "epoch": progress["epoch"] + 1,
+                                    "tokens": progress["tokens"], "seconds": round(self.seconds(), 2),
+                                    "train_loss": w["loss"] / w["tokens"], "lr": get_lr(self.optimizer),
+                                    "grad_norm": r["grad_norm"], "clipped_fraction": w["clipped"] / max(steps, 1)})
+            progress["window"] = {"loss": 0.0, "tokens": 0, "clipped": 0, "since": progress["step"]}
+
+    def checkpoint(self) -> None:
+        self.sync()
+        self.progress["train_seconds"] = self.clock()
+        hidden = distributed.gather_rows(self.stepper.hidden, self.world, self.module.state_batch_dim)
+        averaging = self.averager is not None and self.averager.active
+        self.progress["avg_count"] = self.averager.count if averaging else None
+        if self.is_main:
+            save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), hidden,
+                        extra=self.averager.tensors() if averaging else None)
+            _write_metrics(self.out, self.progress["history"], self.progress["log"])
+
+    def train_epoch(self) -> str | None:
+        """The rest of the current epoch, step by step; returns why it stopped early (max_steps,
+        max_minutes), or None at the epoch's end."""
+        t, progress = self.cfg.train, self.progress
+        self.module.train()
+        bar = Progress(self.x_all.numel() * self.world.size, f"epoch {progress['epoch'] + 1}/{t.epochs}", unit="tok")
+        width = self.x_all.shape[1]
+        bar.n = min(progress["pos"], width) * t.batch_size
+        stop = None
+        while progress["pos"] < width:
+            p = progress["pos"]
+            length = window_length(t, progress["step"])
+            x = self.x_all[:, p:p + length]
+            y = self.y_all[:, p:p + length]
+            now = self.clock()
+            if self.averager is not None and not self.averager.active and t.average == "tail" and \
+                    self.budget_fraction(now) >= t.average_start:
+                self.start_averaging("at %.0f%% of the budget" % (100 * t.average_start))
+            lr = scheduled_lr(t, progress, self.total_steps, now)
+            if lr is not None:
+                set_lr(self.optimizer, lr)
+            base_lr = get_lr(self.optimizer)
+            scaled = t.variable_bptt and x.shape[1] != t.bptt
+            if scaled:  # variable bptt: the lr scaled by the window's length
+                set_lr(self.optimizer, base_lr * x.shape[1] / t.bptt)
+            loss = self.stepper.step(x, y, check=not self.graphed)  # eager: read every step (stop/skip at once)
+            if scaled:
+                set_lr(self.optimizer, base_lr)
+            finite = loss is None or math.isfinite(loss)
+            if finite and self.averager is not None and self.averager.active:
+                self.averager.update()
+            if loss is not None and not math.isfinite(loss):
+                if t.on_nan == "stop":
+                    raise SeqlmError(f"the loss or its gradient became {loss} at step {progress['step'] + 1} (epoch "
+                                     f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
+                                     f"train.on_nan=skip); {_checkpoint_note(self.out)}")
+                progress["skipped"] += 1
+                self.stepper.reset_state(self.module.init_state(t.batch_size, self.device))
+            progress["batch"] += 1
+            progress["pos"] += x.shape[1]
+            progress["step"] += 1
+            progress["tokens"] += y.numel() * self.world.size
+            if progress["step"] % t.log_every == 0:
+                self.sync(record=True)
+                mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
+                bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(self.optimizer))
+            bar.update(y.numel() * self.world.size)
+            if progress["step"] % t.checkpoint_every == 0:
+                self.checkpoint()
+            if t.max_steps and progress["step"] >= t.max_steps:
+                stop = "max_steps"
+                break
+            if t.max_minutes and now > t.max_minutes * 60:
+                stop = "max_minutes"
+                break
+        self.sync()
+        bar.close()
+        return stop
+
+    def end_epoch(self) -> str | None:
+        """Validate, keep the best model, schedule the lr, record, checkpoint; "early_stopping" or None."""
+        t, progress = self.cfg.train, self.progress
+        epoch = progress["epoch"] + 1
+        record = {"epoch": epoch, "step": progress["step"], "tokens": progress["tokens"],
+                  "lr": get_lr(self.optimizer),
+                  "train_perplexity": _exp(progress["epoch_loss"] / max(progress["epoch_tokens"], 1)),
+                  **({"train_loss_is": "nce"} if t.loss == "nce" else {}),
+                  "seconds": round(self.seconds(), 1)}
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            splits = ("valid", "test") if t.track_test else ("valid",)
+            with self.averaged():
+                record.update(self.evaluate(self.lm, splits))
+            if self.averager is not None and self.averager.active:
+                record["averaged"] = True
+        v = record.get("valid_perplexity")
+        improved = ("valid_perplexity" in record or not self.valid_lines) and (
+            v is None or progress["best_valid"] is None or v < progress["best_valid"])
+        if improved:
+            progress["best_valid"] = v
+            progress["best_eval"] = {k: x for k, x in record.items() if k.startswith("valid_")}
+            progress["bad_epochs"] = 0
+            if self.is_main:
+                with self.averaged():
+                    self.lm.save(self.out / "model", extra={"epoch": epoch, "valid_perplexity": v})
+        else:
+            progress["bad_epochs"] += 1
+        if v is not None:
+            history = progress["valid_history"]
+            if t.average == "nt" and not self.averager.active and nonmonotone(history, v, t.nonmono):
+                self.start_averaging(f"validation {v:.2f} did not beat the best before the last {t.nonmono}")
+            history.append(v)
+        if t.schedule != "cosine":
+            set_lr(self.optimizer, epoch_end_lr(t, get_lr(self.optimizer), epoch, improved))
+        progress["history"].append(record)
+        progress.update(epoch=epoch, batch=0, pos=0, epoch_loss=0.0, epoch_tokens=0)
+        log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
+                 f"{v:.2f}" if v else "-",
+                 f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
+                 record["lr"], record["seconds"])
+        self.checkpoint()
+        if t.patience and progress["bad_epochs"] >= t.patience:
+            return "early_stopping"
+        return None
+
+    def budget_fraction(self, seconds: float) -> float:
+        t = self.cfg.train
+        frac = self.progress["step"] / max(self.total_steps, 1)
+        return max(frac, seconds / (t.max_minutes * 60)) if t.max_minutes else frac
+
+    def start_averaging(self, why: str) -> None:
+        self.averager.start()
+        self.progress["average_from_step"] = self.progress["step"]
+        log.info("averaging the weights from step %d on (%s)", self.progress["step"], why)
+
+    @contextmanager
+    def averaged(self):
+        """The averaged weights in the model for the ``with`` block (no-op before averaging starts)."""
+        a = self.averager
+        if a is None or not a.active or a.count == 0:
+            yield
+            return
+        a.swap()
+        try:
+            yield
+        finally:
+            a.swap()
+
+    def evaluate(self, lm, splits) -> dict:
+        """Perplexities of ``splits`` (whole streams): on rank 0 under torchrun, broadcast to the others."""
+        metrics = _evaluate_splits(lm, self.corpus, splits, self.level) if self.is_main else None
+        return distributed.broadcast(metrics, self.world)
+
+    def save_at_stop(self, evaluate_current: bool) -> None:
+        """A stop inside an epoch: checkpoint, and keep the model as it stands when it validates better
+        (a cosine schedule ends at its best) or when no model was kept yet."""
+        self.checkpoint()
+        v, current = None, {}
+        if evaluate_current and self.valid_lines:
+            with self.averaged():
+                current = self.evaluate(self.lm, ("valid",))
+            v = current["valid_perplexity"]
+        best = self.progress["best_valid"]
+        kept = self.out / "model" / "model.safetensors"
+        if distributed.broadcast(not kept.exists(), self.world) or (v is not None and (best is None or v < best)):
+            self.progress["best_eval"] = current
+            if self.is_main:
+                with self.averaged():
+                    self.lm.save(self.out / "model", extra={"epoch": self.progress["epoch"],
+                                                            "step": self.progress["step"], "valid_perplexity": v})
+
+    def finish(self, stop: str, interrupted: bool, results) -> tuple[NeuralLM, dict]:
+        """Evaluate the best model on valid and test; ``summary.json`` (and ``results``)."""
+        train_seconds = self.seconds()
+        best = self.lm
+        if self.is_main:
+            best = NeuralLM.load(self.out / "model", json.loads((self.out / "model" / "config.json").read_text()),
+                                 device=self.device)
+        # the validation that chose the best model is its validation: only what is unknown is evaluated
+        known = dict(self.progress.get("best_eval") or {})
+        splits = ("test",) if "valid_perplexity" in known else ("valid", "test")
+        log.info("evaluating the best model (%s)", ", ".join(splits))
+        metrics = {**known, **self.evaluate(best, splits)}
+        from seqlm.analysis.embeddings import neighbour_table
+
+        neighbours = neighbour_table(best) if self.is_main else {}
+        summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
+                   "steps": self.progress["step"], "skipped_steps": self.progress["skipped"],
+                   "average_from_step": self.progress.get("average_from_step"),
+                   "epochs_completed": self.progress["epoch"],
+                   "train_seconds": round(train_seconds, 1),
+                   "wall_seconds": round(time.perf_counter() - self.t_start, 1), "hardware": _hardware(self.device),
+                   "torch": torch.__version__, "commit": git_commit(), "precision": self.precision,
+                   "cuda_graphs": self.graphed, **self.world.describe(), "model": best.describe(),
+                   "target": self.cfg.meta.target,
+                   "epochs": self.progress["history"], "log": self.progress["log"], "out": str(self.out),
+                   **({"neighbours": neighbours} if neighbours else {}),
+                   "interrupted": interrupted}
+        if self.is_main:
+            write_json(self.out / "summary.json", summary)
+            if results:
+                write_json(results, summary)
+        return best, summary
+
+
+def _checkpoint_note(out: Path) -> str:
+    if (out / "last" / "resume.json").is_file():
+        return f"the last checkpoint in {out}/last is intact (--resume continues from it)"
+    return "no checkpoint was written before it: start again without --resume"
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else math.inf
+
+
+def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
+    """``metrics.jsonl``: one line per epoch; ``steps.jsonl``: one line per ``train.log_every`` steps."""
+    for name, rows in (("metrics.jsonl", history), ("steps.jsonl", steps)):
+        with atomic_write(out / name) as f:
+            for rec in rows:
+                f.write(dumps(rec) + "\n")
+
+
+def _hardware(device: torch.device) -> dict:
+    hw = hardware()
+    hw["threads"] = torch.get_num_threads()
+    if device.type == "cuda":
+        hw["device"] = torch.cuda.get_device_name(device)
+    return hw

@@ -1,0 +1,251 @@
+"""train: build a model from a corpus.  For n-grams "training" is estimation (counts -> smoothing).
+
+One entry point for every kind, so the CLI and the Python API are the same call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from seqlm.errors import SeqlmError
+from seqlm.models.interface import LanguageModel
+from seqlm.text.corpora import Corpus, load_corpus
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import Vocab
+from seqlm import kinds
+from seqlm.config import RunConfig, apply_overrides, load_recipe
+from seqlm.io.runtime import hardware
+
+log = logging.getLogger(__name__)
+
+
+def build_vocab(lines: Sequence[str], tokenizer: Tokenizer, min_count: int = 1,
+                max_size: int | None = None) -> tuple[Vocab, list[list[str]]]:
+    tokenized = [tokenizer.tokenize(line) for line in lines]
+    return Vocab.build(tokenized, tokenizer, min_count=min_count, max_size=max_size), tokenized
+
+
+def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3, k: float = 1.0,
+                prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
+                max_size: int | None = None, vocab: Vocab | None = None) -> LanguageModel:
+    """Estimate an n-gram model from training ``lines`` (vocabulary from these lines unless given)."""
+    from seqlm.models.ngram import NGramLM, count_ngrams, estimate
+
+    if not isinstance(order, int) or order < 1:
+        raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
+    if smoothing == "laplace":
+        k = 1.0
+    tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
+    t0 = time.perf_counter()
+    if vocab is None:
+        vocab, tokenized = build_vocab(lines, tokenizer, min_count, max_size)
+    else:
+        tokenized = [vocab.tokenizer.tokenize(line) for line in lines]
+    lengths = np.fromiter((len(t) for t in tokenized), dtype=np.int64, count=len(tokenized))
+    ids = vocab.encode([w for t in tokenized for w in t])
+    t1 = time.perf_counter()
+    counts = count_ngrams(ids, lengths, order, len(vocab))
+    t2 = time.perf_counter()
+    tables = estimate(counts, len(vocab), smoothing, k=k, prune=prune)
+    t3 = time.perf_counter()
+    log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs)", order, smoothing,
+             "/".join(map(str, tables.sizes())), t1 - t0, t2 - t1, t3 - t2)
+    config = {"smoothing": tables.info["smoothing"], "order": order, "prune": prune or [],
+              "train_tokens": int(lengths.sum()), "train_lines": len(lengths)}
+    if tables.info["smoothing"] == "add-k":
+        config["k"] = k
+    return NGramLM(vocab, tables, config)
+
+
+# CLI flags and train() keywords: sugar for ``--set section.key=value``
+SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
+         "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase",
+         "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
+         "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
+         "text": "data.text", "split_ratio": "data.split_ratio", "device": "train.device",
+         "precision": "train.precision"}
+
+
+def make_config(recipe: str | Path | None = None, overrides: Sequence[str] = (), **options) -> RunConfig:
+    """The validated config of a run: the recipe (or the defaults), then ``options`` (the keywords of
+    :data:`SUGAR`), then ``overrides`` (``section.key=value``)."""
+    from seqlm.config import apply
+
+    cfg = load_recipe(recipe) if recipe else RunConfig()
+    files = [k for k in ("train", "valid", "test", "text") if options.get(k) is not None]
+    if options.get("corpus") is not None and files:
+        raise SeqlmError("give either --corpus NAME or text files (--train/--valid/--test or --text), not both")
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in SUGAR:
+            raise TypeError(f"train() got an unexpected keyword argument {key!r}")
+        section, name = SUGAR[key].split(".")
+        apply(cfg, section, name, str(value) if isinstance(value, Path) else value)
+        if key in ("train", "valid", "test", "text"):
+            cfg.data.corpus = None
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    apply_overrides(cfg, list(overrides))
+    return cfg.validate()
+
+
+def train(
+    source: Corpus | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    arpa: str | Path | None = None,
+    results: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    argv: list[str] | None = None,
+    **options,
+) -> tuple[LanguageModel, dict]:
+    """Train any kind of model, n-gram or neural, from one config.
+
+    ``source``: a recipe (``.toml``), a registered corpus name (``"ptb"``) or a :class:`Corpus`.
+    ``options``: the CLI's flags as keywords (``model="lstm"``, ``order=5``, ``train="my.txt"``, ...: see
+    :data:`SUGAR`); ``overrides``: ``section.key=value`` strings.  ``out``: the model folder (n-gram) or
+    run folder (neural; required); ``arpa``: also write an n-gram model as ARPA; ``results``: also write
+    the summary JSON there; ``resume``: continue a neural run; ``overwrite``: replace an n-gram model folder.
+
+    Returns the model and a summary.  Nothing is written, and no file is touched, when the config or an
+    output path is wrong.
+    """
+    corpus_obj = None
+    recipe = None
+    if isinstance(source, Corpus):
+        corpus_obj = source
+    elif isinstance(source, (str, Path)):
+        if str(source).endswith(".toml") or Path(source).is_dir():
+            recipe = source
+        else:
+            options.setdefault("corpus", str(source))
+    elif source is not None:
+        raise TypeError(f"train() takes a recipe path, a corpus name or a Corpus, not {type(source).__name__}")
+    cfg = make_config(recipe, overrides, **options)
+    if corpus_obj is not None:
+        cfg.data.corpus = corpus_obj.name
+    family = cfg.family
+    _check_outputs(family, out, arpa, results, resume, overwrite)
+    if family == "neural":
+        if arpa is not None:
+            raise SeqlmError("--arpa writes n-gram models: a neural model is saved as a folder (--out)")
+        if out is None:
+            raise SeqlmError("neural training needs --out: the run folder for checkpoints and the model")
+        if corpus_obj is not None:
+            raise SeqlmError("neural training reads its data through the config: give corpus= or train=/valid=/test=")
+        from seqlm.training.neural import train_neural
+
+        return train_neural(cfg, out, resume=resume, results=results, argv=argv)
+    from seqlm.io.distributed import world_from_env
+
+    if world_from_env().active:
+        raise SeqlmError("n-gram models are counted in one process: run seqlm train without torchrun")
+    lm, summary = _train_ngram_run(cfg, corpus_obj, out, arpa)
+    if results is not None:
+        from seqlm.io.files import write_json
+
+        write_json(results, summary)
+    return lm, summary
+
+
+def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
+    """Every output path, checked before any work (a wrong one fails in one line, not after training)."""
+    from seqlm.io.files import check_output_folder, check_parent, check_target
+
+    paths = {"--out": out, "--arpa": arpa, "--results": results}
+    given = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
+    seen: dict[Path, str] = {}
+    for flag, path in given.items():
+        if path in seen:
+            raise SeqlmError(f"{seen[path]} and {flag} are the same path ({path}): give each its own")
+        seen[path] = flag
+    for flag in ("--arpa", "--results"):
+        if flag in given:
+            check_target(Path(paths[flag]), flag)
+        if flag in given and "--out" in given and given["--out"] in given[flag].parents:
+            raise SeqlmError(f"{flag} {paths[flag]} is inside --out: write it elsewhere")
+    if out is not None:
+        check_parent(Path(out), "--out")
+        if resume and family == "ngram":
+            raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
+        if overwrite and family == "neural":
+            raise SeqlmError("--overwrite replaces n-gram model folders; a neural run folder is resumed "
+                             "(--resume) or left alone: choose another --out")
+        check_output_folder(Path(out), family, overwrite=overwrite, resume=resume)
+
+
+def _estimate_file(corpus: Corpus, m, d, tokenizer: Tokenizer, out) -> LanguageModel:
+    """The n-gram model of the corpus's training file, estimated by ngram/external.py (bounded memory)
+    into the folder ``out`` (or a scratch folder, removed once the model is loaded: its files stay
+    mapped)."""
+    from seqlm.io.files import atomic_dir
+    from seqlm.models.ngram.external import Work, estimate_file
+    from seqlm.models.ngram.model import NGramLM
+
+    options = dict(order=m.order, smoothing=m.kind, k=m.k, prune=m.prune or None, tokenizer=tokenizer,
+                   min_count=d.min_count, max_size=d.max_size, memory=m.memory, temp_dir=m.temp_dir,
+                   config={"corpus": corpus.describe()})
+    path = corpus.lazy["train"]
+    if out is not None:
+        with atomic_dir(out) as tmp:
+            config = estimate_file(path, tmp, **options)
+        return NGramLM.load(out, config)
+    with Work(m.temp_dir) as scratch:
+        config = estimate_file(path, scratch, **options)
+        return NGramLM.load(scratch, config)
+
+
+def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[LanguageModel, dict]:
+    t0 = time.perf_counter()
+    d, m = cfg.data, cfg.model
+    kind = kinds.get(m.kind)
+    if arpa is not None and kind.arpa == "order-1" and m.order > 1:
+        raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
+    if corpus is None:
+        files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
+        if d.text:
+            files["split_ratio"] = tuple(d.split_ratio)
+        corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
+                             lazy=("train",), **files)
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
+    if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
+        lm = _estimate_file(corpus, m, d, tokenizer, out)
+    else:
+        lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
+                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size)
+        lm.config["corpus"] = corpus.describe()
+        if out is not None:
+            lm.save(out)
+    if out is not None:
+        log.info("saved %s", out)
+    if arpa is not None:
+        from seqlm.models.ngram.arpa import write_arpa
+
+        write_arpa(lm, arpa)
+        log.info("wrote %s", arpa)
+    summary = {"recipe": cfg.name or None, "model": lm.describe(), "out": str(out) if out else None,
+               "arpa": str(arpa) if arpa else None, "train_tokens": lm.config["train_tokens"],
+               "seconds": round(time.perf_counter() - t0, 3)}
+    if "valid" in corpus.splits or "test" in corpus.splits:
+        from seqlm.tasks.evaluate import evaluate
+
+        metrics = {}
+        for split in ("valid", "test"):
+            if split in corpus.splits:
+                r = evaluate(lm, corpus.splits[split])
+                summary[split] = {k2: v for k2, v in r.items() if k2 != "model"}
+                metrics[f"{split}_perplexity"] = r["perplexity"]
+                if "bits_per_character" in r:
+                    metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
+        summary["metrics"] = metrics
+    if cfg.name:
+        summary.update(target=cfg.meta.target, hardware=hardware(), wall_seconds=summary["seconds"])
+    return lm, summary

@@ -1,0 +1,1 @@
+"""Commands made of several steps on saved models: adapt, mix, diagnose, demo."""

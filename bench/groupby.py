@@ -91,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     import corpus as gen
 
-    from seqlm.io.runtime import hardware
+    from seqlm.io.records import hardware
 
     with tempfile.TemporaryDirectory() as tmp:
         keys, suffix = keys_of_corpus(gen.size(args.tokens), Path(tmp))

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 import seqlm  # noqa: E402
 from seqlm.tasks.evaluate import evaluate_data  # noqa: E402
 from seqlm.models.ngram.arpa import write_arpa  # noqa: E402
-from seqlm.io.runtime import git_commit, hardware  # noqa: E402
+from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 from seqlm.text.encode import encode_lines  # noqa: E402
 
@@ -270,7 +270,7 @@ def scale(args) -> None:
         with atomic_write(results) as f:
             json.dump(out, f, indent=2)
     if results.resolve() == (REPO / "results" / "ngram-scale.json").resolve():
-        # the README's table and the figure follow the results file (python -m seqlm.report)
+        # the README's table and the figure follow the results file (python -m seqlm.reporting)
         from seqlm import reports
 
         reports.main(["--readme", str(REPO / "README.md"), "--results", str(REPO / "results"),

@@ -30,7 +30,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from seqlm.models.loader import load
-    from seqlm.serve.app import create_app, model_names
+    from seqlm.server.app import create_app, model_names
 
     named = model_names(args.models)
     app = create_app({n: load(p) for n, p in named}, dict(named))

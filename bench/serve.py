@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from seqlm.io.runtime import git_commit, hardware  # noqa: E402
+from seqlm.io.records import git_commit, hardware  # noqa: E402
 
 
 def free_port() -> int:
@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("SEQLM_DATA"), help="folder holding ptb/")
     ap.add_argument("--results", help="also write the JSON here")
     args = ap.parse_args()
-    from seqlm.serve.app import model_names
+    from seqlm.server.app import model_names
     from seqlm.text.corpora import load_corpus
 
     lines = load_corpus("ptb", data_dir=args.data_dir).split("valid")[:2000]

@@ -26,7 +26,8 @@ from seqlm.config import apply_overrides, load_recipe  # noqa: E402
 from seqlm.models.neural.lm import NeuralLM, build_module  # noqa: E402
 from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
 from seqlm.training.neural import use_graphs  # noqa: E402
-from seqlm.io.runtime import hardware, resolve_device, resolve_precision, set_threads  # noqa: E402
+from seqlm.io.records import hardware  # noqa: E402
+from seqlm.io.runtime import resolve_device, resolve_precision, set_threads  # noqa: E402
 from seqlm.text.tokenize import Tokenizer  # noqa: E402
 from seqlm.text.vocab import Vocab  # noqa: E402
 

@@ -54,7 +54,7 @@ def test_report_folder(lstm, tmp_path):  # noqa: F811
 
 def test_report_from_results_alone(lstm, tmp_path):  # noqa: F811
     """A training run records its embedding neighbours in its results, so a report needs no run folder."""
-    from seqlm.analysis.embeddings import REPORT_WORDS, neighbour_table
+    from seqlm.models.neural.embeddings import REPORT_WORDS, neighbour_table
 
     lm, summary = lstm
     assert summary["neighbours"] == neighbour_table(lm)  # recorded for the words of REPORT_WORDS it knows

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from seqlm.report.build import main
+from seqlm.reporting.build import main
 
 REPO = Path(__file__).resolve().parents[1]
 

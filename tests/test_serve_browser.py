@@ -14,7 +14,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 import seqlm  # noqa: E402
 from seqlm.cli import main  # noqa: E402
-from seqlm.serve.app import create_app  # noqa: E402
+from seqlm.server.app import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")

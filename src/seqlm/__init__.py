@@ -10,29 +10,35 @@ The public API has the names of the CLI subcommands::
     seqlm.generate(lm, "the market", seed=1)
     seqlm.export(lm, "kn5.arpa.gz")
     lm = seqlm.load("runs/kn5")                   # a model folder or an ARPA file
+    seqlm.mix(["runs/kn5", "runs/lstm"], out="runs/mix")   # and adapt, diagnose, rescore, serve, report
 """
 
 from __future__ import annotations
 
-# The API functions share their names with the modules that define them (seqlm/train.py defines
-# train, ...): binding them here, after the submodule import, makes ``seqlm.train`` the function.
-# None of these modules imports torch at import time, so the n-gram path stays light.
-from seqlm.analysis.embeddings import neighbours
+# Each name below is bound from the module that defines it.  None of these modules imports torch at import
+# time (the neural ones import it on use), so the n-gram path stays light.
 from seqlm.errors import SeqlmError
-from seqlm.tasks.evaluate import evaluate
-from seqlm.tasks.generate import generate, predict
 from seqlm.models.interface import LanguageModel
 from seqlm.models.loader import load
+from seqlm.models.neural.embeddings import neighbours
 from seqlm.models.ngram.arpa import write_arpa as export
 from seqlm.models.ngram.model import NGramLM
-from seqlm.report.build import report
+from seqlm.reporting.build import report
+from seqlm.server.app import serve
+from seqlm.tasks.evaluate import evaluate
+from seqlm.tasks.generate import generate, predict
+from seqlm.tasks.rescore import rescore
 from seqlm.tasks.score import score
 from seqlm.text.corpora import load_corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
 from seqlm.training.train import train
+from seqlm.workflows.adapt import adapt
+from seqlm.workflows.diagnose import diagnose
+from seqlm.workflows.mix import mix
 
-__version__ = "0.1.0"
+from seqlm.version import __version__
 
-__all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "neighbours", "report", "load_corpus", "Vocab",
-           "Tokenizer", "LanguageModel", "NGramLM", "SeqlmError"]
+__all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "neighbours", "report", "mix",
+           "adapt", "diagnose", "rescore", "serve", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
+           "SeqlmError"]

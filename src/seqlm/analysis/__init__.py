@@ -1,1 +1,1 @@
-"""Looking inside trained models: embeddings (nearest neighbours)."""
+"""Looking inside trained models: gradients through time (gradients), the long-range recall probe (probe)."""

@@ -144,3 +144,11 @@ def generate(
         "stopped": stopped,
         "seed": seed,
     }
+
+
+def generate_many(model: LanguageModel, prompt: str = "", num: int = 1, seed: int | None = None, **options) -> list[dict]:
+    """``num`` samples continuing ``prompt``: sample ``i`` uses seed ``seed + i`` (the same seed, the same
+    samples); ``options`` as :func:`generate`."""
+    if not isinstance(num, int) or num < 1:
+        raise SeqlmError(f"--num must be >= 1 (got {num})")
+    return [generate(model, prompt, seed=None if seed is None else seed + i, **options) for i in range(num)]

@@ -35,7 +35,8 @@ from seqlm.config import RunConfig
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_dir, atomic_write, dumps, write_json
 from seqlm.tasks.evaluate import evaluate
-from seqlm.io.runtime import Progress, cores, git_commit, hardware, resolve_device, resolve_precision, set_threads, tune_allocator
+from seqlm.io.records import record
+from seqlm.io.runtime import Progress, cores, resolve_device, resolve_precision, set_threads, tune_allocator
 from seqlm.text.corpora import load_corpus
 from seqlm.text.encode import encode_lines, join_with_eos
 from seqlm.text.tokenize import Tokenizer
@@ -347,9 +348,9 @@ class Run:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "run.json", {
-                "config": self.cfg.to_dict(), "command": self.argv or sys.argv, "commit": git_commit(),
+                "config": self.cfg.to_dict(), **record(command=self.argv, device=self.device),
                 "torch": torch.__version__, "device": str(self.device), "threads": self.threads,
-                "precision": self.precision, "cuda_graphs": self.graphed, "hardware": _hardware(self.device),
+                "precision": self.precision, "cuda_graphs": self.graphed,
                 **self.world.describe()})
         t = self.cfg.train
         self.stepper = Stepper(self.module, self.optimizer, self.hidden,
@@ -574,7 +575,7 @@ class Run:
         splits = ("test",) if "valid_perplexity" in known else ("valid", "test")
         log.info("evaluating the best model (%s)", ", ".join(splits))
         metrics = {**known, **self.evaluate(best, splits)}
-        from seqlm.analysis.embeddings import neighbour_table
+        from seqlm.models.neural.embeddings import neighbour_table
 
         neighbours = neighbour_table(best) if self.is_main else {}
         summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
@@ -582,8 +583,8 @@ class Run:
                    "average_from_step": self.progress.get("average_from_step"),
                    "epochs_completed": self.progress["epoch"],
                    "train_seconds": round(train_seconds, 1),
-                   "wall_seconds": round(time.perf_counter() - self.t_start, 1), "hardware": _hardware(self.device),
-                   "torch": torch.__version__, "commit": git_commit(), "precision": self.precision,
+                   **record(self.t_start, command=self.argv, device=self.device),
+                   "torch": torch.__version__, "precision": self.precision,
                    "cuda_graphs": self.graphed, **self.world.describe(), "model": best.describe(),
                    "target": self.cfg.meta.target,
                    "epochs": self.progress["history"], "log": self.progress["log"], "out": str(self.out),
@@ -613,10 +614,3 @@ def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
             for rec in rows:
                 f.write(dumps(rec) + "\n")
 
-
-def _hardware(device: torch.device) -> dict:
-    hw = hardware()
-    hw["threads"] = torch.get_num_threads()
-    if device.type == "cuda":
-        hw["device"] = torch.cuda.get_device_name(device)
-    return hw

@@ -19,7 +19,7 @@ from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
 from seqlm import kinds
 from seqlm.config import RunConfig, apply_overrides, load_recipe
-from seqlm.io.runtime import hardware
+from seqlm.io.records import hardware
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def make_config(recipe: str | Path | None = None, overrides: Sequence[str] = (),
 
     cfg = load_recipe(recipe) if recipe else RunConfig()
     files = [k for k in ("train", "valid", "test", "text") if options.get(k) is not None]
+    if options.get("split_ratio") is not None and options.get("text") is None:
+        raise SeqlmError("--split-ratio splits a --text file: give --text FILE, or drop --split-ratio")
     if options.get("corpus") is not None and files:
         raise SeqlmError("give either --corpus NAME or text files (--train/--valid/--test or --text), not both")
     for key, value in options.items():

@@ -1,5 +1,5 @@
 """``seqlm adapt``: wrap a trained neural model in dynamic evaluation or a continuous cache
-(``neural/adapt.py``), tune its parameters on validation text only, save it as a model folder, and
+(``models/adapted.py``), tune its parameters on validation text only, save it as a model folder, and
 optionally report its test perplexity and evaluation time."""
 
 from __future__ import annotations
@@ -10,13 +10,26 @@ from pathlib import Path
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import check_new_outputs, write_json
+from seqlm.io.records import record
+from seqlm.models.loader import load
+from seqlm.tasks.evaluate import SplitSource, evaluate
 
 log = logging.getLogger(__name__)
 
 
-def parse_params(items: list[str]) -> tuple[dict, dict]:
-    """``NAME=V`` (fixed) and ``NAME=V1,V2,...`` (searched) options -> (fixed, grids)."""
+def parse_params(items) -> tuple[dict, dict]:
+    """``NAME=V`` (fixed) and ``NAME=V1,V2,...`` (searched) options, or a dict of a value or a list of
+    values per name -> (fixed, grids)."""
     fixed, grids = {}, {}
+    if isinstance(items, dict):
+        for name, value in items.items():
+            if isinstance(value, (list, tuple)) and len(value) > 1:
+                grids[name] = [str(v) for v in value]
+            else:
+                fixed[name] = str(value[0] if isinstance(value, (list, tuple)) else value)
+        return fixed, grids
+    if isinstance(items, str):
+        items = [items]
     for item in items:
         name, sep, values = item.partition("=")
         name = name.strip()
@@ -30,33 +43,39 @@ def parse_params(items: list[str]) -> tuple[dict, dict]:
     return fixed, grids
 
 
-def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True, corpus=None, data_dir=None,
-                  valid=None, train=None, stats_tokens=None, valid_lines=None, test: bool = False, results=None, argv=None) -> dict:
-    from seqlm.tasks.evaluate import SplitSource, evaluate
-    from seqlm.models.loader import load
-    from seqlm.models import adapted as adapt
+def adapt(model_path: str | Path, method: str, *, out: str | Path, params=(), tune: bool = True,
+          corpus: str | None = None, data_dir=None, valid=None, train=None, stats_tokens: int | None = None,
+          valid_lines: int | None = None, test: bool = False, results=None) -> dict:
+    """Wrap the neural model at ``model_path`` in ``method`` (``dynamic`` evaluation or the ``cache``),
+    its parameters searched on validation text (``tune``) or taken as given, save it in ``out`` and return
+    the tuning, the perplexities and the times; ``results``: also write that result as JSON there.
+
+    ``params``: ``NAME=V[,V...]`` strings (the CLI's ``--param``) or a dict of a value or a list of values
+    per name.  The validation text is ``valid`` (a file), else the valid split of ``corpus``, else of the
+    corpus the model was trained on; ``train`` gives the dynamic rms rule's training text."""
+    # torch is imported here, not at the top: ``import seqlm`` stays light for n-gram users
+    from seqlm.models import adapted
     from seqlm.models.neural.lm import NeuralLM
-    from seqlm.io.runtime import git_commit, hardware
 
     t_start = time.perf_counter()
     out = Path(out)
     check_new_outputs(out, results)
     if stats_tokens is not None and stats_tokens < 10:
         raise SeqlmError(f"--stats-tokens must be >= 10 (got {stats_tokens})")
-    fixed, grids = parse_params(list(params))
-    if method not in adapt.METHODS:
+    fixed, grids = parse_params(params)
+    if method not in adapted.METHODS:
         raise SeqlmError(f"unknown --method {method!r}: choose dynamic or cache")
     for name in list(fixed) + list(grids):
-        if name not in adapt.PARAMS[method]:
-            raise SeqlmError(f"{method} has no parameter {name!r}: its parameters are {', '.join(adapt.PARAMS[method])}")
+        if name not in adapted.PARAMS[method]:
+            raise SeqlmError(f"{method} has no parameter {name!r}: its parameters are {', '.join(adapted.PARAMS[method])}")
     if grids and not tune:
         raise SeqlmError("--no-tune takes one value per --param (several values are a search)")
     for name, values in grids.items():  # check every value now, not after a long pass
         for v in values:
-            adapt.check_params(method, {**fixed, name: v})
-    adapt.check_params(method, fixed)
+            adapted.check_params(method, {**fixed, name: v})
+    adapted.check_params(method, fixed)
     if tune and not grids:
-        grids = {name: list(p.grid) for name, p in adapt.PARAMS[method].items() if p.grid and name not in fixed}
+        grids = {name: list(p.grid) for name, p in adapted.PARAMS[method].items() if p.grid and name not in fixed}
 
     base = load(model_path)
     if not isinstance(base, NeuralLM):
@@ -71,18 +90,18 @@ def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True,
         raise SeqlmError(f"--valid-lines must be >= 1 (got {valid_lines})")
     n_valid = valid_lines
     valid_lines = split("valid", valid)[:n_valid]
-    full = adapt.check_params(method, fixed)
+    full = adapted.check_params(method, fixed)
     train_lines = split("train", train) if method == "dynamic" and full["rule"] == "rms" else None
     say = log.info
     say("tuning %s on %s validation lines: %s", method, f"{len(valid_lines):,}",
         ", ".join(f"{k} in {v}" for k, v in grids.items()) or "no search")
     t0 = time.perf_counter()
     if tune:
-        lm = adapt.tune(method, base, valid_lines, fixed, grids, train_lines, stats_tokens, log=say)
+        lm = adapted.tune(method, base, valid_lines, fixed, grids, train_lines, stats_tokens, log=say)
     else:
-        stats = (adapt.gradient_stats(base, train_lines, full["segment"], max_tokens=stats_tokens)
+        stats = (adapted.gradient_stats(base, train_lines, full["segment"], max_tokens=stats_tokens)
                  if train_lines else None)
-        lm = adapt.build(method, base, full, stats, {"tuned_on": None})
+        lm = adapted.build(method, base, full, stats, {"tuned_on": None})
     tune_seconds = time.perf_counter() - t0
     chosen = [r for r in lm.info.get("trials", []) if all(r.get(k) == v for k, v in lm.params.items())]
     metrics, seconds = {}, {"tuning": round(tune_seconds, 1)}
@@ -108,9 +127,8 @@ def adapt_command(model_path, method: str, *, out, params=(), tune: bool = True,
                        **({"test_perplexity": base_test} if test else {}), **run_summary},
               "seconds": seconds, "valid_lines": len(valid_lines),
               "tuning": {k: v for k, v in lm.info.items() if k != "trials"},
-              "trials": lm.info.get("trials", []), "hardware": hardware(), "device": str(base.device),
-              "commit": git_commit(), "command": argv, "out": str(out),
-              "wall_seconds": round(time.perf_counter() - t_start, 1)}
+              "trials": lm.info.get("trials", []), "device": str(base.device),
+              "out": str(out), **record(t_start)}
     if results:
         write_json(Path(results), result)
     return result

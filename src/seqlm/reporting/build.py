@@ -1,7 +1,7 @@
 """Results tables for the README, generated from ``results/*.json`` (never typed by hand).
 
-    python -m seqlm.report            # rewrite the README section between the results markers
-    python -m seqlm.report --check    # exit 1 if the README is not what results/ says
+    python -m seqlm.reporting            # rewrite the README section between the results markers
+    python -m seqlm.reporting --check    # exit 1 if the README is not what results/ says
 
 Three shapes of result file are rendered: recipe runs (``{"recipe": ..., "metrics": {...}, ...}``), the
 n-gram benchmark (``{"benchmark": "ngram-ptb", ...}``) and the training-throughput benchmark
@@ -541,7 +541,7 @@ def report(sources, out: str | Path = "reports/report", words=None) -> Path:
                 for p in sorted(rd.glob("*.json"))]
     recorded = [(name, res["neighbours"]) for name, res in recorded if isinstance(res, dict) and res.get("neighbours")]
     if recorded or runs:
-        from seqlm.analysis.embeddings import REPORT_WORDS, neighbour_table
+        from seqlm.models.neural.embeddings import REPORT_WORDS, neighbour_table
         from seqlm.models.loader import load
 
         lines += ["## Nearest neighbours in the input embedding (cosine)", ""]
@@ -584,7 +584,7 @@ def main(argv=None) -> int:
     old, new = update(Path(args.readme), Path(args.results))
     if args.check:
         if old != new:
-            print("README results are stale: run python -m seqlm.report", file=sys.stderr)
+            print("README results are stale: run python -m seqlm.reporting", file=sys.stderr)
             return 1
         return 0
     if old != new:

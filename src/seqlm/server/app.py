@@ -238,7 +238,7 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
         from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError:
         raise SeqlmError("seqlm serve needs FastAPI and uvicorn: pip install 'seqlm[serve]'") from None
-    from seqlm import __version__
+    from seqlm.version import __version__
     from seqlm.tasks.evaluate import evaluate
     from seqlm.tasks.generate import generate
     from seqlm.tasks.score import score
@@ -325,7 +325,7 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
     def page():
         from importlib.resources import files
 
-        return files("seqlm.serve").joinpath("web/index.html").read_text(encoding="utf-8")
+        return files("seqlm.server").joinpath("web/index.html").read_text(encoding="utf-8")
 
     @app.get("/v1/health")
     def health():
@@ -432,7 +432,7 @@ class _ClientError(Exception):
         self.status, self.message = status, message
 
 
-def serve_command(paths: list[str], host: str = "127.0.0.1", port: int = 8000, cache_size: int = 1024,
+def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, cache_size: int = 1024,
                   max_body: int = MAX_BODY) -> None:
     from seqlm.models.loader import load
 

@@ -1,0 +1,68 @@
+"""``seqlm evaluate`` (perplexity of a corpus split or a file) and ``seqlm score`` (log-probability of each
+line), over seqlm.evaluate and seqlm.score."""
+
+from __future__ import annotations
+
+from seqlm.cli.common import add_data, add_json, add_model, command, fmt, input_lines, print_json
+
+EVALUATE = """
+  SEQLM_DATA=../shared/data seqlm evaluate runs/kn5 --corpus ptb --split test --json
+  seqlm evaluate runs/kn5 --file my_test.txt --mode sentence
+  seqlm evaluate lm.arpa.gz --file test.txt --json
+"""
+SCORE = """
+  printf 'there is a\\nihra s eet\\n' | seqlm score runs/char7 --json
+  seqlm score runs/kn5 --file sentences.txt --per token --json
+  echo "the market rose" | seqlm score runs/kn5 --per corpus
+"""
+
+
+def register(sub) -> None:
+    e = command(sub, "evaluate", "perplexity of a model on a corpus split or a file", EVALUATE, evaluate)
+    add_model(e)
+    add_data(e, split="test")
+    e.add_argument("--mode", default="stream", choices=("stream", "sentence"),
+                   help="carry state across lines (stream, default) or reset per line (sentence)")
+    add_json(e)
+
+    s = command(sub, "score", "log-probability of each input line (stdin or --file)", SCORE, score)
+    add_model(s)
+    s.add_argument("--file", help="read lines from this file instead of stdin")
+    s.add_argument("--per", default="line", choices=("line", "token", "corpus"), help="granularity (default line)")
+    s.add_argument("--mode", default="sentence", choices=("stream", "sentence"), help="default sentence")
+    add_json(s, "one JSON object per line")
+
+
+def evaluate(args) -> int:
+    from seqlm.models.loader import load
+    from seqlm.tasks.evaluate import evaluate_data
+
+    model = load(args.model, level=args.level)
+    result = evaluate_data(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir,
+                           mode=args.mode)
+    if args.json:
+        print_json(result)
+    else:
+        unit = result["unit"]
+        print(f"{result['data']}: perplexity {fmt(result['perplexity'])}, {result[f'bits_per_{unit}']:.4f} "
+              f"bits/{unit}, {result['tokens']} tokens, {result['oov']} OOV "
+              f"(perplexity without OOV {fmt(result['perplexity_without_oov'])}), mode {result['mode']}")
+    return 0
+
+
+def score(args) -> int:
+    from seqlm.models.loader import load
+    from seqlm.tasks.score import score
+
+    model = load(args.model, level=args.level)
+    rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
+    for row in rows:
+        if args.json:
+            print_json(row)
+        elif args.per == "corpus":
+            print(f"log_prob {row['log_prob']:.4f} (ln), {row['tokens']} tokens, perplexity {fmt(row['perplexity'])}")
+        else:
+            print(f"{row['log_prob']:.4f}\t{row['text']}")
+            for t in row.get("token_log_probs", []):
+                print(f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}")
+    return 0

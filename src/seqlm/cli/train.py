@@ -1,0 +1,75 @@
+"""``seqlm train``: any kind, from a recipe, a corpus or text files (seqlm.train)."""
+
+from __future__ import annotations
+
+import sys
+
+from seqlm import kinds
+from seqlm.cli.common import add_data, command, fmt, metrics_text, print_json
+
+EXAMPLES = """
+  SEQLM_DATA=../shared/data seqlm train --corpus ptb --model kn --order 5 --out runs/kn5
+  seqlm train --corpus ptb-char --model kn --order 7 --out runs/char7 --arpa runs/char7.arpa.gz
+  seqlm train --train my.txt --valid dev.txt --model add-k --k 0.1 --order 2 --out runs/addk
+  seqlm train --text book.txt --split-ratio 0.9,0.05,0.05 --level char --order 6 --out runs/book
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --results results/lstm-cpu.json
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --set train.epochs=1 --set model.hidden_size=100
+  seqlm train --corpus ptb --model lstm --backend reference --out runs/ref --set train.max_steps=50
+  seqlm train recipes/ptb/lstm-cpu.toml --out runs/lstm --resume     # continue after a stop
+"""
+
+
+def register(sub) -> None:
+    t = command(sub, "train", "train any model (n-gram or neural) and save it as a folder", EXAMPLES, run)
+    t.add_argument("recipe", nargs="?", help="a recipe (TOML) for any kind, e.g. recipes/ptb/kn5.toml")
+    add_data(t, files=True)
+    t.add_argument("--model", metavar="KIND", help=kinds.help_text() + " (default kn)")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set model.hidden_size=650 --set train.epochs=1; the "
+                   "flags below are sugar for it (--order 5 = --set model.order=5)")
+    g = t.add_argument_group("n-gram models")
+    g.add_argument("--order", help="n (model.order, default 3)")
+    g.add_argument("--k", help="pseudo-count for add-k (model.k, default 1)")
+    g.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times "
+                   "or less (model.prune)")
+    g.add_argument("--memory", metavar="SIZE", help="memory budget for estimating from a file, e.g. 4G or 50%% "
+                   "(model.memory, default half the available RAM): beyond it, work spills to --temp-dir")
+    g.add_argument("--temp-dir", metavar="DIR", help="folder for the scratch files of estimation (model.temp_dir, "
+                   "default the system's temp folder)")
+    g.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
+    g.add_argument("--overwrite", action="store_true", help="replace the n-gram model already in --out")
+    n = t.add_argument_group("neural models")
+    n.add_argument("--backend", help="fused library kernels (default) or reference cells (model.backend)")
+    n.add_argument("--device", help="auto, cpu or cuda (train.device)")
+    n.add_argument("--precision", help="fp32 or bf16 autocast (train.precision)")
+    n.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    v = t.add_argument_group("text and vocabulary (every kind)")
+    v.add_argument("--level", help="word or char tokenization (default: the corpus's, word for files)")
+    v.add_argument("--lowercase", action="store_true", default=None, help="lowercase all text")
+    v.add_argument("--min-count", help="vocabulary: keep tokens seen this often (default 1)")
+    v.add_argument("--max-size", help="vocabulary: keep at most this many tokens")
+    t.add_argument("--out", required=True, help="model folder (n-gram) or run folder (neural) to write")
+    t.add_argument("--results", help="also write the run's summary JSON here (results/NAME.json)")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args) -> int:
+    from seqlm.training.train import SUGAR, train
+
+    options = {k: getattr(args, k) for k in SUGAR}  # the flags that are sugar for --set, as train() takes them
+    lm, summary = train(args.recipe, out=args.out, overrides=args.set, arpa=args.arpa, results=args.results,
+                        resume=args.resume, overwrite=args.overwrite, argv=sys.argv, **options)
+    if args.json:
+        print_json(summary)
+    elif "metrics" in summary and "parameters" in summary.get("model", {}):
+        print(f"{summary['model']['kind']} ({summary['model']['parameters']:,} parameters): "
+              + metrics_text(summary["metrics"])
+              + f", {summary['wall_seconds'] / 60:.1f} min, stopped by {summary['stop']} -> {args.out}")
+    else:
+        m = summary["model"]
+        print(f"{m['order']}-gram {m['smoothing']}: {'/'.join(map(str, m['ngrams']))} n-grams, "
+              f"vocabulary {m['vocab_size']}, {summary['seconds']:.2f}s -> {args.out}")
+        if "valid" in summary:
+            v = summary["valid"]
+            print(f"valid perplexity {fmt(v['perplexity'])} ({v['tokens']} tokens, {v['oov']} OOV)")
+    return 130 if summary.get("interrupted") else 0

@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install install-test demo test bench
+.PHONY: install install-test demo test test-slow docs bench
 
 # PyTorch first, pinned, so pip takes the local CPU wheel instead of the CUDA build.
 install:
@@ -15,8 +15,18 @@ install-test:
 demo: install
 	seqlm demo
 
+# the default tier (ruff, then pytest: a few minutes on 2 cores); test-slow: the slow tier (full PTB runs,
+# torchrun, the browser, recipes in subprocesses); docs: the manual, built strictly (a broken link fails)
 test: install-test
+	$(PYTHON) -m ruff check src tests bench
 	SEQLM_DATA=$${SEQLM_DATA:-../shared/data} $(PYTHON) -m pytest
+
+test-slow: install-test
+	SEQLM_DATA=$${SEQLM_DATA:-../shared/data} $(PYTHON) -m pytest -m slow
+
+docs: install-test
+	$(PYTHON) tools/docs.py
+	$(PYTHON) -m mkdocs build --strict --site-dir build/site
 
 bench: install
 	SEQLM_DATA=$${SEQLM_DATA:-../shared/data} $(PYTHON) bench/ngram.py

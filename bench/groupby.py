@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
     import corpus as gen
-
     from seqlm.models.ngram.external import _line_pos
     from seqlm.text.bulk import tokenize_file
     from seqlm.text.tokenize import Tokenizer
@@ -90,7 +89,6 @@ def main() -> None:
     ap.add_argument("--results", help="also write the JSON here (e.g. results/groupby.json)")
     args = ap.parse_args()
     import corpus as gen
-
     from seqlm.io.records import hardware
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import seqlm  # noqa: E402
-from seqlm.tasks.evaluate import evaluate_data  # noqa: E402
-from seqlm.models.ngram.arpa import write_arpa  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
+from seqlm.models.ngram.arpa import write_arpa  # noqa: E402
+from seqlm.tasks.evaluate import evaluate_data  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 from seqlm.text.encode import encode_lines  # noqa: E402
 
@@ -220,7 +220,6 @@ def scale_agreement(work: Path, text: Path, lmplz: str, seqlm_bin: str, sentence
 def scale(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     import corpus as gen
-
     from seqlm.io.files import atomic_write
 
     sizes = [gen.size(x) for x in args.sizes.split(",")]

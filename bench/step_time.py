@@ -23,13 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from seqlm.config import apply_overrides, load_recipe  # noqa: E402
-from seqlm.models.neural.lm import NeuralLM, build_module  # noqa: E402
-from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
-from seqlm.training.neural import use_graphs  # noqa: E402
 from seqlm.io.records import hardware  # noqa: E402
 from seqlm.io.runtime import resolve_device, resolve_precision, set_threads  # noqa: E402
+from seqlm.models.neural.lm import NeuralLM, build_module  # noqa: E402
 from seqlm.text.tokenize import Tokenizer  # noqa: E402
 from seqlm.text.vocab import Vocab  # noqa: E402
+from seqlm.training.neural import use_graphs  # noqa: E402
+from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
 
 PTB_TRAIN_TOKENS = 929_589  # PTB train: 887,521 words + 42,068 </s>
 

@@ -38,11 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from seqlm.config import ModelConfig  # noqa: E402
+from seqlm.io.records import git_commit, hardware  # noqa: E402
+from seqlm.io.runtime import bf16_supported, set_threads, tune_allocator  # noqa: E402
 from seqlm.models.neural.cells import GATES  # noqa: E402
 from seqlm.models.neural.lm import build_module  # noqa: E402
 from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
-from seqlm.io.records import git_commit, hardware  # noqa: E402
-from seqlm.io.runtime import bf16_supported, set_threads, tune_allocator  # noqa: E402
 
 V, B, T = 10000, 20, 35
 

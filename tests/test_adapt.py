@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import step_by_step
 
 import seqlm
+from conftest import step_by_step
 from seqlm.cli import main
 from seqlm.models import adapted as adapt
 from seqlm.text.vocab import EOS_ID
-
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)
 
 

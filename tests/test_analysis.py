@@ -8,7 +8,6 @@ import pytest
 import seqlm
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-
 from test_neural import lstm, small_files  # noqa: F401 (fixtures)
 
 
@@ -72,9 +71,8 @@ def test_report_from_results_alone(lstm, tmp_path):  # noqa: F811
 def test_gradient_diagnostic(tmp_path, small_files, kind, capsys):  # noqa: F811
     """Norms for k = 0..K, one curve per state; at k = 0 the gradient exists; the vanilla RNN at init
     loses it within the window; the JSON and figure are written."""
-    from test_neural import tiny_run
-
     from seqlm.analysis.gradients import diagnose_gradients
+    from test_neural import tiny_run
 
     lm, summary = tiny_run(tmp_path, small_files, kind=kind, extra=["train.max_steps=20"])
     lines = small_files["valid"].read_text().splitlines()

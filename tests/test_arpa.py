@@ -1,12 +1,11 @@
-import gzip
 import math
 
 import numpy as np
 import pytest
 
 from seqlm.errors import SeqlmError
-from seqlm.tasks.evaluate import evaluate
 from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.tasks.evaluate import evaluate
 from seqlm.training.train import train_ngram
 
 

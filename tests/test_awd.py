@@ -11,9 +11,8 @@ import torch
 from seqlm.config import ModelConfig, TrainConfig
 from seqlm.models.loader import load
 from seqlm.models.neural.recurrent import RecurrentLM
-from seqlm.training.step import Averager, Stepper, make_optimizer
 from seqlm.training.neural import nonmonotone, window_length
-
+from seqlm.training.step import Averager, Stepper, make_optimizer
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from seqlm.cli import main
-
 from test_neural import TINY
 
 

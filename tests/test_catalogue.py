@@ -5,15 +5,15 @@ import json
 import math
 import os
 import re
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import step_by_step
 
 import seqlm
+from conftest import step_by_step
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_write

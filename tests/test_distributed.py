@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqlm.text import toydata
 from seqlm.models.loader import load
+from seqlm.text import toydata
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "helpers" / "dist_worker.py"

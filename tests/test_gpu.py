@@ -12,7 +12,6 @@ from seqlm.errors import SeqlmError
 from seqlm.models.loader import load
 from seqlm.models.neural.recurrent import RecurrentLM
 from seqlm.training.step import Stepper, make_optimizer, set_lr
-
 from test_neural import small_files, tiny_run  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.gpu,

@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import step_by_step
 
 import seqlm
+from conftest import step_by_step
 from seqlm import kinds
 from seqlm.cli import main
 

@@ -5,13 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import step_by_step
 
 import seqlm
+from conftest import step_by_step
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
 from seqlm.models.mixture import MixtureLM, fit_weights
-
 from test_neural import small_files, tiny_run  # noqa: F401  (fixture)
 
 

@@ -12,10 +12,10 @@ from seqlm import kinds
 from seqlm.cli import main
 from seqlm.config import NEURAL_KINDS, RunConfig, apply_overrides, load_recipe
 from seqlm.errors import SeqlmError
-from seqlm.tasks.evaluate import evaluate
-from seqlm.tasks.generate import generate
 from seqlm.models.interface import LanguageModel
 from seqlm.models.loader import load
+from seqlm.tasks.evaluate import evaluate
+from seqlm.tasks.generate import generate
 from seqlm.text.vocab import BOS_ID
 from seqlm.training.train import train
 

@@ -3,12 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from seqlm.tasks.evaluate import evaluate
+from seqlm import kinds
 from seqlm.models.interface import LanguageModel
 from seqlm.models.ngram.smoothing import counts_of_counts, mkn_discounts
+from seqlm.tasks.evaluate import evaluate
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
-from seqlm import kinds
 from seqlm.training.train import train_ngram
 
 # every n-gram kind of the table (aliases of another kind once)

@@ -9,14 +9,15 @@ import pytest
 
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.models.ngram import index as ngram_index
-from seqlm.models.ngram.external import estimate_file, parse_memory
+from seqlm.io import hashindex as ngram_index
+from seqlm.io.memory import parse_memory
+from seqlm.models.ngram.counts import pad_stream
+from seqlm.models.ngram.external import estimate_file
 from seqlm.models.ngram.model import NGramLM
 from seqlm.text.bulk import tokenize_file
 from seqlm.text.corpora import read_lines
 from seqlm.text.tokenize import Tokenizer
 from seqlm.training.train import build_vocab, train_ngram
-from seqlm.models.ngram.counts import pad_stream
 
 
 def assert_same_model(ref: NGramLM, lm: NGramLM) -> None:
@@ -54,7 +55,6 @@ def test_spilling_estimate_equals_in_memory(tmp_path, toy_files, order, smoothin
 
 def test_estimate_runs_cut_inside_long_contexts(tmp_path, monkeypatch):
     # one context followed by many words: runs of 1,024 n-grams must not split it
-    import seqlm.models.ngram.external as ex
 
     words = [f"w{i}" for i in range(3000)]
     text = "\n".join(["the " + w for w in words] + ["a b c d"] * 50) + "\n"

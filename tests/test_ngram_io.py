@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqlm.text import toydata
-from seqlm.tasks.evaluate import evaluate
+from conftest import REPO
 from seqlm.io.files import write_config
 from seqlm.models.loader import load
 from seqlm.models.ngram import fastio
 from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.tasks.evaluate import evaluate
+from seqlm.text import bytes as textbytes
+from seqlm.text import toydata
 from seqlm.training.train import train_ngram
-
-from conftest import REPO
 
 LMPLZ = REPO.parent / "shared" / "peers" / "kenlm" / "bin" / "lmplz"
 
@@ -26,12 +26,12 @@ LMPLZ = REPO.parent / "shared" / "peers" / "kenlm" / "bin" / "lmplz"
 def test_number_parsing_is_exact():
     words = ["-1.2345678", "0", "-99", "+3.5", "-0.000012", "1e-05", "-2.5E+01", "7.", ".5", "-inf", "12345678901234567"]
     buf = np.frombuffer(" ".join(words).encode(), dtype=np.uint8)
-    s, e = fastio.tokens(buf)
+    s, e = textbytes.tokens(buf)
     values, bad = fastio.parse_numbers(buf, s, e)
     assert not bad.any()
     assert values.tolist() == [float(w) for w in words]
     buf = np.frombuffer(b"1.2.3 abc - 4x", dtype=np.uint8)
-    s, e = fastio.tokens(buf)
+    s, e = textbytes.tokens(buf)
     assert fastio.parse_numbers(buf, s, e)[1].tolist() == [True, True, True, True]
 
 
@@ -48,12 +48,12 @@ def test_number_formatting_round_trips():
 
 def test_token_hashes_do_not_depend_on_position():
     buf = np.frombuffer(b"  the cat\tsat on the\nmat the", dtype=np.uint8)
-    s, e = fastio.tokens(buf)
-    h = fastio.token_hashes(buf, s, e)
+    s, e = textbytes.tokens(buf)
+    h = textbytes.token_hashes(buf, s, e)
     words = bytes(buf).split()
     assert [w.decode() for w in words] == [bytes(buf[a:b]).decode() for a, b in zip(s, e)]
     assert h[0] == h[4] == h[6] and len(set(h.tolist())) == 5
-    np.testing.assert_array_equal(fastio.hash_words([w.decode() for w in words]), h)
+    np.testing.assert_array_equal(textbytes.hash_words([w.decode() for w in words]), h)
 
 
 @pytest.mark.parametrize("block", [64, 1 << 22])

@@ -12,9 +12,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 import seqlm  # noqa: E402
 from seqlm.cli import main  # noqa: E402
 from seqlm.errors import SeqlmError  # noqa: E402
-from seqlm.tasks.generate import predict  # noqa: E402
 from seqlm.server.app import PrefixCache, create_app, model_names  # noqa: E402
-
+from seqlm.tasks.generate import predict  # noqa: E402
 from test_neural import small_files, tiny_run  # noqa: E402, F401  (fixture)
 
 

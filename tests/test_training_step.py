@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from seqlm.config import ModelConfig, TrainConfig
-from seqlm.models.loader import load
-from seqlm.training import neural as training
-from seqlm.models.neural.recurrent import RecurrentLM
-from seqlm.training.step import Stepper, make_optimizer
 from seqlm.io.runtime import resolve_precision
-
+from seqlm.models.loader import load
+from seqlm.models.neural.recurrent import RecurrentLM
+from seqlm.training import neural as training
+from seqlm.training.step import Stepper, make_optimizer
 from test_neural import small_files, tiny_run  # noqa: F401 (fixture)
 
 

@@ -33,11 +33,10 @@ from seqlm.text.corpora import load_corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
 from seqlm.training.train import train
+from seqlm.version import __version__ as __version__
 from seqlm.workflows.adapt import adapt
 from seqlm.workflows.diagnose import diagnose
 from seqlm.workflows.mix import mix
-
-from seqlm.version import __version__
 
 __all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "neighbours", "report", "mix",
            "adapt", "diagnose", "rescore", "serve", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",

@@ -7,12 +7,11 @@ not apply to the chosen kind are errors, never silently dropped.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import math
 
 from seqlm import kinds
 from seqlm.errors import SeqlmError
@@ -155,7 +154,7 @@ class RunConfig:
         if kind.family == "ngram":
             self._check_ngram(kind)
         else:
-            self._check_neural(kind)
+            self.check_neural(kind)
         return self
 
     def _check_applicable(self, kind) -> None:
@@ -194,11 +193,11 @@ class RunConfig:
         if kind.canonical == "add-k" and m.k <= 0:
             raise SeqlmError(f"model.k (--k) must be > 0 (got {m.k}); use --model mle for no smoothing")
         if m.memory is not None:
-            from seqlm.models.ngram.external import parse_memory
+            from seqlm.io.memory import parse_memory
 
             parse_memory(m.memory)
 
-    def _check_neural(self, kind) -> None:
+    def check_neural(self, kind) -> None:
         m, t = self.model, self.train
         if m.mogrifier_rounds != 5 and kind.name != "mogrifier":
             raise SeqlmError(f"model.mogrifier_rounds is for --model mogrifier and does not apply to {kind.name}: drop it")

@@ -94,8 +94,8 @@ def start(world: World, device: torch.device) -> torch.device:
     """Join the process group (NCCL for CUDA, gloo for CPU); returns the device this rank trains on."""
     if not world.active:
         return device
-    import torch.distributed as dist
     import torch
+    import torch.distributed as dist
 
     if not dist.is_available():
         raise SeqlmError("this PyTorch build has no torch.distributed: train in one process (without torchrun)")
@@ -140,8 +140,8 @@ def all_sum(values: list[float], world: World, device) -> list[float]:
     """Element-wise sums over the ranks (fp64)."""
     if not world.active:
         return list(values)
-    import torch.distributed as dist
     import torch
+    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -153,8 +153,8 @@ def gather_rows(state, world: World, dim: int):
     rank's rows: a tensor, or a list of tensors / tuples of tensors, concatenated along ``dim``."""
     if not world.active:
         return state
-    import torch.distributed as dist
     import torch
+    import torch.distributed as dist
 
     def one(t: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(t) for _ in range(world.size)]

@@ -43,12 +43,12 @@ import torch
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_dir, write_config
-from seqlm.models.interface import LanguageModel, State, check_mode
 from seqlm.io.runtime import Progress
+from seqlm.models.interface import LanguageModel, State, check_mode
+from seqlm.models.neural.lm import NeuralLM, log_softmax
+from seqlm.models.neural.output import is_adaptive
 from seqlm.text.encode import join_with_eos
 from seqlm.text.vocab import EOS_ID
-from seqlm.models.neural.lm import NeuralLM, _log_softmax
-from seqlm.models.neural.output import is_adaptive
 
 FORMAT = "seqlm-adapted-1"
 EXTEND = 3  # tuning: steps past the edge of an lr grid whose best value lies on that edge
@@ -212,14 +212,14 @@ class CacheLM(Adapted):
         dec = self.base.module.decoder
         if is_adaptive(self.base.module):
             return dec.target_log_probs(h, y).float()
-        return _log_softmax(dec(h)).gather(1, y[:, None])[:, 0]
+        return log_softmax(dec(h)).gather(1, y[:, None])[:, 0]
 
     @torch.no_grad()
     def next_logprobs(self, state: CacheState) -> np.ndarray:
         self.base.module.eval()
         h, _ = self.base.module.features(self._tensor([state.last]), state.hidden)
         h = h[0, -1].float()
-        lp = _log_softmax(self.base.module.decoder(h[None]))[0].double()
+        lp = log_softmax(self.base.module.decoder(h[None]))[0].double()
         if len(state.keys) == 0:
             return lp.cpu().numpy()
         lam = self.params["lambda"]
@@ -314,7 +314,7 @@ class DynamicLM(Adapted):
         while i + seg <= len(inputs):
             x, y = self._tensor(inputs[i:i + seg]), self._tensor(outputs[i:i + seg])
             with torch.enable_grad(), _grad_mode(self.device):
-                lp, new_hidden = self.base._target_logprobs(x, hidden, y)
+                lp, new_hidden = self.base.target_logprobs(x, hidden, y)
                 out.append(lp[0, max(0, done - i):].detach())
                 self._update(-lp.mean())
             updated = True
@@ -326,7 +326,7 @@ class DynamicLM(Adapted):
             bar.close()
         if i < len(inputs):  # a partial segment: scored now, learned from when it is complete
             with torch.no_grad():
-                lp, _ = self.base._target_logprobs(self._tensor(inputs[i:]), hidden, self._tensor(outputs[i:]))
+                lp, _ = self.base.target_logprobs(self._tensor(inputs[i:]), hidden, self._tensor(outputs[i:]))
             out.append(lp[0, max(0, done - i):])
         weights = state.weights
         if updated:
@@ -349,7 +349,7 @@ class DynamicLM(Adapted):
         self.base.module.eval()
         self._load(state.weights)
         logits, _ = self.base.module(self._tensor(list(state.pending_in) + [state.last]), state.hidden)
-        return _log_softmax(logits[0, -1]).double().cpu().numpy()
+        return log_softmax(logits[0, -1]).double().cpu().numpy()
 
     def _save_extra(self, folder: Path) -> None:
         if self.stats is not None:
@@ -378,7 +378,7 @@ def gradient_stats(base: NeuralLM, lines: list[str], segment: int, batch_size: i
     hidden, count = None, 0
     for i in range(0, x_all.shape[1] - segment + 1, segment):
         with torch.enable_grad(), _grad_mode(base.device):
-            lp, hidden = base._target_logprobs(x_all[:, i:i + segment], hidden, y_all[:, i:i + segment])
+            lp, hidden = base.target_logprobs(x_all[:, i:i + segment], hidden, y_all[:, i:i + segment])
             grads = torch.autograd.grad(-lp.mean(), params, allow_unused=True)
         for s, g in zip(sums, grads):
             if g is not None:

@@ -541,8 +541,8 @@ def report(sources, out: str | Path = "reports/report", words=None) -> Path:
                 for p in sorted(rd.glob("*.json"))]
     recorded = [(name, res["neighbours"]) for name, res in recorded if isinstance(res, dict) and res.get("neighbours")]
     if recorded or runs:
-        from seqlm.models.neural.embeddings import REPORT_WORDS, neighbour_table
         from seqlm.models.loader import load
+        from seqlm.models.neural.embeddings import REPORT_WORDS, neighbour_table
 
         lines += ["## Nearest neighbours in the input embedding (cosine)", ""]
         for name, table in recorded:  # recorded by the training run in its results file

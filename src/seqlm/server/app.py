@@ -238,10 +238,10 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
         from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError:
         raise SeqlmError("seqlm serve needs FastAPI and uvicorn: pip install 'seqlm[serve]'") from None
-    from seqlm.version import __version__
     from seqlm.tasks.evaluate import evaluate
     from seqlm.tasks.generate import generate
     from seqlm.tasks.score import score
+    from seqlm.version import __version__
 
     if not models:
         raise SeqlmError("nothing to serve: give one or more model folders or ARPA files")

@@ -17,7 +17,6 @@ from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel, check_mode, check_model, line_chunks
 from seqlm.text.encode import encode_lines
 
-
 CHUNK_LINES = 10_000  # lines encoded and scored at a time: memory stays flat in the text's length
 
 

@@ -1,9 +1,9 @@
 """A training file of any size -> a vocabulary and a file of token ids, with no Python object per token.
 
 The text is read in blocks of whole lines.  Word level: a block's tokens are found by a byte table
-(:func:`seqlm.ngram.fastio.tokens`), hashed (64-bit, :func:`seqlm.ngram.fastio.token_hashes`) and counted
+(:func:`seqlm.ngram.textbytes.tokens`), hashed (64-bit, :func:`seqlm.ngram.textbytes.token_hashes`) and counted
 by hash; only a type's first occurrence is decoded to a string.  Character level goes through the
-tokenizer line by line (the same hashes, from :func:`seqlm.ngram.fastio.hash_words`).  Both give exactly
+tokenizer line by line (the same hashes, from :func:`seqlm.ngram.textbytes.hash_words`).  Both give exactly
 what :meth:`Tokenizer.tokenize` and :meth:`Vocab.build` give on :func:`read_lines`'s lines: lines end at
 ``\\n`` only, blank lines are dropped, tokens are split at Python's whitespace (``str.split``: the ASCII
 blanks, ``\\x1c``-``\\x1f`` and the Unicode spaces), a leading byte-order mark is dropped, and the same
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
-from seqlm.models.ngram import fastio
-from seqlm.models.ngram import index as ngram_index
+from seqlm.io import hashindex as ngram_index
+from seqlm.text import bytes as textbytes
 from seqlm.text.corpora import decode_block, line_blocks
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
@@ -65,10 +65,10 @@ def _word_block(data: bytes, text: str, lowercase: bool):
     elif lowercase:
         data = data.lower()
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts, ends = fastio.tokens(buf, _WS)
+    starts, ends = textbytes.tokens(buf, _WS)
     line_of = np.searchsorted(np.flatnonzero(buf == 10), starts)
     per_line = np.bincount(line_of, minlength=int(line_of[-1]) + 1 if len(line_of) else 0)
-    hashes = fastio.token_hashes(buf, starts, ends)
+    hashes = textbytes.token_hashes(buf, starts, ends)
     return hashes, per_line[per_line > 0], lambda i: data[starts[i]:ends[i]].decode("utf-8")
 
 
@@ -79,7 +79,7 @@ def _char_block(text: str, tokenizer: Tokenizer):
     toks = [tokenizer.tokenize(line) for line in raw]
     toks = [t for t in toks if t]
     flat = [c for t in toks for c in t]
-    hashes = fastio.hash_words(flat) if flat else np.zeros(0, np.uint64)
+    hashes = textbytes.hash_words(flat) if flat else np.zeros(0, np.uint64)
     return hashes, np.array([len(t) for t in toks], dtype=np.int64), lambda i: flat[i]
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -30,19 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqlm.io import distributed
 from seqlm.config import RunConfig
 from seqlm.errors import SeqlmError
+from seqlm.io import distributed
 from seqlm.io.files import atomic_dir, atomic_write, dumps, write_json
-from seqlm.tasks.evaluate import evaluate
 from seqlm.io.records import record
 from seqlm.io.runtime import Progress, cores, resolve_device, resolve_precision, set_threads, tune_allocator
+from seqlm.models.neural.lm import NeuralLM, build_module
+from seqlm.models.neural.recurrent import SequenceDropout
+from seqlm.tasks.evaluate import evaluate
 from seqlm.text.corpora import load_corpus
 from seqlm.text.encode import encode_lines, join_with_eos
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import EOS_ID, Vocab
-from seqlm.models.neural.lm import NeuralLM, build_module
-from seqlm.models.neural.recurrent import SequenceDropout
 from seqlm.training.step import Averager, Stepper, get_lr, make_optimizer, set_lr
 
 log = logging.getLogger(__name__)

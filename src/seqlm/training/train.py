@@ -12,14 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
+from seqlm import kinds
+from seqlm.config import RunConfig, apply_overrides, load_recipe
 from seqlm.errors import SeqlmError
+from seqlm.io.records import hardware
 from seqlm.models.interface import LanguageModel
 from seqlm.text.corpora import Corpus, load_corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
-from seqlm import kinds
-from seqlm.config import RunConfig, apply_overrides, load_recipe
-from seqlm.io.records import hardware
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import math
 import sys
 import time
 
-from seqlm.text import toydata
 from seqlm.tasks.evaluate import evaluate
 from seqlm.tasks.generate import generate, predict
 from seqlm.tasks.score import score
+from seqlm.text import toydata
 from seqlm.text.tokenize import Tokenizer
 from seqlm.training.train import train_ngram
 

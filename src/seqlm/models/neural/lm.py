@@ -21,12 +21,12 @@ import torch
 from seqlm.config import ModelConfig
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_dir, write_config
-from seqlm.models.interface import LanguageModel, State, check_mode
 from seqlm.io.runtime import Progress, resolve_device
+from seqlm.models.interface import LanguageModel, State, check_mode
+from seqlm.models.neural.output import is_adaptive
 from seqlm.text.corpora import sha256_file
 from seqlm.text.encode import join_with_eos
 from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
-from seqlm.models.neural.output import is_adaptive
 
 FORMAT = "seqlm-neural-1"
 PROGRESS_FROM = 50_000  # tokens: a stream this long shows a progress bar while it is scored
@@ -58,7 +58,7 @@ class NeuralLM(LanguageModel):
         self.module.eval()
         x = torch.tensor([[token]], device=self.device)
         logits, hidden = self.module(x, hidden)
-        return hidden, _log_softmax(logits[0, -1]).double().cpu().numpy()
+        return hidden, log_softmax(logits[0, -1]).double().cpu().numpy()
 
     def start(self) -> State:
         return self._step(None, EOS_ID)
@@ -78,7 +78,7 @@ class NeuralLM(LanguageModel):
         self.module.eval()
         features, hidden = self.module(torch.tensor([tokens], device=self.device), state[0], features_only=True)
         logits = self.module.decoder(features[:, -1:])  # the output layer at the last position only
-        return hidden, _log_softmax(logits[0, -1]).double().cpu().numpy()
+        return hidden, log_softmax(logits[0, -1]).double().cpu().numpy()
 
     @torch.no_grad()
     def advance_many(self, states, tokens) -> list:
@@ -90,7 +90,7 @@ class NeuralLM(LanguageModel):
         self.module.eval()
         x = torch.tensor([[int(t)] for t in tokens], device=self.device)
         logits, hidden = self.module(x, _stack([s[0] for s in states], dim))
-        logp = _log_softmax(logits[:, -1]).double().cpu().numpy()
+        logp = log_softmax(logits[:, -1]).double().cpu().numpy()
         return [(_row(hidden, i, dim), logp[i]) for i in range(len(states))]
 
     # -- batched scoring --------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class NeuralLM(LanguageModel):
         bar = Progress(len(seq), "evaluating", unit="tok") if len(seq) > PROGRESS_FROM else None
         for i in range(0, len(seq), self.eval_chunk):
             x = inputs[i:i + self.eval_chunk][None]
-            lp, hidden = self._target_logprobs(x, hidden, targets[i:i + self.eval_chunk][None])
+            lp, hidden = self.target_logprobs(x, hidden, targets[i:i + self.eval_chunk][None])
             out.append(lp[0])
             if bar:
                 bar.update(len(x[0]))
@@ -121,7 +121,7 @@ class NeuralLM(LanguageModel):
         flat = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         return flat, (hidden, int(seq[-1]) if len(seq) else prev)
 
-    def _target_logprobs(self, x, hidden, y):
+    def target_logprobs(self, x, hidden, y):
         """ln p of each target (B, T), fp32, and the new state; an adaptive output computes only the
         targets' clusters."""
         if is_adaptive(self.module):
@@ -148,7 +148,7 @@ class NeuralLM(LanguageModel):
                 line = np.asarray(lines[j], dtype=np.int64)
                 x[r, 1:len(line) + 1] = line
                 y[r, :len(line)] = line
-            lp, _ = self._target_logprobs(torch.from_numpy(x).to(self.device), None,
+            lp, _ = self.target_logprobs(torch.from_numpy(x).to(self.device), None,
                                           torch.from_numpy(y).to(self.device))
             lp = lp.double().cpu().numpy()
             for r, j in enumerate(batch):
@@ -227,7 +227,7 @@ def _model_config(path: Path, config: dict) -> ModelConfig:
         kind = kinds.get(cfg.model.kind)
         if kind.family != "neural":
             raise SeqlmError(f"{kind.name} is not a neural kind")
-        cfg._check_neural(kind)
+        cfg.check_neural(kind)
     except SeqlmError as e:
         raise SeqlmError(f"{path}/config.json: {e}; restore the file or retrain the model") from None
     return cfg.model
@@ -248,7 +248,7 @@ def _row(state, i: int, dim: int):
     return type(state)(_row(s, i, dim) for s in state)
 
 
-def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
     """ln-probabilities over the vocabulary less ``<s>`` (which is never predicted), in fp32."""
     logits = logits.float().clone()
     logits[..., BOS_ID] = -torch.inf
@@ -257,5 +257,5 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """ln p(target) from (N, V) logits."""
-    return _log_softmax(logits).gather(1, targets[:, None])[:, 0]
+    return log_softmax(logits).gather(1, targets[:, None])[:, 0]
 

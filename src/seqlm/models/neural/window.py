@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from seqlm.config import ModelConfig
-from seqlm.text.vocab import EOS_ID
 from seqlm.models.neural.output import make_output
 from seqlm.models.neural.recurrent import SequenceDropout
+from seqlm.text.vocab import EOS_ID
 
 
 class WindowLM(nn.Module):

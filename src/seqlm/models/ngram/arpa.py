@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
+from seqlm.io import hashindex as ngram_index
 from seqlm.io.files import atomic_write
+from seqlm.models.ngram import fastio
+from seqlm.models.ngram.model import NGramLM, find_keys
+from seqlm.models.ngram.smoothing import Tables
+from seqlm.text import bytes as textbytes
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS, EOS, SPECIALS, UNK, Vocab
-from seqlm.models.ngram import fastio
-from seqlm.models.ngram import index as ngram_index
-from seqlm.models.ngram.model import NGramLM, _find
-from seqlm.models.ngram.smoothing import Tables
 
 LN10 = math.log(10.0)
 # The tokenizer travels inside the file as one extra unigram that no text contains, with probability
@@ -225,7 +226,7 @@ def _parse_entries(buf: np.ndarray, k: int) -> _Parsed:
     """The lines of a piece of the ``k``-grams section: ``log10p w1 ... wk [log10bow]``, whitespace-separated,
     blank lines skipped.  Raises _LineError (line index in the piece) for a malformed line."""
     newlines = np.flatnonzero(buf == 10)
-    s, e = fastio.tokens(buf)
+    s, e = textbytes.tokens(buf)
     if len(s) == 0:
         empty = np.zeros(0)
         return _Parsed(len(newlines), empty, empty, np.zeros(0, np.uint64), buf, s, e)
@@ -260,7 +261,7 @@ def _parse_entries(buf: np.ndarray, k: int) -> _Parsed:
         raise _LineError(line_no[i], f": a log10 probability must be <= 0 and a backoff weight finite: {text(i)!r}")
     word_tok = (first[:, None] + 1 + np.arange(k)).ravel()
     ws, we = s[word_tok], e[word_tok]
-    return _Parsed(len(newlines), probs, bows, fastio.token_hashes(buf, ws, we), buf, ws, we)
+    return _Parsed(len(newlines), probs, bows, textbytes.token_hashes(buf, ws, we), buf, ws, we)
 
 
 class _ArpaReader:
@@ -410,7 +411,7 @@ class _ArpaReader:
             V, keys = len(self.unigrams[0]), self.keys
             rank = ids[:, 0].astype(np.int64)
             for j in range(1, k - 1):
-                idx, found = _find(keys[j], rank * V + ids[:, j])
+                idx, found = find_keys(keys[j], rank * V + ids[:, j])
                 if not found.all():
                     i = int(np.flatnonzero(~found)[0])
                     gram = [self.unigrams[0][w] for w in ids[i]]

@@ -33,8 +33,6 @@ n-gram; a warning says when that alone exceeds the budget.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
 import tempfile
 import time
@@ -44,13 +42,23 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
+from seqlm.io import hashindex as ngram_index
+from seqlm.io.memory import parse_memory
 from seqlm.io.runtime import Progress
-from seqlm.text.bulk import TokenFile, bounded_map, read_raw as _read, tokenize_file
+from seqlm.models.ngram.smoothing import (
+    canonical,
+    check_k,
+    check_prune,
+    counts_of_counts,
+    order_discounts,
+    order_step,
+    safe_log,
+    unigram_probs,
+)
+from seqlm.text.bulk import TokenFile, bounded_map, tokenize_file
+from seqlm.text.bulk import read_raw as _read
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, Vocab
-from seqlm.models.ngram import index as ngram_index
-from seqlm.models.ngram.smoothing import (check_k, check_prune, counts_of_counts, canonical, order_discounts, order_step,
-                        unigram_probs, _log)
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +70,6 @@ _BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token o
 _MAX_BUCKETS = 256
 _SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
 _BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
-
-
-# -- memory sizes ---------------------------------------------------------------------------------
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def parse_memory(text: str | int | None) -> int:
-    """Bytes of ``4G``, ``500M``, ``80%`` (of the available memory) or a plain byte count; None: half the
-    available memory (as lmplz's -S, a share of the machine)."""
-    if text is None:
-        return available_memory() // 2
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*|\s*(\d+(?:\.\d+)?)\s*%\s*", str(text).upper())
-        if not m:
-            raise SeqlmError(f"--memory {text!r} is not a size: give e.g. 4G, 500M or 50%")
-        if m.group(3) is not None:
-            value = int(available_memory() * float(m.group(3)) / 100)
-        else:
-            value = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if value <= 0:
-        raise SeqlmError(f"--memory must be more than 0 (got {text!r})")
-    return value
 
 
 # -- scratch files ----------------------------------------------------------------------------------
@@ -430,7 +403,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
         info["k"] = kval
 
     lower = unigram_probs(smoothing, uni_adjusted, V, discounts[0], kval)
-    lp = _log(lower)
+    lp = safe_log(lower)
     lp[BOS_ID] = -np.inf
     np.save(tables / "keys1.npy", np.arange(V, dtype=np.int64))
     np.save(tables / "logprob1.npy", lp)
@@ -467,7 +440,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
                 kk = keys[kept]
                 if remap is not None:
                     kk = remap[kk // V] * V + kk % V
-                return s, e, p, kept, kk, _log(p[kept]), _log(bow[kept_prev[c0:c1]])
+                return s, e, p, kept, kk, safe_log(p[kept]), safe_log(bow[kept_prev[c0:c1]])
 
             for s, e, p, kept, kk, logp, logbow in bounded_map(pool, step, range(len(runs)), THREADS):
                 keep[s:e] = kept

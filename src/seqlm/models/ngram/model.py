@@ -20,19 +20,19 @@ from typing import Sequence
 import numpy as np
 
 from seqlm.errors import SeqlmError
+from seqlm.io import hashindex as ngram_index
 from seqlm.io.files import atomic_dir, write_config
 from seqlm.models.interface import LanguageModel, State, check_mode
-from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
-from seqlm.models.ngram import index as ngram_index
 from seqlm.models.ngram.counts import pad_stream
 from seqlm.models.ngram.smoothing import Tables
+from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
 
 log = logging.getLogger(__name__)
 
 FORMAT = "seqlm-ngram-1"
 
 
-def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def find_keys(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of each query in sorted ``keys`` and whether it is there."""
     if len(keys) == 0:
         return np.zeros(len(query), np.int64), np.zeros(len(query), bool)

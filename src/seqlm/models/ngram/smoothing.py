@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqlm.errors import SeqlmError
-from seqlm.text.vocab import BOS_ID
 from seqlm.models.ngram.counts import OrderCounts
+from seqlm.text.vocab import BOS_ID
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def canonical(smoothing: str) -> str:
     return kinds.get(smoothing).canonical
 
 
-def _log(x: np.ndarray) -> np.ndarray:
+def safe_log(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.log(x)
 
@@ -163,8 +163,8 @@ def estimate(
         log.warning("pruned MLE backs off with the raw freed mass: distributions over the pruned "
                     "contexts are not renormalized")
     keys = _apply_pruning(counts, keep, V)
-    logprob = [_log(p[m]) for p, m in zip(probs, keep)]
-    logbow = [_log(b[m]) for b, m in zip(bows, keep)]
+    logprob = [safe_log(p[m]) for p, m in zip(probs, keep)]
+    logbow = [safe_log(b[m]) for b, m in zip(bows, keep)]
     logprob[0][BOS_ID] = -np.inf
     return Tables(V, keys, logprob, logbow, "uniform" if smoothing == "add-k" else "backoff", info)
 

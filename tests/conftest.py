@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from seqlm.text import toydata
+from seqlm.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +50,29 @@ def step_by_step(lm, encoded) -> list[float]:
             out.append(lm.next_logprobs(state)[t])
             state = lm.advance(state, t)
     return out
+
+
+# a tiny neural run: a few seconds on one thread
+TINY = ["model.embedding_dim=16", "model.hidden_size=16", "train.batch_size=4", "train.bptt=8",
+        "train.optimizer=adam", "train.lr=0.01", "train.clip=1", "train.schedule=constant", "train.threads=1"]
+
+
+def tiny_run(tmp_path, files, name="m", kind="lstm", extra=(), **kw):
+    return train(out=tmp_path / name, overrides=TINY + list(extra), model=kind, train=files["train"],
+                 valid=files["valid"], test=files["test"], **kw)
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory, toy_lines):
+    d = tmp_path_factory.mktemp("data")
+    paths = {}
+    for name, lines in zip(("train", "valid", "test"), (toy_lines[0][:600], toy_lines[1][:100], toy_lines[2][:100])):
+        paths[name] = d / f"{name}.txt"
+        paths[name].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory, small_files):
+    lm, summary = tiny_run(tmp_path_factory.mktemp("run"), small_files, extra=["train.epochs=2", "model.dropout=0.1"])
+    return lm, summary

@@ -95,7 +95,8 @@ def get(name: str) -> Kind:
     return KINDS[name]
 
 
-def _resolve(dotted: str):
+def resolve(dotted: str):
+    """The object a dotted path ``module:attr[.attr]`` names, imported now."""
     module, _, attrs = dotted.partition(":")
     obj = importlib.import_module(module)
     for attr in attrs.split("."):
@@ -105,7 +106,7 @@ def _resolve(dotted: str):
 
 def builder(name: str):
     """The object (function or class) that builds ``name``, imported on use."""
-    return _resolve(KINDS[name].builder if name in KINDS else get(name).builder)
+    return resolve(KINDS[name].builder if name in KINDS else get(name).builder)
 
 
 def loader(folder_kind: str):
@@ -113,7 +114,7 @@ def loader(folder_kind: str):
     ``loader(path, config, device)``; ``None`` for a kind no row writes."""
     for row in KINDS.values():
         if row.folder == folder_kind:
-            return _resolve(row.loader)
+            return resolve(row.loader)
     return None
 
 

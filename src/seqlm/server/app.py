@@ -11,220 +11,25 @@ Endpoints (JSON in and out; the OpenAPI page is at ``/docs``):
     POST /v1/evaluate     perplexity of a posted text
 
 Typing extends the previous request's text, so suggestions must not re-read the whole text: each model keeps
-a bounded LRU of its states by token prefix (:class:`PrefixCache`); a request starts from the longest cached
-prefix of its tokens and reads only the rest.
+a bounded LRU of its states by token prefix (``server/cache.py``); the served models, their locks and batched
+steps are in ``server/models.py``.
 
 A client's mistake (malformed JSON, wrong types, out-of-range numbers, an unknown model, a body over the size
 limit, non-UTF-8 bytes, an empty text) is a 4xx answer with ``{"error": ...}`` naming the fix; nothing a
 client sends makes the server answer 5xx or stop.
 """
 
-import bisect
 import logging
-import threading
-import time
-from collections import OrderedDict
-from pathlib import Path
-
-import numpy as np
 
 from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel
-from seqlm.text.vocab import BOS_ID, SPECIALS, UNK_ID
+from seqlm.server.models import Served, model_names
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # bytes
 MAX_TEXT = 200_000  # characters of one text field
-# prefix hashes: h_L = sum_j (id_j + 1) P^(L-1-j) mod M, all L at once with int64 arithmetic (M < 2^31, so
-# every product of two residues fits); a hit is confirmed by comparing the ids, so a collision only costs a miss
-_P, _M = 1_000_003, (1 << 31) - 1
-_P_INV = pow(_P, -1, _M)
-_powers: list = [np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64)]  # P^i and P^-i mod M, grown on use
 
-
-class PrefixCache:
-    """A bounded LRU of a model's states after ``<s>`` + a prefix of token ids.  ``state(ids)`` starts from
-    the longest cached prefix of ``ids`` (found by prefix hashes, confirmed by comparing the ids) and reads
-    only the remaining tokens; the state after all of ``ids`` is then cached."""
-
-    def __init__(self, model: LanguageModel, capacity: int = 1024):
-        self.model, self.capacity = model, capacity
-        self.entries: OrderedDict = OrderedDict()  # (length, hash) -> (ids tuple, state)
-        self.start_state = None
-        self.hits = self.misses = 0
-
-    def state(self, ids) -> tuple[object, int]:
-        """(the state after ``ids``, how many of them came from the cache)."""
-        ids = [int(i) for i in ids]
-        state, start, key = self.lookup(ids)
-        state = self.model.advance_tokens(state, ids[start:])
-        self.insert(key, ids, state, start)
-        return state, start
-
-    def lookup(self, ids: list[int]) -> tuple[object, int, tuple]:
-        """The state after the longest cached prefix of ``ids`` (the start state if none), its length, and
-        the cache key of ``ids`` itself (for :meth:`insert`)."""
-        hashes = _prefix_hashes(ids).tolist()
-        key = (len(ids), hashes[-1])
-        for n in range(len(ids), -1, -1):
-            hit = self.entries.get((n, hashes[n]))
-            if hit is not None and hit[0] == tuple(ids[:n]):
-                self.entries.move_to_end((n, hashes[n]))
-                if n == len(ids):
-                    self.hits += 1
-                else:
-                    self.misses += 1
-                return hit[1], n, key
-        self.misses += 1
-        if self.start_state is None:  # states are values (advance returns a new one): the start state is shared
-            self.start_state = self.model.start()
-        return self.start_state, 0, key
-
-    def insert(self, key: tuple, ids: list[int], state, start: int) -> None:
-        """Cache the state after ``ids`` under ``key`` (unless it came whole from the cache)."""
-        if start == len(ids):
-            return
-        self.entries[key] = (tuple(ids), state)
-        while len(self.entries) > self.capacity:
-            self.entries.popitem(last=False)
-
-
-def _prefix_hashes(ids: list[int]) -> np.ndarray:
-    """The hash of every prefix of ``ids`` (index L: the first L ids), vectorized."""
-    n = len(ids)
-    while len(_powers[0]) < n + 1:  # double the tables: base^(m+i) = base^i * base^m
-        m = len(_powers[0])
-        for k, base in enumerate((_P, _P_INV)):
-            _powers[k] = np.concatenate([_powers[k], _powers[k] * pow(base, m, _M) % _M])
-    pw, inv = _powers
-    out = np.zeros(n + 1, dtype=np.int64)
-    if n:
-        c = (np.asarray(ids, dtype=np.int64) + 1) * inv[:n] % _M  # (id_j + 1) P^-j
-        out[1:] = np.cumsum(c) % _M * pw[:n] % _M  # times P^(L-1)
-    return out
-
-
-class Served:
-    """One served model: its name, the model, its prefix cache, a lock (one request at a time per model),
-    and a sorted word list for completions."""
-
-    def __init__(self, name: str, path: str, model: LanguageModel, cache_size: int):
-        self.name, self.path, self.model = name, path, model
-        self.cache = PrefixCache(model, cache_size)
-        self.lock = threading.Lock()
-        # suggestions are batched when the model steps a batch at once (neural models)
-        self.batching = type(model).advance_many is not LanguageModel.advance_many
-        self.waiting: list = []  # (state, token, future) of the requests waiting for the next batched step
-        self.batches = self.batched = 0
-        vocab = model.vocab
-        words = [(w, i) for i, w in enumerate(vocab.itos) if w not in SPECIALS]
-        words.sort()
-        self.sorted_words = [w for w, _ in words]
-        self.sorted_ids = np.array([i for _, i in words], dtype=np.int64)
-
-    def describe(self) -> dict:
-        return {"name": self.name, "path": self.path, "level": self.model.vocab.tokenizer.level,
-                "vocab_size": len(self.model.vocab), "description": self.model.describe()}
-
-    def completions(self, partial: str) -> np.ndarray:
-        """Ids of the vocabulary words that start with ``partial``."""
-        lo = bisect.bisect_left(self.sorted_words, partial)
-        hi = bisect.bisect_left(self.sorted_words, partial + "\U0010ffff")
-        return self.sorted_ids[lo:hi]
-
-    def _context(self, text: str) -> tuple[list[str], str]:
-        """The tokens before the one to suggest, and the partly typed word (word level, no space after it)."""
-        tok = self.model.vocab.tokenizer
-        tokens = tok.tokenize(text)
-        partial = ""
-        if tok.level == "word" and tokens and text and not text[-1].isspace():
-            partial, tokens = tokens[-1], tokens[:-1]
-        return tokens, partial
-
-    def suggest(self, text: str, k: int, allow_unk: bool) -> dict:
-        tokens, partial = self._context(text)
-        t0 = time.perf_counter()
-        with self.lock:
-            state, reused = self.cache.state(self.model.vocab.encode(tokens))
-            logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
-        return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
-
-    async def suggest_batched(self, text: str, k: int, allow_unk: bool) -> dict:
-        """:meth:`suggest`, where the model's last step joins the steps of the other requests waiting in the
-        event loop (one batched step for all: see ``advance_many``).  Typing adds one token to a cached
-        prefix, so under load most requests cost a share of one batched step."""
-        import asyncio
-
-        tokens, partial = self._context(text)
-        t0 = time.perf_counter()
-        ids = [int(i) for i in self.model.vocab.encode(tokens)]
-        with self.lock:
-            state, reused, key = self.cache.lookup(ids)
-            state = self.model.advance_tokens(state, ids[reused:-1])  # all but the last new token (typing: none)
-        if reused < len(ids):
-            future = asyncio.get_running_loop().create_future()
-            self.waiting.append((state, ids[-1], future))
-            if len(self.waiting) == 1:  # after the requests already queued in this turn of the loop
-                asyncio.get_running_loop().call_soon(self._flush)
-            state = await future
-            self.cache.insert(key, ids, state, reused)
-        with self.lock:
-            logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
-        return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
-
-    def _flush(self) -> None:
-        batch, self.waiting = self.waiting, []
-        try:
-            with self.lock:
-                states = self.model.advance_many([b[0] for b in batch], [b[1] for b in batch])
-        except Exception as e:  # every waiting request gets the error (the handler turns it into an answer)
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-            return
-        self.batches += 1
-        self.batched += len(batch)
-        for (_, _, future), state in zip(batch, states):
-            if not future.done():
-                future.set_result(state)
-
-    def _answer(self, text, k, allow_unk, tokens, partial, reused, logp, t0) -> dict:
-        vocab = self.model.vocab
-        if not partial:  # the whole vocabulary less <s> (and <unk>)
-            masked = logp.copy()
-            masked[BOS_ID] = -np.inf
-            if not allow_unk:
-                masked[UNK_ID] = -np.inf
-            order = np.argpartition(-masked, min(k, len(masked) - 1))[:k]
-            ids = order[np.argsort(-masked[order], kind="stable")]
-            ids = ids[np.isfinite(masked[ids])]
-        else:  # the words that complete the partial one
-            candidates = self.completions(partial)
-            scores = logp[candidates]
-            top = np.argsort(-scores, kind="stable")[:k]
-            ids = candidates[top][np.isfinite(scores[top])]
-        return {"model": self.name, "text": text, "context_tokens": len(tokens), "cached_tokens": reused,
-                "partial": partial, "suggestions": [{"token": vocab.itos[i], "prob": float(np.exp(logp[i])),
-                                                     "log_prob": float(logp[i])} for i in ids],
-                "seconds": round(time.perf_counter() - t0, 6)}
-
-
-def model_names(paths: list[str]) -> list[tuple[str, str]]:
-    """``NAME=PATH`` or ``PATH`` (named after its folder or file); names must be unique."""
-    out, seen = [], set()
-    for item in paths:
-        name, sep, path = item.partition("=")
-        if not sep:
-            path = item
-            p = Path(item.rstrip("/"))
-            name = p.name if p.name != "model" else p.parent.name
-            name = name.removesuffix(".gz").removesuffix(".arpa")
-        if not name or name in seen:
-            raise SeqlmError(f"two served models are named {name!r}: name them, e.g. kn=runs/kn5 lstm=runs/lstm")
-        seen.add(name)
-        out.append((name, path))
-    return out
 
 
 def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = None, cache_size: int = 1024,

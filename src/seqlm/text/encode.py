@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from seqlm.errors import SeqlmError
 from seqlm.text.vocab import EOS_ID, UNK_ID, Vocab
 
 
@@ -58,3 +59,22 @@ def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:
     ids[ids < 0] = UNK_ID
     bounds = np.cumsum(lengths)[:-1]
     return Encoded(np.split(ids, bounds), np.split(oov, bounds), tokens)
+
+
+def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
+    """The token stream that training and stream evaluation read: ``</s>`` + every line followed by
+    ``</s>``, as ids (element 0 is context only; the targets are ``stream_ids(...)[1:]``)."""
+    return np.concatenate([[EOS_ID], join_with_eos(encode_lines(vocab, lines).lines)])
+
+
+def batchify(ids: np.ndarray, batch_size: int):
+    """Inputs and targets as (batch_size, n) contiguous rows of the stream (torch tensors)."""
+    import torch
+
+    n = (len(ids) - 1) // batch_size
+    if n < 2:
+        raise SeqlmError(f"the training text has {len(ids) - 1} tokens, too few for one batch of {batch_size} rows: "
+                         f"give more text or lower train.batch_size")
+    x = torch.from_numpy(ids[: n * batch_size].reshape(batch_size, n).copy())
+    y = torch.from_numpy(ids[1: n * batch_size + 1].reshape(batch_size, n).copy())
+    return x, y

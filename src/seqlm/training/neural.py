@@ -26,124 +26,26 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from seqlm.config import RunConfig
 from seqlm.errors import SeqlmError
 from seqlm.io import distributed
-from seqlm.io.files import atomic_dir, atomic_write, dumps, write_json
+from seqlm.io.files import write_json
 from seqlm.io.records import record
 from seqlm.io.runtime import Progress, cores, resolve_device, resolve_precision, set_threads, tune_allocator
 from seqlm.models.neural.lm import NeuralLM, build_module
 from seqlm.models.neural.recurrent import SequenceDropout
 from seqlm.tasks.evaluate import evaluate
 from seqlm.text.corpora import load_corpus
-from seqlm.text.encode import encode_lines, join_with_eos
+from seqlm.text.encode import batchify, stream_ids
 from seqlm.text.tokenize import Tokenizer
-from seqlm.text.vocab import EOS_ID, Vocab
+from seqlm.text.vocab import Vocab
+from seqlm.training.checkpoint import checkpoint_note, load_resume, save_resume, write_metrics
+from seqlm.training.schedule import epoch_end_lr, nonmonotone, scheduled_lr, window_length
 from seqlm.training.step import Averager, Stepper, get_lr, make_optimizer, set_lr
 
 log = logging.getLogger(__name__)
-
-
-def stream_ids(vocab: Vocab, lines: list[str]) -> np.ndarray:
-    """``</s>`` + every line followed by ``</s>``, as ids."""
-    return np.concatenate([[EOS_ID], join_with_eos(encode_lines(vocab, lines).lines)])
-
-
-def batchify(ids: np.ndarray, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets as (batch_size, n) contiguous rows of the stream."""
-    n = (len(ids) - 1) // batch_size
-    if n < 2:
-        raise SeqlmError(f"the training text has {len(ids) - 1} tokens, too few for one batch of {batch_size} rows: "
-                         f"give more text or lower train.batch_size")
-    x = torch.from_numpy(ids[: n * batch_size].reshape(batch_size, n).copy())
-    y = torch.from_numpy(ids[1: n * batch_size + 1].reshape(batch_size, n).copy())
-    return x, y
-
-
-# -- resume checkpoints ------------------------------------------------------------------------------
-def _state_tensors(state, prefix: str) -> dict:
-    out = {}
-    if isinstance(state, torch.Tensor):
-        out[prefix] = state
-    else:
-        for k, st in enumerate(state):
-            for j, s in enumerate(st if isinstance(st, tuple) else (st,)):
-                out[f"{prefix}.{k}.{j}"] = s
-    return out
-
-
-def _restore_state(template, tensors: dict, prefix: str):
-    if isinstance(template, torch.Tensor):
-        return tensors[prefix]
-    return [tuple(tensors[f"{prefix}.{k}.{j}"] for j in range(len(st))) if isinstance(st, tuple)
-            else tensors[f"{prefix}.{k}.0"] for k, st in enumerate(template)]
-
-
-IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
-
-
-def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden, extra: dict | None = None) -> None:
-    """Weights, optimizer, RNG, data position and carried state (and ``extra`` tensors: the averaged weights),
-    in one atomically replaced folder."""
-    from safetensors.torch import save_file
-
-    opt = optimizer.state_dict()
-    tensors = {}
-    for idx, st in opt["state"].items():
-        for key, value in st.items():
-            tensors[f"opt.{idx}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tensors.update(_state_tensors(hidden, "hidden"))
-    tensors.update(extra or {})
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_dir(path) as tmp:
-        lm.save(tmp / "model")
-        save_file(tensors, str(tmp / "resume.safetensors"))
-        with atomic_write(tmp / "resume.json") as f:
-            groups = [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in g.items()}
-                      for g in opt["param_groups"]]
-            json.dump({"progress": progress, "param_groups": groups}, f)
-
-
-def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
-    from safetensors.torch import load_file
-
-    from seqlm.models.loader import load
-
-    if not (path / "resume.json").is_file():
-        raise SeqlmError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
-    saved = load(path / "model")
-    lm.module.load_state_dict(saved.module.state_dict())
-    try:
-        tensors = load_file(str(path / "resume.safetensors"))
-        meta = json.loads((path / "resume.json").read_text())
-    except Exception as e:  # damaged resume files
-        raise SeqlmError(f"the resume checkpoint in {path} is damaged ({e}): start again without --resume") from None
-    # the saved hyper-parameters and lr, this optimizer's own implementation flags (fused, capturable, ...)
-    # and lr type (a device tensor when training is graphed): a checkpoint moves between CPU and GPU
-    current = optimizer.param_groups
-    groups = [{**saved_group, **{k: cur[k] for k in IMPLEMENTATION_FLAGS if k in cur}}
-              for saved_group, cur in zip(meta["param_groups"], current)]
-    lr_tensors = [g["lr"] if isinstance(g["lr"], torch.Tensor) else None for g in current]
-    state: dict = {"state": {}, "param_groups": groups}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state["state"].setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
-    optimizer.load_state_dict(state)
-    for group, lr_tensor in zip(optimizer.param_groups, lr_tensors):
-        if lr_tensor is not None:
-            group["lr"] = lr_tensor.fill_(float(group["lr"]))
-    torch.set_rng_state(tensors["rng.cpu"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    hidden = _restore_state(hidden_template, {k: v.to(device) for k, v in tensors.items()}, "hidden")
-    return meta["progress"], hidden, tensors
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -156,42 +58,6 @@ def use_graphs(t, device: torch.device) -> bool:
             log.warning("train.graphs=on with train.on_nan=skip: a skipped step needs a host sync, so no graphs")
         return False
     return True
-
-
-def scheduled_lr(t, progress: dict, total_steps: int, seconds: float) -> float | None:
-    """The cosine schedule's lr for the next step (None for the per-epoch schedules): from train.lr to 0
-    over the budget, whichever ends first of epochs x batches steps and train.max_minutes."""
-    if t.schedule != "cosine":
-        return None
-    frac = progress["step"] / max(total_steps, 1)
-    if t.max_minutes:
-        frac = max(frac, seconds / (t.max_minutes * 60))
-    return t.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-
-
-def window_length(t, step: int) -> int:
-    """Tokens per row in training step ``step``: ``bptt``, or with ``variable_bptt`` AWD-LSTM's draw
-    (N(bptt, 5), N(bptt/2, 5) with probability 0.05; at least 5, at most bptt + 20), from a generator seeded
-    by (seed, step), so a resumed run and every rank under torchrun draw the same lengths."""
-    if not t.variable_bptt:
-        return t.bptt
-    rng = np.random.default_rng([t.seed, step])
-    base = t.bptt if rng.random() < 0.95 else t.bptt / 2
-    return int(min(max(5, int(rng.normal(base, 5))), t.bptt + 20))
-
-
-def nonmonotone(history: list[float], v: float, n: int) -> bool:
-    """NT-ASGD's trigger (Merity et al. 2018): validation ``v`` is worse than the best of all earlier
-    validations but the last ``n``."""
-    return len(history) > n and v > min(history[:-n])
-
-
-def epoch_end_lr(t, lr: float, epoch: int, improved: bool) -> float:
-    """The per-epoch schedules: zaremba (decay every epoch from decay_start on), plateau (decay when the
-    validation did not improve)."""
-    if (t.schedule == "zaremba" and epoch >= t.decay_start) or (t.schedule == "plateau" and not improved):
-        return lr * t.lr_decay
-    return lr
 
 
 def _prepare_data(cfg: RunConfig):
@@ -235,7 +101,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
         except RuntimeError as e:  # under torchrun: a collective broke because another rank stopped
             if not world.active or isinstance(e, SeqlmError):
                 raise
-            raise distributed.failure(e, world, _checkpoint_note(run.out)) from None
+            raise distributed.failure(e, world, checkpoint_note(run.out)) from None
     finally:
         distributed.stop()
 
@@ -385,7 +251,7 @@ class Run:
         if not math.isfinite(r["loss_sum"]):
             raise SeqlmError(f"the loss became {r['loss_sum']} between steps {self.last_sync + 1} and "
                              f"{progress['step']} (epoch {progress['epoch'] + 1}): lower train.lr or set train.clip; "
-                             f"{_checkpoint_note(self.out)}")
+                             f"{checkpoint_note(self.out)}")
         self.last_sync = progress["step"]
         progress["epoch_loss"] += r["loss_sum"]
         progress["epoch_tokens"] += r["tokens"]
@@ -410,7 +276,7 @@ class Run:
         if self.is_main:
             save_resume(self.out / "last", self.lm, self.optimizer, dict(self.progress), hidden,
                         extra=self.averager.tensors() if averaging else None)
-            _write_metrics(self.out, self.progress["history"], self.progress["log"])
+            write_metrics(self.out, self.progress["history"], self.progress["log"])
 
     def train_epoch(self) -> str | None:
         """The rest of the current epoch, step by step; returns why it stopped early (max_steps,
@@ -447,7 +313,7 @@ class Run:
                 if t.on_nan == "stop":
                     raise SeqlmError(f"the loss or its gradient became {loss} at step {progress['step'] + 1} (epoch "
                                      f"{progress['epoch'] + 1}): lower train.lr or set train.clip (or --set "
-                                     f"train.on_nan=skip); {_checkpoint_note(self.out)}")
+                                     f"train.on_nan=skip); {checkpoint_note(self.out)}")
                 progress["skipped"] += 1
                 self.stepper.reset_state(self.module.init_state(t.batch_size, self.device))
             progress["batch"] += 1
@@ -596,20 +462,7 @@ class Run:
         return best, summary
 
 
-def _checkpoint_note(out: Path) -> str:
-    if (out / "last" / "resume.json").is_file():
-        return f"the last checkpoint in {out}/last is intact (--resume continues from it)"
-    return "no checkpoint was written before it: start again without --resume"
-
-
 def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else math.inf
 
-
-def _write_metrics(out: Path, history: list[dict], steps: list[dict]) -> None:
-    """``metrics.jsonl``: one line per epoch; ``steps.jsonl``: one line per ``train.log_every`` steps."""
-    for name, rows in (("metrics.jsonl", history), ("steps.jsonl", steps)):
-        with atomic_write(out / name) as f:
-            for rec in rows:
-                f.write(dumps(rec) + "\n")
 

@@ -5,14 +5,21 @@ optionally report its test perplexity and evaluation time."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import check_new_outputs, write_json
 from seqlm.io.records import record
 from seqlm.models.loader import load
 from seqlm.tasks.evaluate import SplitSource, evaluate
+from seqlm.text.encode import stream_ids
+
+if TYPE_CHECKING:  # torch-backed types, imported on use only
+    from seqlm.models.adapted import Adapted
+    from seqlm.models.neural.lm import NeuralLM
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +104,7 @@ def adapt(model_path: str | Path, method: str, *, out: str | Path, params=(), tu
         ", ".join(f"{k} in {v}" for k, v in grids.items()) or "no search")
     t0 = time.perf_counter()
     if tune:
-        lm = adapted.tune(method, base, valid_lines, fixed, grids, train_lines, stats_tokens, log=say)
+        lm = search(method, base, valid_lines, fixed, grids, train_lines, stats_tokens, log=say)
     else:
         stats = (adapted.gradient_stats(base, train_lines, full["segment"], max_tokens=stats_tokens)
                  if train_lines else None)
@@ -147,3 +154,96 @@ def _run_summary(path: Path) -> dict:
             return {"recipe": s.get("recipe"), "train_wall_seconds": s.get("wall_seconds"),
                     "train_metrics": s.get("metrics")}
     return {}
+
+
+# -- tuning on validation text ----------------------------------------------------------------------
+def search(method: str, base: NeuralLM, valid: list[str], fixed: dict, grids: dict, train_lines: list[str] | None = None,
+         stats_tokens: int | None = None, log: Callable[[str], None] = print) -> Adapted:
+    """The adapted model whose parameters give the lowest perplexity on ``valid`` (a stream), searching
+    ``grids`` (name -> values) with the others ``fixed``: the cache by a full grid (its model pass is shared),
+    dynamic evaluation one parameter at a time in the order given (each pass is a full adaptation)."""
+    from seqlm.models.adapted import EXTEND, PARAMS, build, check_params, gradient_stats
+
+    params = check_params(method, fixed)
+    grids = {name: [check_params(method, {**fixed, name: v})[name] for v in values] for name, values in grids.items()}
+    stats = None
+    t0 = time.perf_counter()
+    if method == "dynamic" and params["rule"] == "rms":
+        if not train_lines:
+            raise SeqlmError("the rms rule needs training text for its gradient statistics")
+        stats = gradient_stats(base, train_lines, params["segment"], max_tokens=stats_tokens)
+        log(f"gradient statistics from training data: {time.perf_counter() - t0:.1f}s")
+    trials = []
+    if method == "cache":
+        trials = _tune_cache(base, valid, params, grids, log)
+        best = min(trials, key=lambda r: r["valid_perplexity"])
+        params = check_params(method, {k: best[k] for k in PARAMS[method] if k in best} | {
+            k: v for k, v in params.items() if k not in best})
+    else:
+        for name, values in grids.items():
+            scored = []
+
+            def score(value):
+                trial = check_params(method, {**params, name: value})
+                t = time.perf_counter()
+                ppl = evaluate(build(method, base, trial, stats), valid, mode="stream")["perplexity"]
+                row = {**trial, "valid_perplexity": ppl, "seconds": round(time.perf_counter() - t, 1)}
+                trials.append(row)
+                scored.append((ppl, value))
+                log(f"  {name}={value}: valid {ppl:.3f} ({row['seconds']}s)")
+
+            for value in values:
+                score(value)
+            ordered = sorted(values)
+            if name == "lr" and len(ordered) > 1 and ordered[0] > 0:
+                # the best step size at the edge of the grid: go on past it geometrically while it improves
+                for edge, ratio in ((ordered[-1], ordered[-1] / ordered[-2]), (ordered[0], ordered[0] / ordered[1])):
+                    for _ in range(EXTEND):
+                        if min(scored)[1] != edge:
+                            break
+                        edge = edge * ratio
+                        log(f"  the best {name} is at the edge of the grid: trying {edge:.3g}")
+                        score(edge)
+            params[name] = min(scored)[1]
+    info = {"tuned_on": "validation", "trials": trials, "tuning_seconds": round(time.perf_counter() - t0, 1),
+            "valid_tokens": int(len(stream_ids(base.vocab, valid)[1:]))}
+    return build(method, base, params, stats, info)
+
+
+def _tune_cache(base: NeuralLM, valid: list[str], fixed: dict, grids: dict, log) -> list[dict]:
+    """Every grid point of (size, theta, lambda) on one pass of the model over ``valid``."""
+    import torch
+
+    from seqlm.models.adapted.cache import CacheLM, cache_probs
+
+    lm = CacheLM(base, fixed)
+    base.module.eval()
+    ids = stream_ids(base.vocab, valid)
+    inputs, targets = ids[:-1], ids[1:]
+    hs, lps, hidden = [], [], None
+    with torch.no_grad():
+        for i in range(0, len(targets), lm.chunk):
+            x, y = lm.as_batch(inputs[i:i + lm.chunk]), lm.as_batch(targets[i:i + lm.chunk])
+            h, hidden = base.module.features(x, hidden)
+            hs.append(h[0].float())
+            lps.append(lm.model_logprobs(h[0].float(), y[0]))
+    h_all, lp_all = torch.cat(hs), torch.cat(lps)
+    y_all = torch.as_tensor(targets, device=base.device)
+    sizes = grids.get("size", [fixed["size"]])
+    thetas = grids.get("theta", [fixed["theta"]])
+    lambdas = grids.get("lambda", [fixed["lambda"]])
+    trials = []
+    for size in sizes:
+        for theta in thetas:
+            p_cache, has = cache_probs(h_all, y_all, int(size), float(theta), lm.chunk)
+            for lam in lambdas:
+                lp = lp_all.double()
+                if lam > 0:
+                    mixed = torch.logaddexp(math.log1p(-lam) + lp, math.log(lam) + torch.log(p_cache))
+                    lp = torch.where(has, mixed, lp)
+                ppl = math.exp(-lp.mean().item())
+                trials.append({"size": int(size), "theta": float(theta), "lambda": float(lam), "valid_perplexity": ppl})
+    best = min(trials, key=lambda r: r["valid_perplexity"])
+    log(f"  {len(trials)} cache settings on one model pass; best size={best['size']} theta={best['theta']} "
+        f"lambda={best['lambda']}: valid {best['valid_perplexity']:.3f}")
+    return trials

@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqlm.cli import main
+
+
+def run(capsys, *argv, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        import io
+
+        class FakeStdin(io.TextIOWrapper):
+            def isatty(self):
+                return False
+
+        monkeypatch.setattr(sys, "stdin", FakeStdin(io.BytesIO(stdin.encode())))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_end_to_end(tmp_path, toy_files, capsys, monkeypatch):
+    out = tmp_path / "kn3"
+    code, o, e = run(capsys, "train", "--train", str(toy_files["train"]), "--valid", str(toy_files["valid"]),
+                     "--model", "kn", "--order", "3", "--out", str(out), "--json")
+    assert code == 0, e
+    summary = json.loads(o)
+    assert summary["model"]["order"] == 3 and summary["valid"]["perplexity"] > 1
+    assert {p.name for p in out.iterdir()} == {"config.json", "vocab.json", "tables"}
+
+    code, o, e = run(capsys, "evaluate", str(out), "--file", str(toy_files["test"]), "--json")
+    r = json.loads(o)
+    assert code == 0 and r["mode"] == "stream" and r["tokens"] > 0 and "perplexity" in r and "oov" in r
+
+    code, o, e = run(capsys, "predict", str(out), "--top-k", "3", stdin="the students opened their\n",
+                     monkeypatch=monkeypatch)
+    assert code == 0 and "books" in o
+
+    code, o1, _ = run(capsys, "generate", str(out), "--prompt", "the students", "--seed", "1")
+    code, o2, _ = run(capsys, "generate", str(out), "--prompt", "the students", "--seed", "1")
+    assert o1 == o2 and o1.startswith("the students")
+
+    code, o, _ = run(capsys, "generate", str(out), "--num", "3", "--seed", "1", "--json", "--top-p", "0.9")
+    rows = [json.loads(x) for x in o.splitlines()]
+    assert len(rows) == 3 and all(r["log_prob"] <= 0 for r in rows)
+
+    code, o, e = run(capsys, "score", str(out), "--json", stdin="there is a cat\ncat a is there\n",
+                     monkeypatch=monkeypatch)
+    rows = [json.loads(x) for x in o.splitlines()]
+    assert code == 0 and len(rows) == 2 and rows[0]["log_prob"] > rows[1]["log_prob"]
+
+    code, o, e = run(capsys, "export", str(out), str(tmp_path / "m.arpa.gz"))
+    assert code == 0
+    code, o, e = run(capsys, "evaluate", str(tmp_path / "m.arpa.gz"), "--file", str(toy_files["test"]), "--json")
+    assert json.loads(o)["perplexity"] == pytest.approx(r["perplexity"], rel=1e-5)
+
+
+def test_char_model_score(tmp_path, toy_files, capsys, monkeypatch):
+    out = tmp_path / "c7"
+    code, _, e = run(capsys, "train", "--train", str(toy_files["train"]), "--level", "char", "--lowercase",
+                     "--order", "7", "--out", str(out))
+    assert code == 0, e
+    code, o, _ = run(capsys, "score", str(out), "--json", stdin="THERE IS A\nIHRA S EET\n", monkeypatch=monkeypatch)
+    good, bad = [json.loads(x) for x in o.splitlines()]
+    assert good["unit"] == "character" and good["log_prob"] > bad["log_prob"] + 10
+
+
+def test_help_has_examples():
+    for cmd in ("train", "evaluate", "score", "predict", "generate", "export", "demo"):
+        out = subprocess.run([sys.executable, "-m", "seqlm.cli", cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "examples:" in out.stdout.split("options:")[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_console_script_and_demo():
+    out = subprocess.run(["seqlm", "demo", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    books = res["english"]["suggestions"][0]
+    assert books["token"] == "books"
+    good, bad = res["char"]["scores"]
+    assert good["log_prob"] > bad["log_prob"]
+    dna = {r["order"]: r["test"] for r in res["dna"]["table"]}
+    assert dna[4] < dna[3] and dna[4] < 1.05 * res["dna"]["source_perplexity"]
+
+
+def test_ptb_acceptance_shape(tmp_path, ptb_dir, capsys, monkeypatch):
+    monkeypatch.setenv("SEQLM_DATA", str(ptb_dir))
+    out = tmp_path / "kn2"
+    assert run(capsys, "train", "--corpus", "ptb", "--model", "kn", "--order", "2", "--out", str(out))[0] == 0
+    code, o, _ = run(capsys, "evaluate", str(out), "--corpus", "ptb", "--split", "test", "--json")
+    r = json.loads(o)
+    assert code == 0 and r["tokens"] == 82430 and r["mode"] == "stream"

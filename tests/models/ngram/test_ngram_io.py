@@ -1,0 +1,212 @@
+"""Fast n-gram files: the vectorized ARPA reader/writer, memory-mapped model folders, streaming
+evaluation, and ARPA files written by KenLM's lmplz read and scored as KenLM scores them."""
+
+import math
+import shutil
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from seqlm.io.files import write_config
+from seqlm.models.loader import load
+from seqlm.models.ngram import fastio
+from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.tasks.evaluate import evaluate
+from seqlm.text import bytes as textbytes
+from seqlm.text import toydata
+from seqlm.training.train import train_ngram
+
+LMPLZ = REPO.parent / "shared" / "peers" / "kenlm" / "bin" / "lmplz"
+
+
+def test_number_parsing_is_exact():
+    words = ["-1.2345678", "0", "-99", "+3.5", "-0.000012", "1e-05", "-2.5E+01", "7.", ".5", "-inf", "12345678901234567"]
+    buf = np.frombuffer(" ".join(words).encode(), dtype=np.uint8)
+    s, e = textbytes.tokens(buf)
+    values, bad = fastio.parse_numbers(buf, s, e)
+    assert not bad.any()
+    assert values.tolist() == [float(w) for w in words]
+    buf = np.frombuffer(b"1.2.3 abc - 4x", dtype=np.uint8)
+    s, e = textbytes.tokens(buf)
+    assert fastio.parse_numbers(buf, s, e)[1].tolist() == [True, True, True, True]
+
+
+def test_number_formatting_round_trips():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.exponential(2.0, 5000), rng.normal(0, 1, 500), [0.0, -0.0, -np.inf, -99.0, 123456.75]])
+    mat, length = fastio.format_numbers(x)
+    text = [bytes(r[:n]).decode() for r, n in zip(mat, length)]
+    assert text[-3:] == ["-99", "-99.0000000", "123456.7500000"]
+    back = np.array([float(t) for t in text])
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(back[finite], x[finite], rtol=0, atol=5e-8)
+
+
+
+
+@pytest.mark.parametrize("block", [64, 1 << 22])
+def test_reader_is_independent_of_the_block_size(tmp_path, toy_lines, monkeypatch, block):
+    from seqlm.models.ngram import arpa
+
+    lm = train_ngram(toy_lines[0], order=4)
+    path = tmp_path / "m.arpa"
+    write_arpa(lm, path)
+    monkeypatch.setattr(arpa, "BLOCK", block)
+    back = read_arpa(path)
+    assert back.tables.sizes() == lm.tables.sizes()
+    for a, b in zip(lm.tables.logprob, back.tables.logprob):
+        never = a == -np.inf  # written as -99 (log10), read back as the number it is
+        np.testing.assert_allclose(b[never], -99 * math.log(10))
+        np.testing.assert_allclose(b[~never], a[~never], atol=2e-7)
+    for a, b in zip(lm.tables.keys, back.tables.keys):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_written_file_is_the_classic_layout(tmp_path):
+    lm = train_ngram(["a b", "a c", "b a"], order=2)
+    path = tmp_path / "m.arpa"
+    write_arpa(lm, path)
+    text = path.read_text()
+    assert text.startswith("\\data\\\nngram 1=") and text.endswith("\n\\end\\\n")
+    lines = text.split("\\2-grams:\n")[1].split("\n\n")[0].splitlines()
+    assert all(len(line.split("\t")) == 2 and len(line.split("\t")[1].split()) == 2 for line in lines)
+    uni = text.split("\\1-grams:\n")[1].split("\n\n")[0].splitlines()
+    assert uni[0].startswith("-99\t<seqlm:tokenizer:") and any(line.startswith("-99\t<s>\t") for line in uni)
+
+
+def test_unicode_words_and_spaces_in_files(tmp_path):
+    lines = ["été à la plage", "à la mer", "la plage été"] * 5
+    lm = train_ngram(lines, order=3)
+    path = tmp_path / "u.arpa"
+    write_arpa(lm, path)
+    back = read_arpa(path)
+    assert evaluate(back, lines)["log_prob"] == pytest.approx(evaluate(lm, lines)["log_prob"], rel=1e-6)
+    # other tools separate fields with spaces, or add spaces and blank lines: same model
+    text = path.read_text().replace("\t", "  ").replace("\n\\2-grams:", "\n\n\n\\2-grams:")
+    (tmp_path / "s.arpa").write_text("header junk\n" + text)
+    again = read_arpa(tmp_path / "s.arpa")
+    assert evaluate(again, lines)["log_prob"] == pytest.approx(evaluate(lm, lines)["log_prob"], rel=1e-6)
+
+
+def test_model_folder_is_memory_mapped(tmp_path, toy_lines):
+    lm = train_ngram(toy_lines[0], order=3)
+    lm.save(tmp_path / "m")
+    back = load(tmp_path / "m")
+    assert all(isinstance(a.base, np.memmap) for a in back.tables.keys[1:] + back.tables.logprob + back._index[1:])
+    assert not back.tables.keys[1].flags.writeable
+    assert evaluate(back, toy_lines[1]) == evaluate(lm, toy_lines[1])
+
+
+def test_folders_written_with_model_npz_still_load(tmp_path, toy_lines):
+    lm = train_ngram(toy_lines[0], order=3)
+    folder = tmp_path / "old"
+    lm.save(folder)
+    t = lm.tables
+    arrays = {f"{n}{k}": a for n, arr in (("keys", t.keys), ("logprob", t.logprob), ("logbow", t.logbow))
+              for k, a in enumerate(arr, start=1)}
+    np.savez(folder / "model.npz", **arrays)
+    shutil.rmtree(folder / "tables")
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("table_bytes")
+    for key in ("files", "config_sha256"):
+        config.pop(key)
+    write_config(folder, config)
+    back = load(folder)
+    assert evaluate(back, toy_lines[1]) == evaluate(lm, toy_lines[1])
+
+
+def test_evaluation_memory_is_flat_in_the_text_length(toy_lines):
+    lm = train_ngram(toy_lines[0], order=3)
+    sentences = toy_lines[1]
+
+    def peak(n_lines):
+        gen = (sentences[i % len(sentences)] for i in range(n_lines))
+        tracemalloc.start()
+        r = evaluate(lm, gen, batch_lines=2000)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, r
+
+    small, r1 = peak(4000)
+    big, r2 = peak(40000)
+    assert r2["tokens"] > 9 * r1["tokens"]
+    assert big < 1.3 * small
+    # blocks change nothing: the same figures as one call on the whole list
+    whole = evaluate(lm, [sentences[i % len(sentences)] for i in range(4000)])
+    assert r1["tokens"] == whole["tokens"] and r1["log_prob"] == pytest.approx(whole["log_prob"], rel=1e-12)
+
+
+def _lmplz(tmp_path, lines, order):
+    if not LMPLZ.exists():
+        pytest.skip("KenLM's lmplz is not in ../shared/peers/kenlm/bin")
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(lines) + "\n")
+    arpa = tmp_path / "lmplz.arpa"
+    with open(text) as fin:
+        subprocess.run([str(LMPLZ), "-o", str(order), "-S", "100M", "-T", str(tmp_path), "--discount_fallback",
+                        "--arpa", str(arpa)], stdin=fin, check=True, capture_output=True)
+    return arpa
+
+
+def _drop_unk(arpa: Path, out: Path) -> Path:
+    """The file without its <unk> unigram (the shape of KenLM's own test_nounk.arpa)."""
+    lines = arpa.read_text().split("\n")
+    lines = [line for line in lines if line.split("\t")[1:2] != ["<unk>"]]
+    head = [i for i, line in enumerate(lines) if line.startswith("ngram 1=")][0]
+    count = int(lines[head].split("=")[1]) - 1
+    lines[head] = f"ngram 1={count}"
+    out.write_text("\n".join(lines))
+    return out
+
+
+@pytest.mark.parametrize("unk", [True, False])
+def test_lmplz_files_score_as_kenlm_scores_them(tmp_path, unk):
+    kenlm = pytest.importorskip("kenlm")
+    lines = toydata.english(1500, seed=11)
+    arpa = _lmplz(tmp_path, lines[:1200], 4)
+    if not unk:
+        arpa = _drop_unk(arpa, tmp_path / "nounk.arpa")
+    ours = read_arpa(arpa)
+    assert ("<unk>" in open(arpa).read()) == unk
+    ken = kenlm.Model(str(arpa))
+    test = lines[1200:] + ["the zebra sleeps quietly", "qqq the cat", "cat cat cat zzz"]
+    enc = [ours.vocab.encode(line.split()) for line in test]
+    flat, _ = ours.score_lines(enc)
+    per_line = np.split(flat, np.cumsum([len(x) + 1 for x in enc])[:-1])
+    for line, lp in zip(test, per_line):
+        assert lp.sum() / math.log(10) == pytest.approx(ken.score(line, bos=True, eos=True), abs=2e-4)
+
+
+@pytest.mark.slow
+def test_generated_corpus_for_the_scale_benchmark(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_corpus", REPO / "bench" / "corpus.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.size("30M") == 30_000_000 and gen.size("1.5k") == 1500
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    info = gen.write(a, 40_000, 20_000, seed=3)
+    gen.write(b, 40_000, 20_000, seed=3)
+    assert a.read_bytes() == b.read_bytes()  # a seed fixes the text
+    lines = a.read_text().splitlines()
+    words = [w for line in lines for w in line.split()]
+    assert info["tokens"] == len(words) >= 40_000 and info["lines"] == len(lines)
+    assert all(1 <= len(line.split()) <= 60 for line in lines)
+    counts = sorted(np.unique(words, return_counts=True)[1])[::-1]
+    assert len(counts) > 5000 and counts[0] > 20 * counts[len(counts) // 2]  # Zipfian: a long tail
+    # idioms: some 4-grams repeat far more often than chance would make them
+    grams = {}
+    for line in lines:
+        t = line.split()
+        for i in range(len(t) - 3):
+            grams[tuple(t[i:i + 4])] = grams.get(tuple(t[i:i + 4]), 0) + 1
+    assert max(grams.values()) >= 10
+    json.dumps(info)

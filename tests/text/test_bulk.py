@@ -1,0 +1,53 @@
+"""The bulk tokenizer (text/bulk.py): a file tokenized in blocks of bytes gives exactly the Python tokenizer's
+tokens and vocabulary, on a text full of edge cases, at every block size; bad files are one-line errors."""
+
+
+import numpy as np
+import pytest
+
+from seqlm.errors import SeqlmError
+from seqlm.models.ngram.counts import pad_stream
+from seqlm.text.bulk import tokenize_file
+from seqlm.text.corpora import read_lines
+from seqlm.text.tokenize import Tokenizer
+from seqlm.training.train import build_vocab
+
+TRICKY = ("\ufeffHello  World\r\nfoo\x1cbar\u00a0baz\u3000Qux\n\n   \n\tÉcole école ÉCOLE\x0b x\n"
+          "İstanbul <unk> z\x85y\u2028w\nlast line without newline")
+
+
+@pytest.mark.parametrize("tokenizer", [Tokenizer(), Tokenizer(lowercase=True), Tokenizer("char"),
+                                       Tokenizer("char", True)], ids=str)
+@pytest.mark.parametrize("block", [7, 64, 1 << 20])
+def test_bulk_tokenization_is_the_tokenizer(tmp_path, tokenizer, block):
+    path = tmp_path / "t.txt"
+    path.write_text(TRICKY, encoding="utf-8")
+    tf = tokenize_file(path, tmp_path, tokenizer, block=block)
+    vocab, tokenized = build_vocab(read_lines(path), tokenizer)
+    lengths = np.array([len(t) for t in tokenized])
+    toks, _ = pad_stream(vocab.encode([w for t in tokenized for w in t]), lengths)
+    assert tf.vocab.itos == vocab.itos and tf.tokens == lengths.sum() and tf.lines == len(lengths)
+    assert np.array_equal(np.fromfile(tf.ids, dtype=np.int32), toks)
+
+
+def test_bulk_vocabulary_options(tmp_path, toy_files):
+    lines = read_lines(toy_files["train"])
+    for min_count, max_size in ((3, None), (1, 50), (2, 40)):
+        tf = tokenize_file(toy_files["train"], tmp_path, Tokenizer(), min_count, max_size, block=4096)
+        vocab, _ = build_vocab(lines, Tokenizer(), min_count, max_size)
+        assert tf.vocab.itos == vocab.itos
+    given, _ = build_vocab(lines[:100], Tokenizer())
+    tf = tokenize_file(toy_files["train"], tmp_path, Tokenizer(), vocab=given)
+    assert tf.vocab is given and (np.fromfile(tf.ids, dtype=np.int32) == 0).any()  # unknown words -> <unk>
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty"), (b"\n  \n", "is empty"), (b"ok\nbad \xff here\n", "not UTF-8"),
+    (b"ok\x00\n", "NUL"), (b"a <s> b\n", "reserved token <s>")])
+def test_bulk_bad_files(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(SeqlmError, match=message):
+        tokenize_file(path, tmp_path, Tokenizer())
+
+

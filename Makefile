@@ -25,8 +25,8 @@ test-slow: install-test
 	SEQLM_DATA=$${SEQLM_DATA:-../shared/data} $(PYTHON) -m pytest -m slow
 
 docs: install-test
-	$(PYTHON) tools/docs.py
-	$(PYTHON) -m mkdocs build --strict --site-dir build/site
+	$(PYTHON) -m seqlm.manual --check
+	$(PYTHON) -m mkdocs build --strict
 
 bench: install
 	SEQLM_DATA=$${SEQLM_DATA:-../shared/data} $(PYTHON) bench/ngram.py

@@ -99,7 +99,7 @@ def main() -> None:
     duck = duckdb_groupby(keys, suffix)
     if "unique" in duck and duck["unique"] != unique:
         raise SystemExit(f"duckdb found {duck['unique']} keys, numpy {unique}")
-    out = {"benchmark": "groupby", "positions": len(keys), "unique": unique, "hardware": hardware(),
+    out = {"type": "groupby", "benchmark": "groupby", "positions": len(keys), "unique": unique, "hardware": hardware(),
            "numpy_seconds": numpy_seconds, "duckdb": duck}
     if args.results:
         from seqlm.io.files import write_json

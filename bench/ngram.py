@@ -2,7 +2,7 @@
 
     SEQLM_DATA=../shared/data python bench/ngram.py [--quick] [--results results/ngram-ptb.json]
     python bench/ngram.py --scale [--sizes 1M,10M,30M,100M] [--work DIR]   (see SCALE_DOC below; writes
-        results/ngram-scale.json and regenerates the README's table and reports/figures/ngram-scale.png)
+        results/ngram-scale.json and regenerates the docs' table and docs/results/figures/ngram-scale.png)
 
 Measures, in this run:
 * estimation of the interpolated modified-KN 5-gram as a whole process from the shell
@@ -228,7 +228,7 @@ def scale(args) -> None:
     results = Path(args.results or REPO / "results" / "ngram-scale.json")
     lmplz = shutil.which("lmplz")
     seqlm_bin = shutil.which("seqlm")
-    out: dict = {"benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
+    out: dict = {"type": "ngram-scale", "benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
                  "order": 5, "lmplz_memory": "4G", "seqlm_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
     for n in sizes:
         text = work / f"corpus-{n}.txt"
@@ -269,11 +269,10 @@ def scale(args) -> None:
         with atomic_write(results) as f:
             json.dump(out, f, indent=2)
     if results.resolve() == (REPO / "results" / "ngram-scale.json").resolve():
-        # the README's table and the figure follow the results file (python -m seqlm.reporting)
-        from seqlm import reports
+        # the docs' tables and the figure follow the results file (python -m seqlm.manual)
+        from seqlm import manual as docs
 
-        reports.main(["--readme", str(REPO / "README.md"), "--results", str(REPO / "results"),
-                      "--figures", str(REPO / "reports" / "figures")])
+        docs.main(["--docs", str(REPO / "docs"), "--readme", str(REPO / "README.md"), "--results", str(REPO / "results")])
     print(json.dumps(out))
 
 
@@ -294,7 +293,7 @@ def main() -> None:
     repeats = 1 if args.quick else 3
     paths = locate("ptb")
     corpus = seqlm.load_corpus("ptb")
-    out: dict = {"benchmark": "ngram-ptb", "hardware": hardware(), "commit": git_commit(REPO),
+    out: dict = {"type": "ngram-ptb", "benchmark": "ngram-ptb", "hardware": hardware(), "commit": git_commit(REPO),
                  "kenlm_reference": KENLM_REFERENCE}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -1,6 +1,6 @@
 """A screenshot of the typing page (the README's picture), taken in headless Chromium by Playwright.
 
-    python bench/page_screenshot.py --models kn5=runs/kn5 lstm=runs/cpu-lstm-adaptive --text "the students opened their " --out reports/figures/serve-page.png
+    python bench/page_screenshot.py --models kn5=runs/kn5 lstm=runs/cpu-lstm-adaptive --text "the students opened their " --out docs/results/figures/serve-page.png
 
 Serves the models in this process (uvicorn on a free loopback port), types ``--text`` into the page with the
 first model picked (``--model`` picks another), waits for the suggestions, and saves the page."""

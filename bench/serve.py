@@ -205,7 +205,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    out.update({"benchmark": "serve", "models": args.models, "hardware": hardware(), "commit": git_commit(REPO),
+    out.update({"type": "serve", "benchmark": "serve", "models": args.models, "hardware": hardware(), "commit": git_commit(REPO),
                 "goals": {"kn5_p99_ms": 5, "kn5_requests_per_s_32": 1000, "lstm_p99_ms": 20, "length_ratio": 2}})
     line = json.dumps(out)
     if args.results:

@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--eval-tokens", type=int, default=73_760)
     ap.add_argument("--vocab", type=int, default=10_000)
     args = ap.parse_args()
-    out = {"benchmark": "step-time", "hardware": hardware(), "torch": torch.__version__, "results": []}
+    out = {"type": "step-time", "benchmark": "step-time", "hardware": hardware(), "torch": torch.__version__, "results": []}
     for recipe in args.recipes:
         cfg = apply_overrides(load_recipe(recipe), args.overrides).validate()
         device = resolve_device(cfg.train.device)

@@ -204,7 +204,7 @@ PEAK = re.compile(r"matmul peak: (.*)")
 
 def parse_log(path: str) -> dict:
     """The figures of an interrupted run, from the lines it printed on stderr (a stop loses nothing)."""
-    out = {"benchmark": "train-throughput", "source": f"parsed from the run's stderr log {Path(path).name}",
+    out = {"type": "train-throughput", "benchmark": "train-throughput", "source": f"parsed from the run's stderr log {Path(path).name}",
            "results": []}
     num = lambda x: float(x.replace(",", ""))  # noqa: E731
     for line in Path(path).read_text().splitlines():
@@ -242,7 +242,7 @@ def ddp_bench(nproc: int, device: str, quick: bool) -> dict:
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     steps, warm = (40, 10) if quick else (120, 20)
     precisions = ["fp32", "bf16"] if bf16_supported(torch.device(dev)) else ["fp32"]
-    out = {"benchmark": "train-throughput-ddp", "device": dev, "processes": nproc, "hardware": hardware(),
+    out = {"type": "train-throughput-ddp", "benchmark": "train-throughput-ddp", "device": dev, "processes": nproc, "hardware": hardware(),
            "torch": torch.__version__, "commit": git_commit(REPO), "model": "lstm 2x200 tied", "global_batch": B,
            "bptt": T, "vocab": V, "steps": steps, "warmup_steps": warm, "results": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,7 +318,7 @@ def main() -> None:
     modes = [False, True] if cuda else [False]
     peak = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, device, n=8192 if cuda else 2048)
             for p in precisions}
-    out = {"benchmark": "train-throughput", "device": str(device), "threads": threads, "hardware": hardware(),
+    out = {"type": "train-throughput", "benchmark": "train-throughput", "device": str(device), "threads": threads, "hardware": hardware(),
            "torch": torch.__version__, "commit": git_commit(REPO), "batch": B, "bptt": T, "vocab": V,
            "matmul_peak_gflops": peak, "skipped": skipped, "results": []}
     if cuda:

@@ -23,7 +23,7 @@ LAYERS = [
     {"seqlm.analysis", "seqlm.workflows"},
     {"seqlm.reporting", "seqlm.server"},
     {"seqlm.cli"},
-    {"seqlm", "seqlm.__main__"},  # the public API and `python -m seqlm`
+    {"seqlm", "seqlm.__main__", "seqlm.manual"},  # the public API, `python -m seqlm`, the manual's generated pages
 ]
 
 

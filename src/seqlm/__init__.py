@@ -23,7 +23,7 @@ from seqlm.models.loader import load
 from seqlm.models.neural.embeddings import neighbours
 from seqlm.models.ngram.arpa import write_arpa as export
 from seqlm.models.ngram.model import NGramLM
-from seqlm.reporting.build import report
+from seqlm.reporting.report import report
 from seqlm.server.app import serve
 from seqlm.tasks.evaluate import evaluate
 from seqlm.tasks.generate import generate, predict

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from seqlm.cli import main
+from seqlm.io.files import sha256_file
 from seqlm.text import corpora
 
 
@@ -133,4 +134,4 @@ def test_download_verifies_and_caches(tmp_path, ptb_dir, monkeypatch):
     monkeypatch.setitem(corpora.REGISTRY, "ptb", local)
     paths = corpora.locate("ptb")
     assert paths["test"].parent == tmp_path / "cache" / "seqlm" / "ptb"
-    assert corpora.sha256_file(paths["test"]) == spec.sha256["ptb.test.txt"]
+    assert sha256_file(paths["test"]) == spec.sha256["ptb.test.txt"]

@@ -12,11 +12,11 @@ NEIGHBOURS = """
 DIAGNOSE = """
   seqlm diagnose gradients runs/cpu-lstm --corpus ptb --split valid --out results/gradients-lstm.json
   seqlm diagnose gradients runs/cpu-rnn --file valid.txt --K 150 --plot rnn-gradients.png
-  seqlm diagnose recall --out results/probe-recall.json --plot reports/figures/recall.png
+  seqlm diagnose recall --out results/probe-recall.json --plot recall.png
 """
 REPORT = """
-  seqlm report results/ --out reports/ptb-cpu
-  seqlm report results/ runs/cpu-lstm runs/cpu-gru --out reports/ptb-cpu
+  seqlm report results/ --out reports/ptb
+  seqlm report results/ runs/cpu-lstm runs/cpu-gru --out reports/ptb
 """
 
 
@@ -86,7 +86,7 @@ def diagnose(args) -> int:
 
 
 def report(args) -> int:
-    from seqlm.reporting.build import report
+    from seqlm.reporting.report import report
 
     print(report(args.sources, args.out))
     return 0

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import atomic_write, sha256_file  # noqa: F401 (sha256_file re-exported)
+from seqlm.io.files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 

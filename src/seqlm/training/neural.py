@@ -443,7 +443,8 @@ class Run:
         from seqlm.models.neural.embeddings import neighbour_table
 
         neighbours = neighbour_table(best) if self.is_main else {}
-        summary = {"recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics, "stop": stop,
+        summary = {"type": "train", "recipe": self.cfg.name or None, "config": self.cfg.to_dict(), "metrics": metrics,
+                   "stop": stop,
                    "steps": self.progress["step"], "skipped_steps": self.progress["skipped"],
                    "average_from_step": self.progress.get("average_from_step"),
                    "epochs_completed": self.progress["epoch"],

@@ -233,7 +233,7 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
 
         write_arpa(lm, arpa)
         log.info("wrote %s", arpa)
-    summary = {"recipe": cfg.name or None, "model": lm.describe(), "out": str(out) if out else None,
+    summary = {"type": "train", "recipe": cfg.name or None, "model": lm.describe(), "out": str(out) if out else None,
                "arpa": str(arpa) if arpa else None, "train_tokens": lm.config["train_tokens"],
                "seconds": round(time.perf_counter() - t0, 3)}
     if "valid" in corpus.splits or "test" in corpus.splits:

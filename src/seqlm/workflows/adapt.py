@@ -129,7 +129,7 @@ def adapt(model_path: str | Path, method: str, *, out: str | Path, params=(), tu
         seconds["test_without"] = round(time.perf_counter() - t, 1)
     lm.save(out)
     run_summary = _run_summary(Path(model_path))
-    result = {"recipe": out.name, "method": method, "params": lm.params, "metrics": metrics,
+    result = {"type": "adapt", "recipe": out.name, "method": method, "params": lm.params, "metrics": metrics,
               "base": {"path": str(model_path), "model": base.describe(), "valid_perplexity": base_valid,
                        **({"test_perplexity": base_test} if test else {}), **run_summary},
               "seconds": seconds, "valid_lines": len(valid_lines),

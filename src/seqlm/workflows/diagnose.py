@@ -32,7 +32,7 @@ def diagnose(what: str, model: str | Path | None = None, *, corpus: str | None =
     check_targets(out=out, plot=plot)
     result = _gradients(model, corpus, split, file, data_dir, K, positions) if what == "gradients" \
         else _recall(distances, families)
-    result.update(record())
+    result = {"type": "probe" if what == "recall" else what, **result, **record()}
     if out:
         write_json(out, result)
     if plot:

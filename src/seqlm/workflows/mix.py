@@ -84,7 +84,7 @@ def mix(models: list[str | Path], *, out: str | Path, weights=None, corpus: str 
         for row, p in zip(per_part, parts):
             row["test_perplexity"] = evaluate(p, test_text, mode="stream")["perplexity"]
     mixture.save(out)
-    result = {"mixture": str(out), "weights": [float(x) for x in w], "metrics": metrics, "parts": per_part,
+    result = {"type": "mix", "mixture": str(out), "weights": [float(x) for x in w], "metrics": metrics, "parts": per_part,
               "fit": {k: v for k, v in how.items() if k != "mean_log_likelihood"}, "seconds": seconds,
               **record(t0)}
     if results:

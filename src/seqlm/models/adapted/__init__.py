@@ -5,25 +5,9 @@ is saved as a folder holding its base model (``base/``), its parameters and how 
 
 Both read text as a stream, left to right, and score every token *before* anything learns from it:
 
-**Dynamic evaluation** (Krause et al. 2018, "Dynamic Evaluation of Neural Sequence Models"): the stream is
-cut into segments of ``segment`` tokens (from the start of the stream).  Each segment is scored with the
-current weights, then the gradient g of its mean loss moves the weights:
-
-    rms:  θ ← θ - lr · g / (MS + ε) + decay · r ⊙ (θ0 - θ)      (Krause et al.'s RMS rule)
-    sgd:  θ ← θ - lr · g + decay · (θ0 - θ)
-
-where θ0 are the trained weights, MS the root-mean-square of each weight's gradient over training data
-(segments of ``segment`` tokens in batches of 100; stored with the model) and r = MS / Σ_p mean(MS_p).
-The hidden state carried to the next segment is the one computed with the weights that scored it.
-
-**Continuous cache** (Grave et al. 2017, "Improving Neural Language Models with a Continuous Cache"): the
-last ``size`` positions' output-layer inputs h_i are kept with the word that followed each; the next word's
-probability is mixed with a pointer distribution over them:
-
-    p(w) = (1 - λ) p_model(w) + λ Σ_{i in cache, x_{i+1} = w} softmax_i(θ h_t · h_i)
-
-A position enters the cache only after its word is scored, so the cache never holds the word it predicts
-(tested).  With an empty cache (the first token), p = p_model.
+**Dynamic evaluation** (``dynamic.py``, Krause et al. 2018) moves the weights by the gradient of each
+segment after scoring it; the **continuous cache** (``cache.py``, Grave et al. 2017) mixes in a pointer
+distribution over the recent positions' hidden states.  Each module states its equations.
 
 Both results do not depend on how the text is cut into calls: the state carries the segment or the cache.
 Sentence mode restarts both at every line (the trained weights, an empty cache).

@@ -24,7 +24,6 @@ from seqlm.io.files import atomic_dir, write_config
 from seqlm.io.runtime import Progress, resolve_device
 from seqlm.models.interface import LanguageModel, State, check_mode
 from seqlm.models.neural.output import is_adaptive
-from seqlm.text.corpora import sha256_file
 from seqlm.text.encode import join_with_eos
 from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
 
@@ -174,7 +173,6 @@ class NeuralLM(LanguageModel):
         module = copy.deepcopy(self.module).cpu() if self.device.type != "cpu" else self.module
         with atomic_dir(path) as tmp:
             save_model(module, str(tmp / "model.safetensors"))
-            config["weights_sha256"] = sha256_file(tmp / "model.safetensors")
             self.vocab.save(tmp / "vocab.json")
             write_config(tmp, config)
 
@@ -191,10 +189,6 @@ class NeuralLM(LanguageModel):
         weights = path / "model.safetensors"
         if not weights.is_file():
             raise SeqlmError(f"{weights} is missing: the model folder is incomplete, retrain or copy it again")
-        expected = config.get("weights_sha256")
-        if expected and sha256_file(weights) != expected:
-            raise SeqlmError(f"{weights} does not match the checksum in config.json (truncated or modified): "
-                             f"copy the model folder again or retrain")
         module = build_module(mcfg, len(vocab))
         try:
             missing, unexpected = load_model(module, str(weights), strict=False)

@@ -1,0 +1,43 @@
+"""The result files under ``results/``: JSON written by real runs, each saying its ``type`` (one of
+:data:`TYPES`), read in one place for the tables, the figures, the reports and the docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seqlm.errors import SeqlmError
+
+# type -> what writes it
+TYPES = {
+    "train": "seqlm train --results (a recipe run, n-gram or neural)",
+    "adapt": "seqlm adapt --results",
+    "mix": "seqlm mix --results",
+    "gradients": "seqlm diagnose gradients --out",
+    "probe": "seqlm diagnose recall --out",
+    "ngram-ptb": "bench/ngram.py",
+    "ngram-scale": "bench/ngram.py --scale",
+    "groupby": "bench/groupby.py",
+    "serve": "bench/serve.py",
+    "step-time": "bench/step_time.py",
+    "train-throughput": "bench/train_throughput.py",
+    "train-throughput-ddp": "bench/train_throughput.py --ddp",
+}
+
+
+def read_results(folder: Path, *types: str) -> list[tuple[Path, dict]]:
+    """(path, result) for every ``*.json`` in ``folder`` in name order, only those of ``types`` if given.
+    A file without a known ``type`` is a one-line error naming it."""
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SeqlmError(f"{path} is not valid JSON ({e}): results are written by seqlm's runs") from None
+        kind = res.get("type") if isinstance(res, dict) else None
+        if kind not in TYPES:
+            raise SeqlmError(f"{path} has no known \"type\" (got {kind!r}): a result file says one of "
+                             f"{', '.join(TYPES)}")
+        if not types or kind in types:
+            out.append((path, res))
+    return out

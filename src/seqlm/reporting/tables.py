@@ -1,0 +1,273 @@
+"""Markdown tables of results, one function per result type, and :func:`render`: every table a results
+folder makes.  Every number is read from the files; nothing is typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqlm.reporting.results import read_results
+
+
+def number(x, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def ngram_table(res: dict, source: str) -> list[str]:
+    lines = [f"**n-gram models on PTB** (interpolated modified Kneser-Ney; from `{source}`, written by "
+             f"`python bench/ngram.py --results {source}`; {res['hardware']['cpu']}, {res['hardware']['cores']} cores)",
+             "", "| order | n-grams | valid ppl | test ppl | test ppl, sentence mode | test vs KenLM lmplz |",
+             "|---|---|---|---|---|---|"]
+    ken = (res.get("kenlm_reference") or res.get("lmplz_5gram", {}).get("reference", {})).get("test_perplexity", {})
+    for row in res["perplexity"]:
+        ref = ken.get(str(row["order"]))
+        vs = f"{(row['test_stream'] / ref - 1) * 100:+.3f}% of {ref}" if ref else "–"
+        lines.append(f"| {row['order']} | {sum(row['ngrams']):,} | {number(row['valid_stream'])} | "
+                     f"{number(row['test_stream'])} | {number(row['test_sentence'])} | {vs} |")
+    est, sc = res["estimate_5gram"], res["scoring"]
+    lines += ["", f"5-gram estimation, whole process from the shell: {est['seconds']:.2f} s, peak "
+              f"{est['peak_mb']:.0f} MB. Scoring: {sc['seqlm_scorer_tokens_per_s'] / 1e6:.2f} M tokens/s "
+              f"(scorer), {sc['seqlm_evaluate_tokens_per_s'] / 1e6:.2f} M tokens/s (evaluate, tokenizing included)"
+              + (f"; the kenlm Python module on the same ARPA: {sc['kenlm_python_tokens_per_s'] / 1e6:.2f} M tokens/s."
+                 if "kenlm_python_tokens_per_s" in sc else ".")]
+    ken_est = res.get("lmplz_5gram", {})
+    if "seconds" in ken_est:
+        lines[-1] += (f" KenLM's `lmplz -o 5 -S 1G` in the same run: {ken_est['seconds']:.2f} s, peak "
+                      f"{ken_est['peak_mb']:.0f} MB.")
+    files = res.get("files")
+    if files:
+        ours, theirs = files["seqlm_read_arpa"], files.get("kenlm_read_arpa")
+        lines += ["", f"Model files ({files['arpa_bytes'] / 1e6:.0f} MB ARPA of the 5-gram): write "
+                  f"{files['write_arpa_seconds']:.2f} s; read {ours['seconds']:.2f} s, +{ours['added_mb']:.0f} MB over "
+                  f"the process's imports"
+                  + (f" (the kenlm module: {theirs['seconds']:.2f} s, +{theirs['added_mb']:.0f} MB)" if theirs else "")
+                  + f"; load of the seqlm model folder (memory-mapped) {files['seqlm_load_folder']['seconds'] * 1000:.1f} ms."]
+    mem = res.get("evaluate_memory")
+    if mem:
+        lines[-1] += (f" Evaluation's peak memory on {mem['x100']['tokens']:,} tokens is {mem['growth']:.2f}x that on "
+                      f"{mem['x10']['tokens']:,} (read from a file as it is scored).")
+    return lines
+
+
+def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
+    lines = ["**Recipe runs** (each row from its `results/` file, written by the run itself; \"vs target\" compares "
+             "the target's metric with the published number the recipe names)", "",
+             "| recipe | valid ppl | test ppl | target | vs target | epochs | stopped by | wall time | precision | "
+             "hardware | file |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res, source in rows:
+        m = res.get("metrics", {})
+        target = res.get("target", {})
+        tgt = (f"{target.get('metric', '').replace('_perplexity', ' ppl').replace('_bits_per_character', ' bpc')} "
+               f"{target.get('value', '')}").strip() or "–"
+        ours, goal = m.get(target.get("metric", "")), target.get("value")
+        vs = f"{(ours / goal - 1) * 100:+.1f}%" if ours and goal else "–"
+        hw = res.get("hardware", {})
+        hw_s = hw.get("device") or hw.get("cpu", "")
+        if res.get("concurrency", "").startswith("one of"):
+            hw_s += " (shared by 6 runs)"
+        if (res.get("world_size") or 1) > 1:
+            hw_s += f" ({res['world_size']} processes, {res.get('backend')})"
+        test = number(m.get("test_perplexity")) + (f" ({m['test_bits_per_character']:.3f} bpc)"
+                                               if "test_bits_per_character" in m else "")
+        lines.append(f"| {res['recipe']} | {number(m.get('valid_perplexity'))} | {test} | "
+                     f"{tgt} | {vs} | {res.get('epochs_completed', '–')} | {res.get('stop', '–')} | "
+                     f"{res.get('wall_seconds', 0) / 60:.1f} min | {res.get('precision', '–')} | {hw_s} | `{source}` |")
+    return lines
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table under its title line."""
+    return [title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def throughput_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    rows = []
+    for r in res["results"]:
+        name = f"2x{r['size']} {r['kind']}" if r.get("kind") != "window" else f"window {r['size']}"
+        backend = (r.get("backend") or "baseline") + (", adaptive softmax" if r.get("adaptive") else "") + \
+            (f", NCE ({r['nce_samples']} noise words)" if r.get("nce_samples") else "")
+        rows.append([name, backend, r["precision"], "yes" if r.get("graphed") else "no", f"{r['tokens_per_s']:,.0f}",
+                     f"{r.get('vs_baseline', 1.0):.2f}x"])
+    return _table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
+                  f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch "
+                  f"{res.get('torch')}; baseline = the PyTorch word_language_model loop, measured in the same run)",
+                  ["model", "backend", "precision", "CUDA graph", "tokens/s", "vs baseline"], rows)
+
+
+def ddp_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    one = {r["precision"]: r["tokens_per_s"] for r in res["results"] if r["processes"] == 1}
+    rows = [[str(r["processes"]), str(r["threads_per_process"]), r["precision"], f"{r['tokens_per_s']:,.0f}",
+             f"{r['tokens_per_s'] / one[r['precision']]:.2f}x" if one.get(r["precision"]) else "–"]
+            for r in res["results"]]
+    return _table(f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global "
+                  f"batch {res['global_batch']}, bptt {res['bptt']}; tokens/s after {res['warmup_steps']} warm-up "
+                  f"steps; from `{source}`; {hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores, torch "
+                  f"{res.get('torch')})", ["processes", "threads each", "precision", "tokens/s", "vs one process"], rows)
+
+
+def gradients_table(rows: list[tuple[dict, str]]) -> list[str]:
+    lines = ["**Gradients through time** (`seqlm diagnose gradients`: median over the positions of "
+             "||d ln p(x_{t+1}) / d state_{t-k}||; the horizon is the first k where it falls below 1e-3 of its "
+             "first value; trained vs the same model at initialisation)", "",
+             "| model | state | horizon, trained | horizon, at init | median at k=0 (trained) | at k=K (trained) | K | "
+             "file |", "|---|---|---|---|---|---|---|---|"]
+    for res, source in rows:
+        for name in res["states"]:
+            tr, ini = res["trained"][name], res.get("init", {}).get(name, {})
+            hz = lambda c: "> K" if c.get("horizon") is None else str(c.get("horizon"))  # noqa: E731
+            first = tr["median"][tr.get("from_k", 0)]
+            lines.append(f"| {Path(res.get('model', '?')).name} | {name} | {hz(tr)} | {hz(ini) if ini else '–'} | "
+                         f"{first:.3g} | {tr['median'][-1]:.3g} | {res['K']} | `{source}` |")
+    return lines
+
+
+def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[dict, str]],
+                   adapted: list[tuple[dict, str]]) -> list[str]:
+    """One ablation (recipes sharing ``meta.ablation``) against its base run, and the evaluation-time
+    methods (``seqlm adapt``) applied to the base model: test perplexity, change, training and evaluation time."""
+    base_res = base[0] if base else None
+    base_ppl = (base_res or {}).get("metrics", {}).get("test_perplexity")
+    delta = lambda p: f"{(p / base_ppl - 1) * 100:+.1f}%" if p and base_ppl else "–"  # noqa: E731
+    out = []
+    if base_res:
+        out.append(["base: " + base_res["recipe"], number(base_res["metrics"].get("valid_perplexity")), number(base_ppl), "–",
+                    f"{base_res.get('wall_seconds', 0) / 60:.1f} min", "–", f"`{base[1]}`"])
+    for res, source in sorted(rows, key=lambda r: r[0]["metrics"].get("test_perplexity") or 1e9):
+        m = res["metrics"]
+        title = (res.get("config") or {}).get("meta", {}).get("title", res["recipe"])
+        change = title.split("CPU 15 min, ", 1)[-1]
+        out.append([f"{res['recipe']}: {change}", number(m.get("valid_perplexity")), number(m.get("test_perplexity")),
+                    delta(m.get("test_perplexity")), f"{res.get('wall_seconds', 0) / 60:.1f} min", "–", f"`{source}`"])
+    for res, source in adapted:
+        m, sec = res["metrics"], res.get("seconds", {})
+        params = ", ".join(f"{k} {v}" for k, v in res["params"].items())
+        tuned = f"tuned on {res.get('valid_lines', '?')} validation lines in {sec.get('tuning', 0) / 60:.1f} min"
+        test_time = (f"test {sec['test']:.0f} s (static {sec.get('test_without', 0):.0f} s)"
+                     if "test" in sec else "–")
+        out.append([f"+ {res['method']} at test time ({params}; {tuned})", number(m.get("valid_perplexity")),
+                    number(m.get("test_perplexity")), delta(m.get("test_perplexity")), "+0 (same model)", test_time,
+                    f"`{source}`"])
+    hw = (base_res or (rows or adapted)[0][0]).get("hardware", {})
+    return _table(f"**Ablation `{name}`** (the base recipe with one change per row, each run for real on "
+                  f"{hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores; evaluation-time rows wrap the base "
+                  f"model, their parameters tuned on validation only; PTB, stream mode)",
+                  ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
+
+
+def _scale_memory(res: dict) -> str:
+    given = {row.get("seqlm", {}).get("memory") for row in res["rows"]} - {None}
+    return res.get("seqlm_memory") or (given.pop() if len(given) == 1 else "(unbounded)")
+
+
+def scale_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    lines = [f"**n-gram estimation at scale** (`python bench/ngram.py --scale`: the 5-gram from the shell on generated "
+             f"text, `bench/corpus.py`; `seqlm train --memory {_scale_memory(res)}` next to "
+             f"`lmplz -o {res['order']} -S {res['lmplz_memory']}`, one after the "
+             f"other; from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores, "
+             f"{res.get('memory_available_gb', 0):.0f} GB available)", "",
+             "| tokens | word types | n-grams | seqlm seconds | seqlm peak MB | lmplz seconds | lmplz peak MB | seqlm / lmplz time |",
+             "|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for row in res["rows"]:
+        ours, theirs = row.get("seqlm", {}), row.get("lmplz", {})
+        if "skipped" in ours:
+            notes.append(f"{row['tokens']:,} tokens, seqlm not run: {ours['skipped']}.")
+        ratio = (f"{ours['seconds'] / theirs['seconds']:.2f}x" if "seconds" in ours and "seconds" in theirs else "–")
+        ngrams = f"{sum(row['ngrams']):,}" if row.get("ngrams") else "–"
+        lines.append(f"| {row['tokens']:,} | {row['types']:,} | {ngrams} | {number(ours.get('seconds'), 1)} | {number(ours.get('peak_mb'), 0)} | "
+                     f"{number(theirs.get('seconds'), 1)} | {number(theirs.get('peak_mb'), 0)} | {ratio} |")
+    agree = res.get("agreement") or {}
+    if "max_abs_log10" in agree:
+        same = "the same" if agree["seqlm_ngrams"] == agree["lmplz_ngrams"] else "different"
+        notes.append(f"The {agree['tokens']:,}-token model, estimated spilling (`--memory {agree['memory']}`), against "
+                     f"lmplz's ARPA file of the same text scored by the kenlm module: {same} n-gram counts per order, "
+                     f"sentence log10 p within {agree['max_abs_log10']:.1e} on {agree['sentences']:,} sentences "
+                     f"(half with shuffled words).")
+    return lines + ([""] + notes if notes else [])
+
+
+def serve_table(res: dict, source: str) -> list[str]:
+    hw = res.get("hardware", {})
+    rows = []
+    for name, r in res["results"].items():
+        for row in r["typing"]:
+            rows.append([name, f"typing, {row['clients']} clients", f"{row['requests']:,}", str(row["errors"]),
+                         f"{row['requests_per_s']:,.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}"])
+        for row in r["length"]:
+            rows.append([name, f"text of {row['tokens']:,} tokens + 1 word", "–", "–", "–", f"{row['p50_ms']:.2f}",
+                         f"{row['p99_ms']:.2f}"])
+    return _table(f"**Serving** (`python bench/serve.py`: `seqlm serve` in its own process, clients on loopback on "
+                  f"the same machine (one keep-alive connection each, on asyncio streams: the clients share the 2 cores "
+                  f"with the server, so they must cost little), suggestion requests of people typing PTB validation "
+                  f"sentences; with C clients every request waits behind up to C - 1 others, so latency under load is "
+                  f"about C / (requests/s); from "
+                  f"`{source}`; {hw.get('cpu')}, {hw.get('cores')} cores; server healthy after: "
+                  f"{res.get('health_after', {}).get('status', '?')})",
+                  ["model", "load", "requests", "errors", "requests/s", "p50 ms", "p99 ms"], rows)
+
+
+def mixture_table(res: dict, source: str) -> list[str]:
+    rows = [[f"`{p['model']}`", p.get("kind") or "–", f"{p['weight']:.3f}", number(p.get("valid_perplexity")),
+             number(p.get("test_perplexity"))] for p in res["parts"]]
+    m = res["metrics"]
+    rows.append([f"**mixture** `{res['mixture']}`", "mixture", "1", number(m.get("valid_perplexity")),
+                 number(m.get("test_perplexity"))])
+    best = min((p.get("test_perplexity") or 1e9) for p in res["parts"])
+    ratio = f"; the mixture's test perplexity is {m['test_perplexity'] / best:.3f} x its best part's" \
+        if m.get("test_perplexity") else ""
+    fit = res.get("fit", {})
+    how = "given" if fit.get("given") else f"fitted by EM on {fit.get('valid_lines')} validation lines"
+    return _table(f"**Mixture** (`seqlm mix`: p = Σ λ_k p_k per token, weights {how}{ratio}; stream mode; from "
+                  f"`{source}`)", ["model", "kind", "weight", "valid ppl", "test ppl"], rows)
+
+
+def probe_table(res: dict, source: str) -> list[str]:
+    ds = res["distances"]
+    lines = [f"**Long-range recall** (`seqlm diagnose recall`: `KEY w_1 ... w_d = KEY`, accuracy of the right key "
+             f"among {round(1 / res['chance'])}, chance {res['chance']:.3f}; {res['train_lines']} training lines, "
+             f"{res.get('steps', '?')} updates per neural model; from `{source}`)", "",
+             "| family | " + " | ".join(f"d={d}" for d in ds) + " |", "|---|" + "---|" * len(ds)]
+    for fam, acc in res["accuracy"].items():
+        lines.append(f"| {fam} | " + " | ".join(f"{acc[str(d)]:.2f}" if str(d) in acc else "–" for d in ds) + " |")
+    return lines
+
+
+def ablation_of(res: dict) -> str:
+    return (res.get("config") or {}).get("meta", {}).get("ablation", "")
+
+
+
+def render(results_dir: Path) -> str:
+    """Every table the result files in ``results_dir`` make, in markdown (each file says its ``type``)."""
+    blocks: list[list[str]] = []
+    recipes, grads, adapted = [], [], []
+    one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
+                 "serve": serve_table, "ngram-scale": scale_table, "mix": mixture_table, "probe": probe_table}
+    gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
+    for path, res in read_results(results_dir):
+        rel = f"results/{path.name}"
+        if res["type"] in one_table:
+            blocks.append(one_table[res["type"]](res, rel))
+        elif res["type"] in gathered:
+            gathered[res["type"]].append((res, rel))
+    if recipes:
+        blocks.append(recipe_table(recipes))
+    for name in sorted(({ablation_of(r) for r, _ in recipes} | set(ABLATION_BASES)) - {"", "clipping"}):
+        rows = [(r, src) for r, src in recipes if ablation_of(r) == name]
+        base_name = ABLATION_BASES.get(name)
+        base = next(((r, src) for r, src in recipes if r["recipe"] == base_name), None)
+        on_base = [(r, src) for r, src in adapted if (r.get("base") or {}).get("recipe") == base_name]
+        if rows or on_base:
+            blocks.append(ablation_table(name, base, rows, on_base))
+    if grads:
+        blocks.append(gradients_table(grads))
+    if not blocks:
+        return "No results yet."
+    return "\n\n".join("\n".join(b) for b in blocks)
+
+
+
+ABLATION_BASES = {"awd-cpu": "lstm-adaptive", "nce-cpu": "lstm"}  # an ablation's base run (its recipe's name)

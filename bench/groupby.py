@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
     import corpus as gen
-    from seqlm.models.ngram.external import _line_pos
+    from seqlm.models.ngram.external_count import line_positions as _line_pos
     from seqlm.text.bulk import tokenize_file
     from seqlm.text.tokenize import Tokenizer
 
@@ -50,7 +50,7 @@ def keys_of_corpus(tokens: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def numpy_groupby(keys: np.ndarray, suffix: np.ndarray, chunk: int = 1 << 22) -> int:
-    from seqlm.models.ngram.external import _sort_groups
+    from seqlm.models.ngram.external_count import sort_groups as _sort_groups
 
     def local(s):
         perm, sk, _, first = _sort_groups(keys[s:s + chunk])

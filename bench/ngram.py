@@ -112,7 +112,7 @@ print(json.dumps({{"seconds": seconds, "peak_mb": peak, "added_mb": peak - base}
 """
 
 LOADERS = {
-    "seqlm_arpa": ("import numpy, seqlm\nfrom seqlm.models.ngram.arpa import read_arpa", "read_arpa(sys.argv[1])", ""),
+    "seqlm_arpa": ("import numpy, seqlm\nfrom seqlm.models.ngram.arpa_reader import read_arpa", "read_arpa(sys.argv[1])", ""),
     "kenlm_arpa": ("import kenlm", "kenlm.Model(sys.argv[1])", ""),
     # a query on the mapped model touches only the pages it reads
     "seqlm_folder": ("import numpy, seqlm", "seqlm.load(sys.argv[1])",

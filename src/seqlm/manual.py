@@ -136,8 +136,9 @@ def config_page() -> str:
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
+            kind = str(f.type).replace(" | ", " or ")  # no pipe in a code span: tables split at it
             note = comments.get((cls.__name__, f.name), "").replace("|", "\\|")
-            lines.append(f"| `{f.name}` | `{f.type}` | `{default!r}` | {note} |")
+            lines.append(f"| `{f.name}` | `{kind}` | `{default!r}` | {note} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

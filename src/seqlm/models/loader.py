@@ -27,7 +27,7 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
     if not path.exists():
         raise SeqlmError(f"{path}: no such model folder or ARPA file: train one with seqlm train --out {path}")
     if path.is_file():
-        from seqlm.models.ngram.arpa import read_arpa
+        from seqlm.models.ngram.arpa_reader import read_arpa
         from seqlm.text.tokenize import Tokenizer
 
         return read_arpa(path, Tokenizer(level) if level else None)

@@ -14,7 +14,8 @@ import numpy as np
 from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel
 from seqlm.server.cache import PrefixCache
-from seqlm.text.vocab import BOS_ID, SPECIALS, UNK_ID
+from seqlm.tasks.generate import top_ids
+from seqlm.text.vocab import SPECIALS
 
 
 class Served:
@@ -104,13 +105,7 @@ class Served:
     def _answer(self, text, k, allow_unk, tokens, partial, reused, logp, t0) -> dict:
         vocab = self.model.vocab
         if not partial:  # the whole vocabulary less <s> (and <unk>)
-            masked = logp.copy()
-            masked[BOS_ID] = -np.inf
-            if not allow_unk:
-                masked[UNK_ID] = -np.inf
-            order = np.argpartition(-masked, min(k, len(masked) - 1))[:k]
-            ids = order[np.argsort(-masked[order], kind="stable")]
-            ids = ids[np.isfinite(masked[ids])]
+            ids = top_ids(logp, k, allow_unk)
         else:  # the words that complete the partial one
             candidates = self.completions(partial)
             scores = logp[candidates]

@@ -50,13 +50,21 @@ def predict(model: LanguageModel, prompt: str, top_k: int = 5, allow_unk: bool =
     if top_k < 1:
         raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
     state, _ = read_prompt(model, prompt)
-    logp = model.next_logprobs(state).copy()
-    logp[_banned(allow_unk)] = -np.inf
-    k = min(top_k, int(np.isfinite(logp).sum()))
-    best = np.argpartition(-logp, k - 1)[:k] if k else np.zeros(0, int)
-    best = best[np.argsort(-logp[best], kind="stable")]
+    logp = model.next_logprobs(state)
     return [{"token": model.vocab.itos[i], "prob": float(math.exp(logp[i])), "log_prob": float(logp[i])}
-            for i in best]
+            for i in top_ids(logp, top_k, allow_unk)]
+
+
+def top_ids(logp: np.ndarray, k: int, allow_unk: bool = False) -> np.ndarray:
+    """The ids of the ``k`` most probable tokens of ``logp`` (fewer if fewer have a finite probability),
+    most probable first, ties in id order; never ``<s>``, and ``<unk>`` only with ``allow_unk``."""
+    masked = logp.copy()
+    masked[_banned(allow_unk)] = -np.inf
+    k = min(k, int(np.isfinite(masked).sum()))
+    if not k:
+        return np.zeros(0, dtype=np.int64)
+    best = np.argpartition(-masked, k - 1)[:k]
+    return best[np.argsort(-masked[best], kind="stable")]
 
 
 def sampling_distribution(logp: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from seqlm.errors import SeqlmError
-from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.models.ngram.arpa import write_arpa
+from seqlm.models.ngram.arpa_reader import read_arpa
 from seqlm.tasks.evaluate import evaluate
 from seqlm.training.train import train_ngram
 

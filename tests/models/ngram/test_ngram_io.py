@@ -14,7 +14,8 @@ from conftest import REPO
 from seqlm.io.files import write_config
 from seqlm.models.loader import load
 from seqlm.models.ngram import fastio
-from seqlm.models.ngram.arpa import read_arpa, write_arpa
+from seqlm.models.ngram.arpa import write_arpa
+from seqlm.models.ngram.arpa_reader import read_arpa
 from seqlm.tasks.evaluate import evaluate
 from seqlm.text import bytes as textbytes
 from seqlm.text import toydata
@@ -50,7 +51,7 @@ def test_number_formatting_round_trips():
 
 @pytest.mark.parametrize("block", [64, 1 << 22])
 def test_reader_is_independent_of_the_block_size(tmp_path, toy_lines, monkeypatch, block):
-    from seqlm.models.ngram import arpa
+    from seqlm.models.ngram import arpa_reader as arpa
 
     lm = train_ngram(toy_lines[0], order=4)
     path = tmp_path / "m.arpa"

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from seqlm.cli import main
 from seqlm.text import toydata
 from seqlm.training.train import train
 
@@ -76,3 +77,13 @@ def small_files(tmp_path_factory, toy_lines):
 def lstm(tmp_path_factory, small_files):
     lm, summary = tiny_run(tmp_path_factory.mktemp("run"), small_files, extra=["train.epochs=2", "model.dropout=0.1"])
     return lm, summary
+
+
+@pytest.fixture(scope="module")
+def kn_and_lstm(tmp_path_factory, small_files):
+    """A folder holding a tiny LSTM run (``lstm/``) and a KN 3-gram (``kn/``) of the same small files."""
+    d = tmp_path_factory.mktemp("parts")
+    tiny_run(d, small_files, "lstm", extra=["train.epochs=2"])
+    assert main(["-q", "train", "--model", "kn", "--order", "3", "--train", str(small_files["train"]),
+                 "--out", str(d / "kn")]) == 0
+    return d

@@ -20,11 +20,8 @@ from seqlm.tasks.generate import predict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, small_files):  # noqa: F811
-    d = tmp_path_factory.mktemp("serve")
-    tiny_run(d, small_files, "lstm", extra=["train.epochs=1"])
-    assert main(["-q", "train", "--model", "kn", "--order", "3", "--train", str(small_files["train"]),
-                 "--out", str(d / "kn")]) == 0
+def models(kn_and_lstm, small_files):
+    d = kn_and_lstm
     chars = d / "chars.txt"
     chars.write_text("\n".join(small_files["train"].read_text().splitlines()[:200]) + "\n")
     assert main(["-q", "train", "--model", "kn", "--order", "4", "--level", "char", "--train", str(chars),

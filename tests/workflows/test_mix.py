@@ -7,19 +7,15 @@ import numpy as np
 import pytest
 
 import seqlm
-from conftest import step_by_step, tiny_run
+from conftest import step_by_step
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
 from seqlm.models.mixture import MixtureLM, fit_weights
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory, small_files):  # noqa: F811
-    d = tmp_path_factory.mktemp("mix")
-    tiny_run(d, small_files, "lstm", extra=["train.epochs=2"])
-    assert main(["-q", "train", "--model", "kn", "--order", "3", "--train", str(small_files["train"]),
-                 "--out", str(d / "kn")]) == 0
-    return d, small_files
+def parts(kn_and_lstm, small_files):
+    return kn_and_lstm, small_files
 
 
 def test_interface(parts):

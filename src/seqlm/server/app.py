@@ -28,7 +28,6 @@ from seqlm.server.models import Served, model_names
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # bytes
-MAX_TEXT = 200_000  # characters of one text field
 
 
 
@@ -39,10 +38,10 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
         from fastapi import FastAPI
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
-        from pydantic import BaseModel, ConfigDict, Field
         from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError:
         raise SeqlmError("seqlm serve needs FastAPI and uvicorn: pip install 'seqlm[serve]'") from None
+    from seqlm.server.schemas import EvaluateIn, GenerateIn, ScoreIn, SuggestIn
     from seqlm.tasks.evaluate import evaluate
     from seqlm.tasks.generate import generate
     from seqlm.tasks.score import score
@@ -53,39 +52,6 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
     served = {name: Served(name, (paths or {}).get(name, name), m, cache_size) for name, m in models.items()}
     default = next(iter(served))
     app = FastAPI(title="seqlm", version=__version__, description="Language models: suggestions, scores, samples.")
-
-    class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid", strict=True)
-
-    class SuggestIn(Strict):
-        text: str = Field(max_length=MAX_TEXT, description="the text typed so far; a last word not followed by a "
-                          "space is completed")
-        model: str | None = Field(None, description="a served model's name (default: the first)")
-        k: int = Field(5, ge=1, le=100, description="how many suggestions")
-        allow_unk: bool = False
-
-    class ScoreIn(Strict):
-        lines: list[str] | None = Field(None, max_length=10_000)
-        text: str | None = Field(None, max_length=MAX_TEXT)
-        model: str | None = None
-        per: str = Field("line", pattern="^(line|token|corpus)$")
-        mode: str = Field("sentence", pattern="^(sentence|stream)$")
-
-    class GenerateIn(Strict):
-        prompt: str = Field("", max_length=MAX_TEXT)
-        model: str | None = None
-        max_tokens: int = Field(30, ge=1, le=500)
-        num: int = Field(1, ge=1, le=20)
-        temperature: float = Field(1.0, ge=1e-3, le=1e3)
-        top_k: int | None = Field(None, ge=1, le=100_000)
-        top_p: float | None = Field(None, gt=0, le=1)
-        greedy: bool = False
-        seed: int | None = None
-
-    class EvaluateIn(Strict):
-        text: str = Field(max_length=MAX_TEXT)
-        model: str | None = None
-        mode: str = Field("stream", pattern="^(sentence|stream)$")
 
     def error(status: int, message: str):
         return JSONResponse({"error": message}, status_code=status)

@@ -60,8 +60,7 @@ def generate(args) -> int:
     from seqlm.models.loader import load
     from seqlm.tasks.generate import generate_many
 
-    model = load(args.model, level=args.level) if args.num >= 1 else None  # --num checked before a slow load
-    samples = generate_many(model, args.prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens,
+    samples = generate_many(load(args.model, level=args.level), args.prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens,
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
                             allow_unk=args.allow_unk)
     for out in samples:

@@ -45,8 +45,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "kn"  # any kind of kinds.py: n-gram (mle, add-k, laplace, wb, ikn, mkn, kn) or neural
-    #   (lstm, gru, rnn_tanh, rnn_relu, window)
+    kind: str = "kn"  # any n-gram or neural row of the table of kinds (kinds.py; the kinds reference page)
     # n-gram models
     order: int = 3  # n
     k: float = 1.0  # add-k: the pseudo-count

@@ -1,4 +1,5 @@
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,32 @@ def kn_and_lstm(tmp_path_factory, small_files):
     assert main(["-q", "train", "--model", "kn", "--order", "3", "--train", str(small_files["train"]),
                  "--out", str(d / "kn")]) == 0
     return d
+
+
+LMPLZ = REPO.parent / "shared" / "peers" / "kenlm" / "bin" / "lmplz"
+
+
+def lmplz_arpa(tmp_path, lines, order):
+    """An ARPA file written by KenLM's lmplz from ``lines`` (the test is skipped without lmplz)."""
+    if not LMPLZ.exists():
+        pytest.skip("KenLM's lmplz is not in ../shared/peers/kenlm/bin")
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(lines) + "\n")
+    arpa = tmp_path / "lmplz.arpa"
+    with open(text) as fin:
+        subprocess.run([str(LMPLZ), "-o", str(order), "-S", "100M", "-T", str(tmp_path), "--discount_fallback",
+                        "--arpa", str(arpa)], stdin=fin, check=True, capture_output=True)
+    return arpa
+
+
+def drop_unk(arpa: Path, out: Path) -> Path:
+    """The file without its <unk> unigram (the shape of KenLM's own test_nounk.arpa)."""
+    lines = arpa.read_text().split("\n")
+    lines = [line for line in lines if line.split("\t")[1:2] != ["<unk>"]]
+    head = [i for i, line in enumerate(lines) if line.startswith("ngram 1=")][0]
+    count = int(lines[head].split("=")[1]) - 1
+    lines[head] = f"ngram 1={count}"
+    out.write_text("\n".join(lines))
+    return out
+
+

@@ -18,7 +18,7 @@ LAYERS = [
     {"seqlm.io"},
     {"seqlm.config", "seqlm.text"},
     {"seqlm.models"},
-    {"seqlm.tasks"},
+    {"seqlm.tasks", "seqlm.kenlm"},
     {"seqlm.training"},
     {"seqlm.analysis", "seqlm.workflows"},
     {"seqlm.reporting", "seqlm.server"},

@@ -86,3 +86,23 @@ def find(table: np.ndarray, keys: np.ndarray, query: np.ndarray) -> tuple[np.nda
         found[more[hit]] = True
         more = more[occupied & ~hit]
     return idx, found
+
+
+_MULT_INT = int(_MULT)
+_MASK64 = (1 << 64) - 1
+
+
+def find_one(table: np.ndarray, keys: np.ndarray, key: int) -> int:
+    """The position of one ``key`` in ``keys``, or -1: :func:`find` for a single query, in Python ints
+    (a step of a decoder asks one n-gram at a time, where array calls cost more than the probe)."""
+    size = len(table)
+    if size == 0 or len(keys) == 0:
+        return -1
+    slot = ((key * _MULT_INT) & _MASK64) >> (64 - (size.bit_length() - 1))
+    while True:
+        t = int(table[slot])
+        if t == 0:
+            return -1
+        if int(keys[t - 1]) == key:
+            return t - 1
+        slot = (slot + 1) & (size - 1)

@@ -3,14 +3,12 @@ evaluation, and ARPA files written by KenLM's lmplz read and scored as KenLM sco
 
 import math
 import shutil
-import subprocess
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, drop_unk, lmplz_arpa
 from seqlm.io.files import write_config
 from seqlm.models.loader import load
 from seqlm.models.ngram import fastio
@@ -20,8 +18,6 @@ from seqlm.tasks.evaluate import evaluate
 from seqlm.text import bytes as textbytes
 from seqlm.text import toydata
 from seqlm.training.train import train_ngram
-
-LMPLZ = REPO.parent / "shared" / "peers" / "kenlm" / "bin" / "lmplz"
 
 
 def test_number_parsing_is_exact():
@@ -143,36 +139,17 @@ def test_evaluation_memory_is_flat_in_the_text_length(toy_lines):
     assert r1["tokens"] == whole["tokens"] and r1["log_prob"] == pytest.approx(whole["log_prob"], rel=1e-12)
 
 
-def _lmplz(tmp_path, lines, order):
-    if not LMPLZ.exists():
-        pytest.skip("KenLM's lmplz is not in ../shared/peers/kenlm/bin")
-    text = tmp_path / "train.txt"
-    text.write_text("\n".join(lines) + "\n")
-    arpa = tmp_path / "lmplz.arpa"
-    with open(text) as fin:
-        subprocess.run([str(LMPLZ), "-o", str(order), "-S", "100M", "-T", str(tmp_path), "--discount_fallback",
-                        "--arpa", str(arpa)], stdin=fin, check=True, capture_output=True)
-    return arpa
 
 
-def _drop_unk(arpa: Path, out: Path) -> Path:
-    """The file without its <unk> unigram (the shape of KenLM's own test_nounk.arpa)."""
-    lines = arpa.read_text().split("\n")
-    lines = [line for line in lines if line.split("\t")[1:2] != ["<unk>"]]
-    head = [i for i, line in enumerate(lines) if line.startswith("ngram 1=")][0]
-    count = int(lines[head].split("=")[1]) - 1
-    lines[head] = f"ngram 1={count}"
-    out.write_text("\n".join(lines))
-    return out
 
 
 @pytest.mark.parametrize("unk", [True, False])
 def test_lmplz_files_score_as_kenlm_scores_them(tmp_path, unk):
     kenlm = pytest.importorskip("kenlm")
     lines = toydata.english(1500, seed=11)
-    arpa = _lmplz(tmp_path, lines[:1200], 4)
+    arpa = lmplz_arpa(tmp_path, lines[:1200], 4)
     if not unk:
-        arpa = _drop_unk(arpa, tmp_path / "nounk.arpa")
+        arpa = drop_unk(arpa, tmp_path / "nounk.arpa")
     ours = read_arpa(arpa)
     assert ("<unk>" in open(arpa).read()) == unk
     ken = kenlm.Model(str(arpa))

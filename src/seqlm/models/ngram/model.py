@@ -55,6 +55,7 @@ class NGramLM(LanguageModel):
         self._log_n_pred = np.log(len(vocab) - 1)
         # add-k: which stored (k-1)-grams were seen as contexts (followed by a word) in training
         self._index: list = [None] * tables.order  # hash index of each order's keys (index.py), built on use
+        self._extends: list = [None] * tables.order  # which n-grams can be context (full_step), built on use
         self._seen_ctx = [np.bincount(tables.keys[k] // len(vocab), minlength=len(tables.keys[k - 1])) > 0
                           for k in range(1, tables.order)] if tables.unseen == "uniform" else None
 
@@ -105,6 +106,51 @@ class NGramLM(LanguageModel):
             out[keys[lo:hi] % V] = t.logprob[k - 1][lo:hi]
         out[BOS_ID] = -np.inf
         return out
+
+    # -- one word at a time, from the ranks of the context (a decoder's step) ------------------------
+    def full_step(self, ranks: tuple, word: int) -> tuple[float, int, tuple]:
+        """ln p(``word`` | the context ``ranks``), the length of the n-gram that matched, and the ranks
+        after ``word``.
+
+        ``ranks[j]`` is the rank (index in its order's table) of the context's last j + 1 tokens: the
+        state that needs no lookup of the context again.  The matched n-gram is the longest stored one
+        ending in ``word``; the backoff weights of every longer stored context are added (ARPA's rule).
+        The ranks after the word keep only what can still extend: n-grams with a stored continuation or
+        a backoff weight (as KenLM's state does), so equal states predict equally."""
+        t = self.tables
+        if t.unseen == "uniform":
+            raise SeqlmError("add-k above order 1 has no backoff form: query it with seqlm.score, not step by step")
+        V = t.vocab_size
+        lp = float(t.logprob[0][word])
+        new = [word]
+        j, n = 0, min(len(ranks), self.order - 1)
+        while j < n:
+            idx = ngram_index.find_one(self.index(j + 2), t.keys[j + 1], ranks[j] * V + word)
+            if idx < 0:
+                break
+            lp = float(t.logprob[j + 1][idx])
+            new.append(idx)
+            j += 1
+        matched = j + 1
+        for k in range(j, n):  # the stored contexts longer than the match back off
+            lp += float(t.logbow[k][ranks[k]])
+        del new[self.order - 1:]
+        while new and not self.extends(len(new))[new[-1]]:
+            new.pop()
+        return lp, matched, tuple(new)
+
+    def extends(self, k: int) -> np.ndarray:
+        """For each n-gram of order ``k``: whether it is a stored context (a longer n-gram continues it)
+        or carries a backoff weight; only those matter as context."""
+        if self._extends[k - 1] is None:
+            t = self.tables
+            if k >= self.order:
+                flags = np.zeros(len(t.keys[k - 1]), dtype=bool)
+            else:
+                flags = np.bincount(t.keys[k] // t.vocab_size, minlength=len(t.keys[k - 1])) > 0
+                flags |= np.asarray(t.logbow[k - 1]) != 0
+            self._extends[k - 1] = flags
+        return self._extends[k - 1]
 
     def index(self, k: int) -> np.ndarray:
         """The hash table of order ``k``'s keys (built on first use, or memory-mapped from the folder)."""

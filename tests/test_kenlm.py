@@ -8,6 +8,7 @@ import math
 import pickle
 import random
 
+import numpy as np
 import pytest
 
 import seqlm
@@ -141,3 +142,50 @@ def _write(tmp_path, lines) -> str:
     path = tmp_path / "train.txt"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def test_the_compiled_loop_equals_the_python_reference(toy_lines, texts):
+    lm = train_ngram(toy_lines[0][:1500], order=5, prune=[0, 0, 1, 1, 1])
+    fast = lm.querier()
+    if fast is None:
+        pytest.skip("the compiled query loop is not built here")
+    rng = random.Random(1)
+    ids = list(range(len(lm.vocab)))
+    for text in texts[:80]:
+        ranks_f = ranks_p = (1,)
+        for word in [lm.vocab.stoi.get(w, 0) for w in text.split()] + [rng.choice(ids), 2]:
+            lf, nf, ranks_f = fast.step(ranks_f, word)
+            lp, np_, ranks_p = lm.full_step(ranks_p, word)
+            assert (lf, nf, ranks_f) == (lp, np_, ranks_p)
+    stoi = lm.vocab.stoi
+    for text in texts[:40]:
+        total, ranks = 0.0, (1,)
+        for word in [stoi.get(w, 0) for w in text.split()] + [2]:
+            lp, _, ranks = lm.full_step(ranks, word)
+            total += lp
+        assert fast.score_words(text.split(), stoi, True, True) == pytest.approx(total, abs=1e-12)
+
+
+def test_without_the_compiled_loop_the_same_numbers_and_one_warning(arpa, texts, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "seqlm.models.ngram.fastquery", None)  # as if it was never built
+    with pytest.warns(RuntimeWarning, match="compiled n-gram query loop is not built"):
+        slow = skenlm.Model(str(arpa))
+    fast = kenlm.Model(str(arpa))
+    for text in texts[:30]:
+        assert slow.score(text) == approx(fast.score(text))
+        assert [n for _, n, _ in slow.full_scores(text)] == [n for _, n, _ in fast.full_scores(text)]
+
+
+def test_batched_scoring_through_the_compiled_loop_equals_the_vectorized_reference(toy_lines, texts):
+    lm = train_ngram(toy_lines[0][:1500], order=5, prune=[0, 0, 1, 1, 1])
+    if lm.querier() is None:
+        pytest.skip("the compiled query loop is not built here")
+    enc = [lm.vocab.encode(t.split()) for t in texts]
+    fast, _ = lm.score_lines(enc)
+    lengths = np.array([len(x) for x in enc])
+    reference = lm.score_stream(np.concatenate(enc), lengths)
+    assert np.array_equal(fast, reference)
+    with pytest.raises(SeqlmError, match="outside the vocabulary"):
+        lm.score_lines([np.array([len(lm.vocab)])])

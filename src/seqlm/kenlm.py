@@ -121,9 +121,12 @@ class Model:
         self.lm = lm
         self._stoi = lm.vocab.stoi
         self._begin = (BOS_ID,)[: lm.order - 1]
+        # the compiled loop where it was built, else the Python reference (the same numbers, tested)
+        self._fast = lm.querier()
+        self._full_step = self._fast.step if self._fast is not None else lm.full_step
+        self._step = self._full_step
         # KenLM gives a file without <unk> an <unk> of log10 p = -100 whose state keeps it as context (its
         # backoff is a plain 0, not the "no extension" mark): the same states, for equal decoder beams
-        self._step = lm.full_step
         if lm.order > 1 and lm.tables.logprob[0][UNK_ID] == MISSING_UNK_LOG10 * LN10:
             self._step = self._step_missing_unk
 
@@ -141,7 +144,7 @@ class Model:
         return (Model, (self.path,))
 
     def _step_missing_unk(self, ranks: tuple, word: int) -> tuple[float, int, tuple]:
-        lp, n, after = self.lm.full_step(ranks, word)
+        lp, n, after = self._full_step(ranks, word)
         return lp, n, ((UNK_ID,) if word == UNK_ID else after)
 
     def _id(self, word) -> int:
@@ -152,6 +155,8 @@ class Model:
     # -- whole sentences --------------------------------------------------------------------------
     def score(self, sentence: str, bos: bool = True, eos: bool = True) -> float:
         """log10 p(sentence [``</s>``] | [``<s>``]); the sentence is split at whitespace."""
+        if self._fast is not None:
+            return self._fast.score_words(_words(sentence), self._stoi, bos, eos) * LOG10_E
         step = self._step
         ranks = self._begin if bos else ()
         total = 0.0
@@ -164,6 +169,10 @@ class Model:
 
     def full_scores(self, sentence: str, bos: bool = True, eos: bool = True):
         """Yields ``(log10 prob, ngram_length, oov)`` for each word (and ``</s>`` with ``eos``)."""
+        if self._fast is not None:
+            for lp, n, oov in self._fast.full_scores_words(_words(sentence), self._stoi, bos, eos):
+                yield lp * LOG10_E, n, oov
+            return
         step = self._step
         ranks = self._begin if bos else ()
         for word in _words(sentence):

@@ -14,6 +14,7 @@ back past the sentence's ``<s>``, so stream and sentence modes agree (see interf
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -56,6 +57,7 @@ class NGramLM(LanguageModel):
         # add-k: which stored (k-1)-grams were seen as contexts (followed by a word) in training
         self._index: list = [None] * tables.order  # hash index of each order's keys (index.py), built on use
         self._extends: list = [None] * tables.order  # which n-grams can be context (full_step), built on use
+        self._querier = None  # the compiled query loop (fastquery.pyx), built on use; False: not available
         self._seen_ctx = [np.bincount(tables.keys[k] // len(vocab), minlength=len(tables.keys[k - 1])) > 0
                           for k in range(1, tables.order)] if tables.unseen == "uniform" else None
 
@@ -139,6 +141,27 @@ class NGramLM(LanguageModel):
             new.pop()
         return lp, matched, tuple(new)
 
+    def querier(self):
+        """The compiled query loop over this model's tables (``fastquery.pyx``: :meth:`full_step` and whole
+        sentences in C), or None where it was not built (one warning; the Python reference answers)."""
+        if self._querier is None:
+            try:
+                from seqlm.models.ngram.fastquery import Querier
+            except ImportError:
+                warnings.warn("seqlm's compiled n-gram query loop is not built (reinstall with a C compiler: "
+                              "pip install -e .): queries one word at a time use the Python reference, slower",
+                              RuntimeWarning, stacklevel=2)
+                self._querier = False
+            else:
+                t, n = self.tables, self.order
+                self._querier = Querier(
+                    n, t.vocab_size, [np.ascontiguousarray(t.keys[k], dtype=np.int64) for k in range(n)],
+                    [np.zeros(0, np.int32)] + [self.index(k) for k in range(2, n + 1)],
+                    [np.ascontiguousarray(t.logprob[k], dtype=np.float64) for k in range(n)],
+                    [np.ascontiguousarray(t.logbow[k], dtype=np.float64) for k in range(n - 1)],
+                    [self.extends(k).view(np.uint8) for k in range(1, n)], BOS_ID, EOS_ID)
+        return self._querier or None
+
     def extends(self, k: int) -> np.ndarray:
         """For each n-gram of order ``k``: whether it is a stored context (a longer n-gram continues it)
         or carries a backoff weight; only those matter as context."""
@@ -161,6 +184,12 @@ class NGramLM(LanguageModel):
     # -- batched scoring ------------------------------------------------------------------------
     def score_lines(self, lines, mode="sentence", state=None):
         check_mode(mode)
+        fast = self.querier() if self.tables.unseen != "uniform" and self.order <= 32 else None
+        if fast is not None:  # the compiled loop (the same numbers as score_stream below: tested)
+            try:
+                return fast.score_lines(list(lines)), (self.start() if mode == "stream" else None)
+            except IndexError:
+                raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary") from None
         lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
         ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in lines]) if lengths.sum() else \
             np.zeros(0, np.int64)

@@ -17,6 +17,7 @@ TYPES = {
     "probe": "seqlm diagnose recall --out",
     "ngram-ptb": "bench/ngram.py",
     "ngram-scale": "bench/ngram.py --scale",
+    "kenlm-api": "bench/kenlm_api.py",
     "groupby": "bench/groupby.py",
     "serve": "bench/serve.py",
     "step-time": "bench/step_time.py",

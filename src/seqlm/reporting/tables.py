@@ -209,6 +209,28 @@ def serve_table(res: dict, source: str) -> list[str]:
                   ["model", "load", "requests", "errors", "requests/s", "p50 ms", "p99 ms"], rows)
 
 
+def kenlm_api_table(res: dict, source: str) -> list[str]:
+    """What a kenlm user calls, next to the kenlm module (bench/kenlm_api.py)."""
+    hw = res.get("hardware", {})
+    rows = [[r["what"], f"{r['seqlm_us']:.2f} µs/{r['unit']}", f"{r['kenlm_us']:.2f} µs/{r['unit']}",
+             f"{r['speed_vs_kenlm']:.2f}x"] for r in res["calls"].values()]
+    for r in res.get("processes", []):
+        rows.append([f"`seqlm score MODEL --file` vs `query` on the trie binary: {r['file']} ({r['tokens']:,} tokens)",
+                     f"{r['seqlm_score_s']:.3f} s", f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
+                     f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
+    lines = _table(f"**The kenlm module's API** (`python bench/kenlm_api.py`: {res['model']}, "
+                   f"{res['sentences']:,} PTB test sentences, each pair timed alternately, best of {res['rounds']}; "
+                   f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference "
+                   f"in a sentence's log10 p {res['max_abs_log10_difference']:.1e}; from `{source}`; "
+                   f"{hw.get('cpu')}, {hw.get('cores')} cores)", ["what a user calls", "seqlm", "kenlm", "speed vs kenlm"],
+                   rows)
+    per = res["bytes_per_ngram"]
+    size_rows = [[name, f"{res['bytes'][name] / 1e6:.1f} MB", f"{per[name]:.1f}"] for name in res["bytes"]]
+    return lines + [""] + _table(f"**Model bytes** (the same {res['ngrams']:,} n-grams; KenLM's formats built "
+                                 f"by `build_binary` in the same run)", ["format", "bytes", "bytes per n-gram"],
+                                 size_rows)
+
+
 def mixture_table(res: dict, source: str) -> list[str]:
     rows = [[f"`{p['model']}`", p.get("kind") or "–", f"{p['weight']:.3f}", number(p.get("valid_perplexity")),
              number(p.get("test_perplexity"))] for p in res["parts"]]
@@ -245,7 +267,7 @@ def render(results_dir: Path) -> str:
     blocks: list[list[str]] = []
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
-                 "serve": serve_table, "ngram-scale": scale_table, "mix": mixture_table, "probe": probe_table}
+                 "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "mix": mixture_table, "probe": probe_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

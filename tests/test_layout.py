@@ -20,7 +20,7 @@ LAYERS = [
     {"seqlm.models"},
     {"seqlm.tasks", "seqlm.kenlm"},
     {"seqlm.training"},
-    {"seqlm.analysis", "seqlm.workflows"},
+    {"seqlm.analysis", "seqlm.workflows", "seqlm.asr"},
     {"seqlm.reporting", "seqlm.server"},
     {"seqlm.cli"},
     {"seqlm", "seqlm.__main__", "seqlm.manual"},  # the public API, `python -m seqlm`, the manual's generated pages

@@ -3,8 +3,8 @@ change code written for ``import kenlm`` needs.
 
 Same names and meanings as the kenlm module (kpu/kenlm, python/kenlm.pyx):
 
-* ``Model(path)`` / ``LanguageModel(path)``: a seqlm n-gram model folder or any ARPA file (plain or gzip);
-  ``.order``, ``.path``; ``word in model``.
+* ``Model(path)`` / ``LanguageModel(path)``: a seqlm n-gram model folder or any ARPA file (plain or gzip),
+  or (seqlm's addition) an n-gram model already loaded; ``.order``, ``.path``; ``word in model``.
 * ``score(sentence, bos=True, eos=True)``: log10 p(sentence ``</s>`` | ``<s>``), the sentence split at
   whitespace as KenLM splits it; ``full_scores`` yields ``(log10 prob, ngram_length, oov)`` per word (and
   for ``</s>``), ``ngram_length`` being the length of the longest stored n-gram that matched;
@@ -108,10 +108,13 @@ class Model:
     """A seqlm n-gram model (folder or ARPA file) behind the kenlm module's ``Model``."""
 
     def __init__(self, path, config: Config | None = None):
-        if not isinstance(path, (str, bytes, os.PathLike)):
+        if isinstance(path, NGramLM):  # seqlm's own addition: a model already loaded (path: "")
+            self.path, lm = "", path
+        elif isinstance(path, (str, bytes, os.PathLike)):
+            self.path = os.path.abspath(os.fsdecode(path))
+            lm = load(Path(self.path), device="cpu")
+        else:
             raise TypeError(f"Model() takes a path, not {type(path).__name__}")
-        self.path = os.path.abspath(os.fsdecode(path))
-        lm = load(Path(self.path), device="cpu")
         if not isinstance(lm, NGramLM):
             raise SeqlmError(f"{self.path} is a {lm.describe().get('kind', 'neural')} model: seqlm.kenlm queries "
                              f"n-gram models (score others with seqlm.score)")

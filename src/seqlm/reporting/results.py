@@ -18,6 +18,7 @@ TYPES = {
     "ngram-ptb": "bench/ngram.py",
     "ngram-scale": "bench/ngram.py --scale",
     "kenlm-api": "bench/kenlm_api.py",
+    "asr": "bench/asr.py",
     "groupby": "bench/groupby.py",
     "serve": "bench/serve.py",
     "step-time": "bench/step_time.py",

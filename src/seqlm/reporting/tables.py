@@ -231,6 +231,19 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
                                  size_rows)
 
 
+def asr_table(res: dict, source: str) -> list[str]:
+    """CTC decoding with each language model (bench/asr.py)."""
+    hw = res.get("hardware", {})
+    rows = [[r["decoder"], f"{r['wer']:.4f}", f"{r['utterances_per_s']:.1f}"] for r in res["rows"]]
+    lstm = f"; the LSTM: `{res['lstm']}`, test perplexity {number(res.get('lstm_test_perplexity'))}" if res.get("lstm") else ""
+    return _table(f"**CTC decoding** (`python bench/asr.py`: pyctcdecode's beam search, beam {res['beam']}, alpha "
+                  f"{res['alpha']}, beta {res['beta']}, over synthetic emissions of {res['utterances']} PTB test "
+                  f"sentences ({res['words']:,} words; {res['confuse']:.0%} of the letters confused, "
+                  f"{res['noise']:.0%} noise); the KN5's best beams through seqlm equal the kenlm module's: "
+                  f"{res['seqlm_kn5_beams_equal_kenlm']}{lstm}; from `{source}`; {hw.get('cpu')}, "
+                  f"{hw.get('cores')} cores)", ["language model", "word error rate", "utterances/s"], rows)
+
+
 def mixture_table(res: dict, source: str) -> list[str]:
     rows = [[f"`{p['model']}`", p.get("kind") or "–", f"{p['weight']:.3f}", number(p.get("valid_perplexity")),
              number(p.get("test_perplexity"))] for p in res["parts"]]
@@ -267,7 +280,7 @@ def render(results_dir: Path) -> str:
     blocks: list[list[str]] = []
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
-                 "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "mix": mixture_table, "probe": probe_table}
+                 "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

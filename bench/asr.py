@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +25,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
+from common import finish, ptb_kn5, ptb_test_lines, scratch  # noqa: E402
 from seqlm import asr  # noqa: E402
-from seqlm.io.files import atomic_write  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
-from seqlm.text.corpora import locate  # noqa: E402
 
 
 def main() -> None:
@@ -45,13 +43,9 @@ def main() -> None:
     args = ap.parse_args()
     import pyctcdecode
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="seqlm-asr-"))
-    work.mkdir(parents=True, exist_ok=True)
-    kn5, arpa = work / "kn5", work / "kn5.arpa"
-    if not kn5.exists():
-        seqlm.train("ptb", model="kn", order=5, out=kn5, arpa=arpa)
-    ptb = locate("ptb")
-    lines = [line for line in Path(ptb["test"]).read_text().splitlines() if line.strip()]
+    work = scratch(args.work, "seqlm-asr-")
+    kn5, arpa = ptb_kn5(work)
+    lines = ptb_test_lines()
     texts = []
     for line in lines:
         words = [w for w in line.split() if w not in ("<unk>", "N")]
@@ -91,12 +85,7 @@ def main() -> None:
         summary = Path(args.lstm) / "summary.json"
         if summary.is_file():
             out["lstm_test_perplexity"] = json.loads(summary.read_text())["metrics"].get("test_perplexity")
-    if args.results:
-        with atomic_write(args.results) as f:
-            json.dump(out, f, indent=2)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(out))
+    finish(out, args.results, work, keep=bool(args.work))
 
 
 if __name__ == "__main__":

@@ -19,20 +19,20 @@ The last line of output is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
 import seqlm.kenlm as skenlm  # noqa: E402
+from common import finish, ptb_kn5, ptb_test_lines, scratch  # noqa: E402
 from seqlm.io.files import atomic_write  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
@@ -84,14 +84,11 @@ def main() -> None:
     args = ap.parse_args()
     import kenlm
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="seqlm-kenlm-api-"))
-    work.mkdir(parents=True, exist_ok=True)
-    folder, arpa = work / "kn5", work / "kn5.arpa"
-    if not folder.exists():
-        seqlm.train("ptb", model="kn", order=5, out=folder, arpa=arpa)
+    work = scratch(args.work, "seqlm-kenlm-api-")
+    folder, arpa = ptb_kn5(work)
     ptb = locate("ptb")
     test_file = Path(ptb["test"])
-    sentences = [line for line in test_file.read_text().splitlines() if line.strip()]
+    sentences = ptb_test_lines()
     tokens = sum(len(s.split()) + 1 for s in sentences)
     ken, ours = kenlm.Model(str(arpa)), skenlm.Model(str(folder))
     lm = seqlm.load(folder)
@@ -172,12 +169,7 @@ def main() -> None:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     out["python_start_s"] = time.perf_counter() - t0
-    if args.results:
-        with atomic_write(args.results) as f:
-            json.dump(out, f, indent=2)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(out))
+    finish(out, args.results, work, keep=bool(args.work))
 
 
 if __name__ == "__main__":

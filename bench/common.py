@@ -1,0 +1,46 @@
+"""What the benchmarks that compare with KenLM share: a scratch folder, the PTB modified-KN 5-gram (folder and
+ARPA file, trained once per scratch folder) and PTB's test sentences."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import seqlm
+from seqlm.text.corpora import locate
+
+
+def scratch(path: str | None, prefix: str) -> Path:
+    """``path`` (created), or a new temporary folder."""
+    work = Path(path or tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def ptb_kn5(work: Path) -> tuple[Path, Path]:
+    """The PTB 5-gram's model folder and its ARPA file, in ``work`` (trained there if absent)."""
+    folder, arpa = work / "kn5", work / "kn5.arpa"
+    if not folder.exists():
+        seqlm.train("ptb", model="kn", order=5, out=folder, arpa=arpa)
+    return folder, arpa
+
+
+def ptb_test_lines() -> list[str]:
+    """PTB's test sentences (blank lines left out)."""
+    return [line for line in Path(locate("ptb")["test"]).read_text().splitlines() if line.strip()]
+
+
+def finish(out: dict, results: str | None, work: Path, keep: bool) -> None:
+    """Write ``out`` to ``results`` (if given), remove the scratch folder unless ``keep``, and print ``out``
+    as the last line (one JSON object)."""
+    import json
+    import shutil
+
+    from seqlm.io.files import atomic_write
+
+    if results:
+        with atomic_write(results) as f:
+            json.dump(out, f, indent=2)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out))

@@ -289,3 +289,14 @@ class Averager:
             return
         self.avg = [tensors[f"avg.{k}"].to(p.device, p.dtype) for k, p in enumerate(self.params)]
         self.count = count
+
+
+def use_graphs(t, device: torch.device) -> bool:
+    """CUDA graphs: on CUDA unless ``train.graphs=off``; never where a NaN must be skipped step by step."""
+    if device.type != "cuda" or t.graphs == "off" or t.loss == "nce":  # NCE: sampling is not captured
+        return False
+    if t.on_nan == "skip":
+        if t.graphs == "on":
+            log.warning("train.graphs=on with train.on_nan=skip: a skipped step needs a host sync, so no graphs")
+        return False
+    return True

@@ -17,9 +17,10 @@ from seqlm.config import RunConfig, apply_overrides, load_recipe
 from seqlm.errors import SeqlmError
 from seqlm.io.records import hardware
 from seqlm.models.interface import LanguageModel
-from seqlm.text.corpora import Corpus, load_corpus
+from seqlm.text.corpora import Corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
+from seqlm.training.data import run_corpus, split_metrics
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +213,7 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     if arpa is not None and kind.arpa == "order-1" and m.order > 1:
         raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
     if corpus is None:
-        files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
-        if d.text:
-            files["split_ratio"] = tuple(d.split_ratio)
-        corpus = load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
-                             lazy=("train",), **files)
+        corpus = run_corpus(d, lazy=("train",))
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
     if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
         lm = _estimate_file(corpus, m, d, tokenizer, out)
@@ -237,17 +234,8 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
                "arpa": str(arpa) if arpa else None, "train_tokens": lm.config["train_tokens"],
                "seconds": round(time.perf_counter() - t0, 3)}
     if "valid" in corpus.splits or "test" in corpus.splits:
-        from seqlm.tasks.evaluate import evaluate
-
-        metrics = {}
-        for split in ("valid", "test"):
-            if split in corpus.splits:
-                r = evaluate(lm, corpus.splits[split])
-                summary[split] = {k2: v for k2, v in r.items() if k2 != "model"}
-                metrics[f"{split}_perplexity"] = r["perplexity"]
-                if "bits_per_character" in r:
-                    metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
-        summary["metrics"] = metrics
+        summary["metrics"], results = split_metrics(lm, corpus)
+        summary.update(results)
     if cfg.name:
         summary.update(target=cfg.meta.target, hardware=hardware(), wall_seconds=summary["seconds"])
     return lm, summary

@@ -1,0 +1,32 @@
+"""What every training run reads and reports, whatever the kind: the corpus its config names, and the
+perplexity of the trained model on the held-out splits."""
+
+from __future__ import annotations
+
+from seqlm.config import DataConfig
+from seqlm.tasks.evaluate import evaluate
+from seqlm.text.corpora import Corpus, load_corpus
+
+
+def run_corpus(d: DataConfig, lazy: tuple[str, ...] = ()) -> Corpus:
+    """The corpus of ``d``: a registered one (``d.corpus``) or the given files (``--train``/``--valid``/
+    ``--test``, or ``--text`` split by ``d.split_ratio``); ``lazy`` splits are read on first use."""
+    files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
+    if d.text:
+        files["split_ratio"] = tuple(d.split_ratio)
+    return load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
+                       lazy=lazy, **files)
+
+
+def split_metrics(lm, corpus: Corpus, splits=("valid", "test")) -> tuple[dict, dict]:
+    """(``{split}_perplexity`` and, at character level, ``{split}_bits_per_character`` for each of ``splits``
+    the corpus has; each split's whole evaluation), in stream mode."""
+    metrics, results = {}, {}
+    for split in splits:
+        if split in corpus.splits:
+            r = evaluate(lm, corpus.splits[split], mode="stream")
+            results[split] = {k: v for k, v in r.items() if k != "model"}
+            metrics[f"{split}_perplexity"] = r["perplexity"]
+            if "bits_per_character" in r:
+                metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
+    return metrics, results

@@ -28,8 +28,11 @@ from seqlm.io.runtime import resolve_device, resolve_precision, set_threads  # n
 from seqlm.models.neural.lm import NeuralLM, build_module  # noqa: E402
 from seqlm.text.tokenize import Tokenizer  # noqa: E402
 from seqlm.text.vocab import Vocab  # noqa: E402
-from seqlm.training.step import use_graphs  # noqa: E402
-from seqlm.training.step import Stepper, make_optimizer  # noqa: E402
+from seqlm.training.step import (  # noqa: E402
+    Stepper,
+    make_optimizer,
+    use_graphs,  # noqa: E402
+)
 
 PTB_TRAIN_TOKENS = 929_589  # PTB train: 887,521 words + 42,068 </s>
 

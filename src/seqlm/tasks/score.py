@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
-
 from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel, as_lines, check_mode, check_model
-from seqlm.text.encode import encode_lines
+from seqlm.text.encode import encode_lines, split_lengths
 from seqlm.text.vocab import EOS
 
 LEVELS = ("line", "token", "corpus")
@@ -35,7 +33,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         from seqlm.tasks.evaluate import summarize
 
         return [summarize(flat, enc.scored_oov(), model, mode, lines=len(lines))]
-    logps = np.split(flat, np.cumsum(enc.lengths + 1)[:-1])
+    logps = split_lengths(flat, [len(x) + 1 for x in enc.lines])
     out = []
     for text, toks, lp, oov in zip(lines, enc.tokens, logps, enc.oov):
         total = float(lp.sum())

@@ -1,11 +1,34 @@
-"""One exception type for every user-facing failure.
+"""One exception type for every user-facing failure, and the one place that turns any other into a line.
 
 A :class:`SeqlmError` carries one line that says what is wrong and how to fix it; the CLI prints it
-(``seqlm: error: ...``) and exits with status 2, never a traceback.  Writing files: ``files.py``.
+(``seqlm: error: ...``) and exits with status 2, never a traceback.  :func:`explain` names the fix for the
+failures of the machine rather than of seqlm (memory, a full disk); anything else is a bug, which the CLI
+reports in one line with the file its traceback was written to.  Writing files: ``io/files.py``.
 """
 
 from __future__ import annotations
 
+import errno
+
 
 class SeqlmError(Exception):
     """A problem with the user's input or environment, stated in one line with its fix."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a terminated run cleans up and saves as an interrupted
+    one does (the CLI then exits 143 instead of 130)."""
+
+
+def explain(e: BaseException) -> str | None:
+    """The one-line fix for a failure of the machine (out of memory, a full disk), None for anything else."""
+    if isinstance(e, MemoryError):
+        return ("out of memory: lower --memory (n-gram estimation), train.batch_size or the model size, or run "
+                "where more memory is free")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"the disk is full{where}: free space there, or give --out / --temp-dir on another disk"
+    text = str(e)
+    if "No space left on device" in text:  # libraries that wrap the OSError (safetensors)
+        return "the disk is full: free space there, or give --out / --temp-dir on another disk"
+    return None

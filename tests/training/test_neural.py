@@ -225,7 +225,8 @@ def test_cli_end_to_end(tmp_path, small_files, capsys, kind, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_and_sigterm_save_and_evaluate(tmp_path, small_files, sig, status):
     import signal
     import subprocess
     import sys
@@ -240,9 +241,9 @@ def test_ctrl_c_saves_and_evaluates(tmp_path, small_files):
     deadline = time.time() + 60
     while not (out / "last" / "resume.json").exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["stop"] == "interrupted"
     assert summary["metrics"]["valid_perplexity"] > 1

@@ -8,12 +8,13 @@ SeqlmError is printed as one line ``seqlm: error: ...`` with exit status 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Sequence
 
 from seqlm.cli import analysis, demo, evaluate, export, generate, rescore, serve, train, workflows
 from seqlm.cli.common import Parser
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, Terminated, explain
 
 # the order of the commands in ``seqlm --help``
 GROUPS = (train, evaluate, generate, export, analysis, demo, workflows, serve, rescore)
@@ -43,16 +44,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         p.print_help(sys.stderr)
         return 2
+    terminated: list[int] = []  # SIGTERM seen (the handler's only state, local to this call)
+
+    def on_sigterm(signum, frame):
+        terminated.append(signum)
+        raise Terminated()
+
+    previous = _handle(signal.SIGTERM, on_sigterm)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        return 143 if terminated else code
     except SeqlmError as e:
         print(f"seqlm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("seqlm: interrupted", file=sys.stderr)
-        return 130
+        print("seqlm: terminated (SIGTERM)" if terminated else "seqlm: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
+        return _unexpected(e, args.verbose)
+    finally:
+        _handle(signal.SIGTERM, previous)
+
+
+def _handle(signum, handler):
+    """Install ``handler`` for ``signum`` where Python allows it (the main thread); the previous one."""
+    if handler is None:  # nothing was installed (see below)
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
+
+
+def _unexpected(e: Exception, verbose: bool) -> int:
+    """A failure of the machine gets its fix (exit 2); anything else is a bug: one line, the traceback in a
+    file (and on stderr with -v), exit 1."""
+    import tempfile
+    import traceback
+
+    fix = explain(e)
+    if fix:
+        print(f"seqlm: error: {fix}", file=sys.stderr)
+        return 2
+    text = "".join(traceback.format_exception(e))
+    with tempfile.NamedTemporaryFile("w", prefix="seqlm-bug-", suffix=".txt", delete=False) as f:
+        f.write(text)
+    if verbose:
+        sys.stderr.write(text)
+    print(f"seqlm: error: internal error ({type(e).__name__}: {e}): this is a bug in seqlm; its traceback is in "
+          f"{f.name} (-v prints it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The one place every exception becomes one line (cli.main with errors.explain): a failure of the machine
+names its fix (exit 2), anything else is a bug reported in one line with the file holding its traceback
+(exit 1), and SIGTERM is handled as Ctrl-C is (clean up, one line, exit 143)."""
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import seqlm.tasks.score as score_module
+from seqlm.cli import main
+from seqlm.errors import explain
+
+
+@pytest.fixture()
+def kn(tmp_path, toy_files):
+    assert main(["-q", "train", "--model", "kn", "--order", "2", "--train", str(toy_files["train"]),
+                 "--out", str(tmp_path / "kn")]) == 0
+    return str(tmp_path / "kn")
+
+
+def run_failing(monkeypatch, capsys, kn, error, *flags):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(score_module, "score", fail)
+    code = main([*flags, "score", kn, "--file", str(Path(kn).parent / "train.txt")])
+    return code, capsys.readouterr().err
+
+
+def test_a_bug_is_one_line_naming_its_traceback_file(monkeypatch, capsys, kn):
+    code, err = run_failing(monkeypatch, capsys, kn, RuntimeError("something odd"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "internal error (RuntimeError: something odd): this is a bug" in err
+    path = Path(err.split("traceback is in ")[1].split(" (-v")[0])
+    assert "RuntimeError: something odd" in path.read_text() and "Traceback" in path.read_text()
+    path.unlink()
+    code, err = run_failing(monkeypatch, capsys, kn, RuntimeError("again"), "-v")
+    assert code == 1 and "Traceback (most recent call last)" in err  # -v prints it too
+    Path(err.split("traceback is in ")[1].split(" (-v")[0]).unlink()
+
+
+@pytest.mark.parametrize("error,message", [
+    (MemoryError(), "out of memory: lower --memory"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out.arpa"), "the disk is full writing /data/out.arpa"),
+    (RuntimeError("write failed: No space left on device (os error 28)"), "the disk is full"),
+])
+def test_a_failure_of_the_machine_names_its_fix(monkeypatch, capsys, kn, error, message):
+    code, err = run_failing(monkeypatch, capsys, kn, error)
+    assert code == 2 and err.startswith(f"seqlm: error: {message}") and len(err.strip().splitlines()) == 1
+
+
+def test_explain_leaves_other_errors_to_the_bug_report():
+    assert explain(ValueError("x")) is None and explain(OSError(errno.EACCES, "denied")) is None
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_spilling_estimation_cleans_up(tmp_path):
+    from seqlm.text import toydata
+
+    text = tmp_path / "big.txt"
+    text.write_text("\n".join(toydata.english(120_000, seed=2)) + "\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    cmd = [sys.executable, "-m", "seqlm.cli", "-q", "train", "--train", str(text), "--order", "5", "--memory", "8M",
+           "--temp-dir", str(scratch), "--out", str(tmp_path / "m")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(scratch.iterdir()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the counting
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the estimation finished before the signal")
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "seqlm: terminated (SIGTERM)" and "Traceback" not in err
+    assert not list(scratch.iterdir()) and not (tmp_path / "m").exists()

@@ -3,6 +3,7 @@ names its fix (exit 2), anything else is a bug reported in one line with the fil
 (exit 1), and SIGTERM is handled as Ctrl-C is (clean up, one line, exit 143)."""
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -80,3 +81,17 @@ def test_sigterm_during_a_spilling_estimation_cleans_up(tmp_path):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "seqlm: terminated (SIGTERM)" and "Traceback" not in err
     assert not list(scratch.iterdir()) and not (tmp_path / "m").exists()
+
+
+def test_scratch_left_by_a_killed_run_is_swept_by_the_next(tmp_path, toy_files):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+    scratch = tmp_path / "scratch"
+    left = scratch / f"seqlm-ngram-{dead_pid}-abcd"  # what a SIGKILL leaves
+    alive = scratch / f"seqlm-ngram-{os.getpid()}-efgh"  # a run still going (this process)
+    other = scratch / "seqlm-ngram-notapid"  # not seqlm's pattern: never touched
+    for folder in (left, alive, other):
+        (folder / "sub").mkdir(parents=True)
+    assert main(["-q", "train", "--train", str(toy_files["train"]), "--order", "3", "--memory", "64K",
+                 "--temp-dir", str(scratch), "--out", str(tmp_path / "m")]) == 0
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([alive.name, other.name])

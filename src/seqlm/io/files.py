@@ -68,6 +68,18 @@ def clean_stale(path: Path) -> None:
                     entry.unlink()
 
 
+def scratch_dir(base: Path, prefix: str) -> Path:
+    """A new scratch folder ``PREFIX-PID-XXXX`` in ``base``, after removing the ones of that prefix whose
+    process no longer runs (a SIGKILL leaves them; the pid in the name tells a dead owner from a live one)."""
+    with contextlib.suppress(OSError):
+        for entry in base.iterdir():
+            rest = entry.name[len(prefix) + 1:] if entry.name.startswith(prefix + "-") else ""
+            pid = rest.split("-", 1)[0]
+            if pid.isdigit() and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=base))
+
+
 def _prepare(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
+from seqlm.io.files import scratch_dir
 from seqlm.io.runtime import Progress
 from seqlm.text.bulk import TokenFile, bounded_map
 from seqlm.text.bulk import read_raw as _read
@@ -62,14 +63,15 @@ def line_positions(ids: np.ndarray) -> np.ndarray:
 
 
 class Work:
-    """The scratch folder: created here, removed at the end (only what this run wrote is in it)."""
+    """The scratch folder: created here (``seqlm-ngram-PID-XXXX``, sweeping those of dead runs), removed at
+    the end (only what this run wrote is in it)."""
 
     def __init__(self, temp_dir: str | Path | None):
         base = Path(temp_dir) if temp_dir else Path(tempfile.gettempdir())
         if not base.is_dir():
             raise SeqlmError(f"--temp-dir {base} is not a folder: create it or choose another")
         try:
-            self.path = Path(tempfile.mkdtemp(prefix="seqlm-ngram-", dir=base))
+            self.path = scratch_dir(base, "seqlm-ngram")
         except OSError as e:
             raise SeqlmError(f"cannot write scratch files in {base} ({e.strerror}): choose a writable --temp-dir") from None
 

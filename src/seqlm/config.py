@@ -43,6 +43,15 @@ class DataConfig:
     max_size: int | None = None  # vocabulary: keep at most this many tokens
 
 
+MAX_QUANTIZE = 16  # bits of a quantized n-gram model's codes (models/ngram/trie.py)
+
+
+def check_quantize(bits) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_QUANTIZE:
+        raise SeqlmError(f"--quantize {bits}: give 1 to {MAX_QUANTIZE} bits (model.quantize; 8 is KenLM's usual "
+                         f"choice), or leave it out for float32")
+
+
 @dataclass
 class ModelConfig:
     kind: str = "kn"  # any n-gram or neural row of the table of kinds (kinds.py; the kinds reference page)
@@ -53,6 +62,8 @@ class ModelConfig:
     memory: str | None = None  # estimating from a file: memory budget, e.g. "4G" or "50%" (default half the
     #   available RAM); chunks of the text and buckets of n-grams spill to temp_dir beyond it
     temp_dir: str | None = None  # folder for the scratch files (default the system's temp folder)
+    quantize: int | None = None  # bits of ln p and ln backoff above order 1 (as KenLM's build_binary -q -b);
+    #   default float32
     # neural models
     backend: str = "auto"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py) | auto (fused
     #   where the kind has it, else reference)
@@ -158,7 +169,7 @@ class RunConfig:
 
     def _check_applicable(self, kind) -> None:
         defaults = {"model": ModelConfig(kind=kind.name), "train": TrainConfig()}
-        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir"}
+        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir", "quantize"}
         for section, default in defaults.items():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):
@@ -195,6 +206,8 @@ class RunConfig:
             from seqlm.io.memory import parse_memory
 
             parse_memory(m.memory)
+        if m.quantize is not None:
+            check_quantize(m.quantize)
 
     def check_neural(self, kind) -> None:
         m, t = self.model, self.train

@@ -130,7 +130,8 @@ class Model:
         self._step = self._full_step
         # KenLM gives a file without <unk> an <unk> of log10 p = -100 whose state keeps it as context (its
         # backoff is a plain 0, not the "no extension" mark): the same states, for equal decoder beams
-        if lm.order > 1 and lm.tables.logprob[0][UNK_ID] == MISSING_UNK_LOG10 * LN10:
+        missing = MISSING_UNK_LOG10 * LN10  # as stored: a float32 (trie.py)
+        if lm.order > 1 and abs(float(lm.trie.prob(1, [UNK_ID])[0]) - missing) <= 1e-6 * abs(missing):
             self._step = self._step_missing_unk
 
     @property

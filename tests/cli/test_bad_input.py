@@ -77,8 +77,8 @@ def test_model_folder_problems(capsys, tmp_path, model):
     assert "no such model" in fails(capsys, "evaluate", tmp_path / "none", "--file", model / "vocab.json")
     broken = tmp_path / "broken"
     shutil.copytree(model, broken)
-    data = (broken / "tables" / "keys2.npy").read_bytes()
-    (broken / "tables" / "keys2.npy").write_bytes(data[: len(data) // 3])
+    data = (broken / "trie" / "order2.npy").read_bytes()
+    (broken / "trie" / "order2.npy").write_bytes(data[: len(data) // 3])
     assert "truncated or modified" in fails(capsys, "predict", broken, "--prompt", "the")
     (broken / "config.json").write_text("{not json")
     assert "not valid JSON" in fails(capsys, "predict", broken, "--prompt", "the")

@@ -78,10 +78,10 @@ def _setup(case: str, d: Path, built: Path) -> None:
     if case == "config_not_json":
         (d / "kn" / "config.json").write_text("{not json")
     if case == "truncated_tables":
-        data = (d / "kn" / "tables" / "keys2.npy").read_bytes()
-        (d / "kn" / "tables" / "keys2.npy").write_bytes(data[: len(data) // 3])
+        data = (d / "kn" / "trie" / "order2.npy").read_bytes()
+        (d / "kn" / "trie" / "order2.npy").write_bytes(data[: len(data) // 3])
     if case == "missing_tables_file":
-        (d / "kn" / "tables" / "logprob2.npy").unlink()
+        (d / "kn" / "trie" / "base2.npy").unlink()
     if case == "neural_config_wrong_type":
         _edit_json(d / "run" / "model" / "config.json", model={"kind": "lstm", "hidden_size": "big"})
     if case == "unknown_kind_config":
@@ -181,6 +181,9 @@ CASES = [
     ("arpa_under_a_file", ["train", "--train", T, "--out", "o", "--arpa", "afile/m.arpa"], "is a file, not a folder"),
     ("addk_arpa", ["train", "--train", T, "--model", "add-k", "--order", "2", "--out", "o", "--arpa", "a.arpa"],
      "cannot be written as ARPA"),
+    ("quantize_out_of_range", ["train", "--train", T, "--quantize", "0", "--out", "o"], "1 to 16 bits"),
+    ("quantize_neural", ["train", "--train", T, "--model", "lstm", "--quantize", "8", "--out", "o"], "n-gram models"),
+    ("convert_neural", ["convert", "run", "o"], "only n-gram models"),
     # model files
     ("model_missing", ["evaluate", "nope", "--file", T], "no such model"),
     ("truncated_tables", ["evaluate", "kn", "--file", T], "truncated or modified"),

@@ -28,7 +28,7 @@ def test_end_to_end(tmp_path, toy_files, capsys, monkeypatch):
     assert code == 0, e
     summary = json.loads(o)
     assert summary["model"]["order"] == 3 and summary["valid"]["perplexity"] > 1
-    assert {p.name for p in out.iterdir()} == {"config.json", "vocab.json", "tables"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "vocab.json", "trie"}
 
     code, o, e = run(capsys, "evaluate", str(out), "--file", str(toy_files["test"]), "--json")
     r = json.loads(o)

@@ -1,4 +1,5 @@
-"""``seqlm export``: an n-gram model as an ARPA file (seqlm.export)."""
+"""``seqlm export``: an n-gram model as an ARPA file (seqlm.export); ``seqlm convert``: an n-gram model (an
+ARPA file, or a folder of any seqlm format) as a model folder, float32 or quantized."""
 
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ EXAMPLES = """
   seqlm export runs/kn5 kn5.arpa.gz
 """
 
+CONVERT_EXAMPLES = """
+  seqlm convert kn5.arpa runs/kn5                 # an ARPA file from any tool, memory-mapped from then on
+  seqlm convert runs/kn5 runs/kn5-q8 --quantize 8  # 8-bit ln p and ln backoff (KenLM's -q 8 -b 8)
+  seqlm convert runs/old-kn5 runs/kn5              # a folder of an older seqlm format
+"""
+
 
 def register(sub) -> None:
     x = command(sub, "export", "write an n-gram model as an ARPA file", EXAMPLES, run)
     add_model(x, "model folder", level=False)
     x.add_argument("arpa", help="ARPA file to write (.gz to compress)")
+    c = command(sub, "convert", "write an n-gram model (ARPA file or model folder) as a model folder, float32 or "
+                "quantized", CONVERT_EXAMPLES, run_convert)
+    add_model(c, "n-gram model folder (any seqlm format) or ARPA file")
+    c.add_argument("out", help="model folder to write")
+    c.add_argument("--quantize", type=int, metavar="BITS", help="ln p and ln backoff above order 1 as BITS-bit codes "
+                   "(1-16; 8 as KenLM's build_binary -q 8 -b 8), default float32")
+    c.add_argument("--overwrite", action="store_true", help="replace the n-gram model already in OUT")
 
 
 def run(args) -> int:
@@ -22,4 +36,14 @@ def run(args) -> int:
 
     write_arpa(load(args.model), args.arpa)
     print(args.arpa)
+    return 0
+
+
+def run_convert(args) -> int:
+    from seqlm.models.loader import convert
+
+    lm = convert(args.model, args.out, quantize=args.quantize, overwrite=args.overwrite, level=args.level)
+    n, size = sum(lm.trie.sizes()), lm.trie.nbytes()
+    print(f"{args.out}: {lm.order}-gram, {n:,} n-grams, {size / 1e6:.1f} MB ({size / max(n, 1):.2f} bytes per n-gram"
+          f"{f', {args.quantize}-bit values' if args.quantize else ', float32 values'})")
     return 0

@@ -252,7 +252,7 @@ def check_targets(**paths) -> None:
             check_target(Path(path), "--" + flag.replace("_", "-"))
 
 
-SEQLM_FILES = {"config.json", "vocab.json", "model.npz", "tables", "model.safetensors", "run.json", "summary.json",
+SEQLM_FILES = {"config.json", "vocab.json", "model.npz", "tables", "trie", "model.safetensors", "run.json", "summary.json",
                "metrics.jsonl", "steps.jsonl", "model", "last"}
 
 
@@ -281,7 +281,7 @@ def check_output_folder(out: Path, family: str, overwrite: bool = False, resume:
         raise SeqlmError(f"{out} holds files seqlm did not write ({', '.join(foreign[:3])}"
                          f"{', ...' if len(foreign) > 3 else ''}): choose a new or empty folder for --out")
     is_run = (out / "run.json").exists() or (out / "last").exists()
-    is_ngram = (out / "model.npz").exists() or (out / "tables").is_dir()
+    is_ngram = (out / "model.npz").exists() or (out / "tables").is_dir() or (out / "trie").is_dir()
     existing = "neural" if is_run else ("ngram" if is_ngram else None)
     if existing != family:
         what = {"neural": "a neural training run", "ngram": "an n-gram model"}.get(existing, "an unknown seqlm folder")

@@ -7,6 +7,7 @@ loads it, so adding a kind never touches this file.  A file is an ARPA file (pla
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from seqlm import kinds
@@ -49,3 +50,30 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
                          f"retrain it")
     verify_folder(path, config)
     return loader(path, config, device=device)
+
+
+def convert(source: str | Path, out: str | Path, quantize: int | None = None, overwrite: bool = False,
+            level: str | None = None) -> LanguageModel:
+    """``seqlm convert``: the n-gram model ``source`` (a model folder of any seqlm format, or an ARPA file)
+    written as a model folder of this format at ``out``, its values float32 or ``quantize``-bit codes."""
+    from seqlm.io.files import check_output_folder
+    from seqlm.models.ngram.model import NGramLM
+    from seqlm.models.ngram.smoothing import Tables
+
+    out = Path(out)
+    check_output_folder(out, "ngram", overwrite=overwrite)
+    if Path(source).resolve() == out.resolve():
+        raise SeqlmError(f"convert {source} into another folder: --out is the source itself")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*older seqlm format")
+        lm = load(source, device="cpu", level=level)
+    if not isinstance(lm, NGramLM):
+        raise SeqlmError(f"{source} is a {lm.describe().get('kind')} model: only n-gram models are converted")
+    config = {k: v for k, v in lm.config.items() if k not in ("quantize", "trie", "table_bytes", "files",
+                                                             "config_sha256", "format")}
+    if quantize is not None:
+        config["quantize"] = quantize
+    converted = NGramLM(lm.vocab, Tables(lm.trie.V, lm.tables.keys, lm.tables.logprob, lm.tables.logbow,
+                                         lm.tables.unseen, lm.tables.info), config)
+    converted.save(out)
+    return converted

@@ -33,8 +33,9 @@ def build_vocab(lines: Sequence[str], tokenizer: Tokenizer, min_count: int = 1,
 
 def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3, k: float = 1.0,
                 prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
-                max_size: int | None = None, vocab: Vocab | None = None) -> LanguageModel:
-    """Estimate an n-gram model from training ``lines`` (vocabulary from these lines unless given)."""
+                max_size: int | None = None, vocab: Vocab | None = None, quantize: int | None = None) -> LanguageModel:
+    """Estimate an n-gram model from training ``lines`` (vocabulary from these lines unless given);
+    ``quantize``: bits of its stored values above order 1 (default float32, see models/ngram/trie.py)."""
     from seqlm.models.ngram import NGramLM, count_ngrams, estimate
 
     if not isinstance(order, int) or order < 1:
@@ -60,11 +61,14 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
               "train_tokens": int(lengths.sum()), "train_lines": len(lengths)}
     if tables.info["smoothing"] == "add-k":
         config["k"] = k
+    if quantize is not None:
+        config["quantize"] = quantize
     return NGramLM(vocab, tables, config)
 
 
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
 SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
+         "quantize": "model.quantize",
          "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
@@ -195,7 +199,7 @@ def _estimate_file(corpus: Corpus, m, d, tokenizer: Tokenizer, out) -> LanguageM
 
     options = dict(order=m.order, smoothing=m.kind, k=m.k, prune=m.prune or None, tokenizer=tokenizer,
                    min_count=d.min_count, max_size=d.max_size, memory=m.memory, temp_dir=m.temp_dir,
-                   config={"corpus": corpus.describe()})
+                   config={"corpus": corpus.describe(), **({"quantize": m.quantize} if m.quantize else {})})
     path = corpus.lazy["train"]
     if out is not None:
         with atomic_dir(out) as tmp:
@@ -219,7 +223,7 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
         lm = _estimate_file(corpus, m, d, tokenizer, out)
     else:
         lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
-                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size)
+                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize)
         lm.config["corpus"] = corpus.describe()
         if out is not None:
             lm.save(out)

@@ -11,6 +11,8 @@ from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
 from seqlm.training.train import train_ngram
 
+STORED = 1e-6  # sums of probabilities: each is stored as a float32 (trie.py), exact to ~6e-8 relative
+
 # every n-gram kind of the table (aliases of another kind once)
 SMOOTHERS = [(k, {"k": 0.5} if k == "add-k" else {}) for k in kinds.names("ngram") if kinds.get(k).alias_of is None
              or k == "laplace"]
@@ -37,7 +39,7 @@ def test_distributions_sum_to_one(toy_lines, name, kw, order):
     for state in contexts(lm):
         p = np.exp(lm.next_logprobs(state))
         assert p[BOS_ID] == 0
-        assert abs(p.sum() - 1) < 1e-9, (name, order, state, p.sum())
+        assert abs(p.sum() - 1) < STORED, (name, order, state, p.sum())
 
 
 @pytest.mark.parametrize("name", ["ikn", "mkn"])
@@ -46,7 +48,7 @@ def test_pruned_distributions_sum_to_one(toy_lines, name):
     full = train_ngram(toy_lines[0], smoothing=name, order=4)
     assert sum(lm.tables.sizes()) < sum(full.tables.sizes())
     for state in contexts(lm):
-        assert abs(np.exp(lm.next_logprobs(state)).sum() - 1) < 1e-9
+        assert abs(np.exp(lm.next_logprobs(state)).sum() - 1) < STORED
 
 
 def test_hand_worked_interpolated_kneser_ney():
@@ -92,7 +94,7 @@ def test_tiny_corpus_falls_back_without_crashing():
     lm = train_ngram(["a", "a a", "b"], smoothing="mkn", order=5)
     assert lm.tables.info["discount_fallback"]
     for state in contexts_simple(lm):
-        assert abs(np.exp(lm.next_logprobs(state)).sum() - 1) < 1e-9
+        assert abs(np.exp(lm.next_logprobs(state)).sum() - 1) < STORED
     assert math.isfinite(evaluate(lm, ["a b c"])["perplexity"])
 
 

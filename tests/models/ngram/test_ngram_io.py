@@ -93,28 +93,36 @@ def test_model_folder_is_memory_mapped(tmp_path, toy_lines):
     lm = train_ngram(toy_lines[0], order=3)
     lm.save(tmp_path / "m")
     back = load(tmp_path / "m")
-    assert all(isinstance(a.base, np.memmap) for a in back.tables.keys[1:] + back.tables.logprob + back._index[1:])
-    assert not back.tables.keys[1].flags.writeable
+    t = back.trie
+    assert all(isinstance(a.base, np.memmap) and not a.flags.writeable for a in t.data + t.base[:-1])
     assert evaluate(back, toy_lines[1]) == evaluate(lm, toy_lines[1])
 
 
-def test_folders_written_with_model_npz_still_load(tmp_path, toy_lines):
+@pytest.mark.parametrize("old", ["tables", "model.npz"])
+def test_folders_of_the_older_format_still_load(tmp_path, toy_lines, old):
+    # seqlm-ngram-1: float64 columns, in tables/ (one .npy each, with hash indexes) or one model.npz
+    import json
+
     lm = train_ngram(toy_lines[0], order=3)
     folder = tmp_path / "old"
     lm.save(folder)
     t = lm.tables
     arrays = {f"{n}{k}": a for n, arr in (("keys", t.keys), ("logprob", t.logprob), ("logbow", t.logbow))
               for k, a in enumerate(arr, start=1)}
-    np.savez(folder / "model.npz", **arrays)
-    shutil.rmtree(folder / "tables")
-    import json
-
+    if old == "model.npz":
+        np.savez(folder / "model.npz", **arrays)
+    else:
+        (folder / "tables").mkdir()
+        for name, a in arrays.items():
+            np.save(folder / "tables" / f"{name}.npy", a)
+    shutil.rmtree(folder / "trie")
     config = json.loads((folder / "config.json").read_text())
-    config.pop("table_bytes")
-    for key in ("files", "config_sha256"):
+    for key in ("files", "config_sha256", "table_bytes", "trie"):
         config.pop(key)
+    config["format"] = "seqlm-ngram-1"
     write_config(folder, config)
-    back = load(folder)
+    with pytest.warns(UserWarning, match="older seqlm format.*seqlm convert"):
+        back = load(folder)
     assert evaluate(back, toy_lines[1]) == evaluate(lm, toy_lines[1])
 
 
@@ -188,3 +196,24 @@ def test_generated_corpus_for_the_scale_benchmark(tmp_path):
             grams[tuple(t[i:i + 4])] = grams.get(tuple(t[i:i + 4]), 0) + 1
     assert max(grams.values()) >= 10
     json.dumps(info)
+
+
+def test_convert_writes_float32_and_quantized_folders(tmp_path, toy_lines, capsys):
+    from seqlm.cli import main
+
+    lm = train_ngram(toy_lines[0], order=4)
+    write_arpa(lm, tmp_path / "m.arpa")
+    assert main(["convert", str(tmp_path / "m.arpa"), str(tmp_path / "f32")]) == 0
+    assert main(["convert", str(tmp_path / "f32"), str(tmp_path / "q8"), "--quantize", "8"]) == 0
+    assert "8-bit values" in capsys.readouterr().out
+    f32, q8 = load(tmp_path / "f32"), load(tmp_path / "q8")
+    assert q8.config["quantize"] == 8 and "quantize" not in f32.config
+    assert q8.trie.nbytes() < 0.75 * f32.trie.nbytes()
+    a, b, c = (evaluate(m, toy_lines[1])["perplexity"] for m in (lm, f32, q8))
+    assert b == pytest.approx(a, rel=1e-6) and c == pytest.approx(a, rel=0.02) and c != a
+    for argv, message in ((["convert", str(tmp_path / "f32"), str(tmp_path / "q8")], "--overwrite"),
+                          (["convert", str(tmp_path / "f32"), str(tmp_path / "x"), "--quantize", "17"], "1 to 16"),
+                          (["convert", str(tmp_path / "f32"), str(tmp_path / "f32"), "--overwrite"], "another folder")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -22,8 +22,8 @@ spill at every stage).
    order k+1's suffix ranks, streamed; the counts of counts of every order give the discounts.
 4. **Estimation**, order by order, over runs of whole contexts read from disk (smoothing.order_step, the
    very function the in-memory estimator calls), holding p of the order below for the interpolation;
-   the tables (keys, ln p, ln backoff) are written straight into the model folder, then each order's
-   hash index, built in batches.
+   the columns (keys, ln p, ln backoff) are written straight into the model folder, then packed a batch
+   at a time into the model's trie (trie.py) and removed.
 
 Memory: ``--memory`` (default half the available RAM) sizes the chunks and buckets.  What cannot be
 streamed is held whole: p of two adjacent orders (8 bytes per n-gram each) and a bool or two per
@@ -33,6 +33,7 @@ n-gram; a warning says when that alone exceeds the budget.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
-from seqlm.io import hashindex as ngram_index
 from seqlm.io.memory import parse_memory
 from seqlm.io.runtime import Progress
 from seqlm.models.ngram.external_count import SHARE, THREADS, NpyWriter, Order, Work, count_file
@@ -54,6 +54,7 @@ from seqlm.models.ngram.smoothing import (
     safe_log,
     unigram_probs,
 )
+from seqlm.models.ngram.trie import pack
 from seqlm.text.bulk import bounded_map, tokenize_file
 from seqlm.text.bulk import read_raw as _read
 from seqlm.text.tokenize import Tokenizer
@@ -62,6 +63,7 @@ from seqlm.text.vocab import BOS_ID, Vocab
 log = logging.getLogger(__name__)
 
 _BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token offsets, hashes, windows
+COLUMNS = "columns"  # where estimation writes its columns in the model folder, before they are packed
 _BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
 
 
@@ -91,7 +93,7 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
                   temp_dir: str | Path | None = None, config: dict | None = None) -> dict:
     """Estimate an n-gram model from the text file ``path`` within ``memory`` and write its model folder
     into the (existing, empty) folder ``out``.  Returns the model's config (also written)."""
-    from seqlm.models.ngram.model import write_folder
+    from seqlm.models.ngram.model import TRIE, write_folder
 
     smoothing = canonical(smoothing)
     given_prune = list(prune or [])
@@ -110,6 +112,11 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
             t2 = time.perf_counter()
             tf.ids.unlink()
             info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
+            columns = [[np.load(out / COLUMNS / f"{name}{j}.npy", mmap_mode="r") for j in range(1, order + 1)]
+                       for name in ("keys", "logprob", "logbow")]
+            trie = pack(V, *columns, quantize=(config or {}).get("quantize"), folder=out / TRIE)
+            del columns
+            shutil.rmtree(out / COLUMNS)
             t3 = time.perf_counter()
         except OSError as e:  # a full disk, mostly: the scratch folder and the model folder are removed
             raise SeqlmError(f"estimation could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
@@ -123,25 +130,23 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     cfg["external"] = {"memory_bytes": budget, "chunks": orders[0].chunks if orders else 1,
                        "buckets": [o.buckets for o in orders]}  # how it was spilled, for the record
     cfg.update(config or {})
-    return write_folder(out, tf.vocab, cfg, order, "uniform" if smoothing == "add-k" else "backoff", sizes, info)
+    return write_folder(out, tf.vocab, cfg, trie.layout, "uniform" if smoothing == "add-k" else "backoff", info)
 
 
 def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor):
-    """Adjusted counts, discounts and the tables of every order, written into ``out/tables``."""
-    from seqlm.models.ngram.model import TABLES
-
+    """Adjusted counts, discounts and the columns of every order, written into ``out/columns``."""
     N = len(orders) + 1
     kn = smoothing in ("mkn", "ikn")
     held = _held_bytes([V] + [o.size for o in orders])
     if held > budget:
         log.warning("--memory %s is less than what estimation holds whole for this model (%s: p of two adjacent "
-                    "orders, a flag per n-gram, one hash index in the making); going on with that",
+                    "orders, a flag per n-gram, the trie being packed); going on with that",
                     _human(budget), _human(held))
     # runs in flight share what the budget leaves beside what is held whole (runs much shorter than ~256k
     # n-grams cost more time than they save memory; tiny budgets, as in the tests, get tiny runs)
     floor = min(1 << 18, max(1 << 10, int(budget * SHARE) // (_BYTES_PER_NGRAM * (THREADS + 1))))
     run = max(floor, min(1 << 21, (int(budget * SHARE) - held) // (_BYTES_PER_NGRAM * (THREADS + 1))))
-    tables = out / TABLES
+    tables = out / COLUMNS
     tables.mkdir()
     work = orders[0].keys.parent if orders else None
     # starts-with-<s> flags (order k: the context's flag), continuation counts, adjusted counts, counts of counts
@@ -194,7 +199,6 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
     kept_prev = np.ones(V, dtype=bool)
     remap = None  # rank among the kept n-grams of the order below (with pruning)
     bow_writer = NpyWriter(tables / "logbow1.npy", np.float64, V)
-    building = None
     with Progress(sum(o.size for o in orders), "estimate", unit="n-gram", delay=1.0) as bar:
         for j, o in enumerate(orders):
             k = j + 2
@@ -238,10 +242,6 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
                 bow_writer.write(np.zeros(int(kept_prev.sum())))
             for w in writers:
                 w.close()
-            # order k's hash index, built in the background while the next order is estimated (one at a time)
-            if building is not None:
-                building.result()
-            building = pool.submit(_save_index, tables, k, kept_n[k - 1])
             bow_writer.close()
             bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
             remap = None if keep.all() else np.cumsum(keep) - 1
@@ -250,8 +250,6 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
                 f.unlink()
     bow_writer.write(np.zeros(kept_n[-1]))
     bow_writer.close()
-    if building is not None:
-        building.result()
     return info, kept_n
 
 
@@ -272,29 +270,12 @@ def _human(n: int) -> str:
 
 def _held_bytes(sizes: list[int]) -> int:
     """What estimation holds whole at its peak: p of two adjacent orders (8 bytes per n-gram each), the
-    continuation counts of one order (16: with a bincount), flags (2), and the hash index of an order
-    being built (4 bytes per slot, and a batch of keys in the making)."""
+    continuation counts of one order (16: with a bincount), flags (2); packing the trie holds where each
+    n-gram's children begin and the counts that give it (16 per n-gram of one order)."""
     peak = 0
     for j in range(1, len(sizes)):
-        index = (4 << ngram_index.table_bits(sizes[j - 1])) + 48 * min(sizes[j - 1], ngram_index.BATCH) if j > 1 else 0
-        peak = max(peak, 8 * sizes[j - 1] + 8 * sizes[j] + 2 * sizes[j] + index, 16 * sizes[j])
+        peak = max(peak, 8 * sizes[j - 1] + 8 * sizes[j] + 2 * sizes[j], 16 * sizes[j])
     return peak
-
-
-def _save_index(tables: Path, k: int, n: int) -> None:
-    index = ngram_index.build_batches(n, _npy_batches(tables / f"keys{k}.npy", ngram_index.BATCH))
-    np.save(tables / f"index{k}.npy", index, allow_pickle=False)
-
-
-def _npy_batches(path: Path, size: int):
-    """The array of a ``.npy`` file in consecutive pieces, read (not mapped)."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
-        n = shape[0]
-        for s in range(0, n, size):
-            yield np.fromfile(f, dtype=dtype, count=min(size, n - s))
 
 
 def _pieces(n: int, size: int = 1 << 22):

@@ -1,19 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The compiled query path of an n-gram model: NGramLM.full_step in C, and whole sentences scored without a
-Python object per word.
+"""The compiled query path of an n-gram model: NGramLM.full_step in C over the model's trie (trie.py), and
+whole sentences scored without a Python object per word.
 
-The same arithmetic as the Python reference (``model.NGramLM.full_step`` over ``io/hashindex.find_one``),
-tested equal to it: the hash index is probed with the same Fibonacci hash and linear probing, the matched
-n-gram is the longest stored one, the backoff weights of every longer stored context are added, and the
-context is kept only as far as it can extend.  Built by the package's install (Cython); where it is not
-built, the Python reference answers (slower, with one warning).
+The same arithmetic as the Python reference (``model.NGramLM.full_step`` over ``trie.Trie``), tested equal
+to it: records are read field by field as unaligned 64-bit words, a word is searched for in its context's
+run of children, the matched n-gram is the longest stored one, the backoff weights of every longer stored
+context are added, and the context is kept only as far as it can extend.  Built by the package's install
+(Cython); where it is not built, the Python reference answers (slower, with one warning).
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 import numpy as np
 
 DEF MAX_ORDER = 32
+DEF SCAN = 8  # runs this short are scanned, longer ones binary-searched (interpolation measured slower: the
+# ids of frequent words, which most runs hold, are small)
+DEF PREFETCH_LINES = 4  # a run of children up to this many cache lines is fetched whole before it is searched
+cdef uint64_t MULT = 0x9E3779B97F4A7C15  # io/hashindex.py's
 
 cdef extern from *:
     """
@@ -25,120 +30,191 @@ cdef extern from *:
     """
     void SEQLM_PREFETCH(const void* p) noexcept nogil
 
-cdef uint64_t MULT = 0x9E3779B97F4A7C15
+
+cdef struct Order:
+    const uint8_t* data
+    const uint64_t* base
+    const float* pcent
+    const float* bcent
+    const uint8_t* index  # the hash index of a long-run order (trie.py), or NULL
+    uint64_t isize
+    int ibits
+    uint64_t rbits
+    int wbits, pbits, bbits, cbits, blog
+    int poff, boff, coff
+    int pmode, bmode  # 0: float32 without its sign (ln p <= 0), 1: float32, 2: code into the table; bow 3: none
+
+
+cdef inline uint64_t bits_at(const uint8_t* data, uint64_t pos, int width) noexcept nogil:
+    cdef uint64_t w
+    memcpy(&w, data + (pos >> 3), 8)
+    return (w >> (pos & 7)) & ((<uint64_t>1 << width) - 1)
+
+
+cdef inline double value(uint64_t code, int mode, const float* table) noexcept nogil:
+    cdef uint32_t u = <uint32_t>code
+    cdef float f
+    if mode == 2:
+        return table[code]
+    memcpy(&f, &u, 4)
+    return -f if mode == 0 else f
 
 
 cdef class Querier:
-    """Pointers into one model's tables (kept alive by ``self.arrays``) and the query loops over them."""
+    """Pointers into one model's trie (kept alive by ``self.arrays``) and the query loops over it."""
 
     cdef int order
     cdef int64_t V
     cdef int64_t bos, eos
-    cdef const int64_t* keys[MAX_ORDER]
-    cdef int64_t nkeys[MAX_ORDER]
-    cdef const int32_t* table[MAX_ORDER]
-    cdef uint64_t mask[MAX_ORDER]
-    cdef int shift[MAX_ORDER]
-    cdef const double* logprob[MAX_ORDER]
-    cdef const double* logbow[MAX_ORDER]
-    cdef const uint8_t* extends[MAX_ORDER]
+    cdef Order o[MAX_ORDER]
     cdef list arrays
 
-    def __init__(self, int order, int64_t vocab_size, list keys, list tables, list logprob, list logbow,
-                 list extends, int64_t bos, int64_t eos):
-        """Order k's arrays at index k - 1: sorted int64 keys, the int32 hash index (unused for order 1),
-        float64 ln p and ln backoff, and uint8 flags of the n-grams that can be context; ``bos``/``eos``:
-        the ids of ``<s>`` and ``</s>`` (an unknown word is id 0, ``<unk>``)."""
+    def __init__(self, trie, int64_t bos, int64_t eos):
+        """The arrays of a :class:`seqlm.models.ngram.trie.Trie`; ``bos``/``eos``: the ids of ``<s>`` and
+        ``</s>`` (an unknown word is id 0, ``<unk>``)."""
+        cdef int order = trie.order
         if order > MAX_ORDER:
             raise ValueError(f"order {order} > {MAX_ORDER}")
-        self.order, self.V, self.bos, self.eos = order, vocab_size, bos, eos
-        self.arrays = [keys, tables, logprob, logbow, extends]
-        cdef const int64_t[::1] k64
-        cdef const int32_t[::1] t32
-        cdef const double[::1] f64
+        self.order, self.V, self.bos, self.eos = order, trie.V, bos, eos
+        self.arrays = [trie.data, trie.base, trie.centers, trie.index]
         cdef const uint8_t[::1] u8
+        cdef const uint64_t[::1] u64
+        cdef const float[:, ::1] f32
         cdef int j
-        cdef uint64_t size
+        modes = {"neg31": 0, "f32": 1, "q": 2, "none": 3}
         for j in range(order):
-            k64 = keys[j]
-            self.nkeys[j] = k64.shape[0]
-            self.keys[j] = &k64[0] if k64.shape[0] else NULL
-            f64 = logprob[j]
-            self.logprob[j] = &f64[0] if f64.shape[0] else NULL
-            if j < order - 1:
-                f64 = logbow[j]
-                self.logbow[j] = &f64[0] if f64.shape[0] else NULL
-                u8 = extends[j]
-                self.extends[j] = &u8[0] if u8.shape[0] else NULL
-            else:
-                self.logbow[j] = NULL
-                self.extends[j] = NULL
-            if j:
-                t32 = tables[j]
-                size = t32.shape[0]
-                self.table[j] = &t32[0] if size else NULL
-                self.mask[j] = size - 1 if size else 0
-                self.shift[j] = 64 - (int(size).bit_length() - 1) if size else 0
-            else:
-                self.table[j] = NULL
+            lay = trie.layout[j]
+            u8 = trie.data[j]
+            self.o[j].data = &u8[0]
+            self.o[j].base = NULL
+            if trie.base[j] is not None and len(trie.base[j]):
+                u64 = trie.base[j]
+                self.o[j].base = &u64[0]
+            self.o[j].pcent = self.o[j].bcent = NULL
+            if trie.centers[j] is not None:
+                f32 = trie.centers[j]
+                self.o[j].pcent = &f32[0, 0]
+                self.o[j].bcent = &f32[1, 0]
+            self.o[j].rbits = lay["record_bits"]
+            self.o[j].wbits, self.o[j].pbits = lay["word_bits"], lay["prob_bits"]
+            self.o[j].bbits, self.o[j].cbits = lay["bow_bits"], lay["child_bits"]
+            self.o[j].blog = lay["block_log"]
+            self.o[j].poff, self.o[j].boff, self.o[j].coff = lay["prob_offset"], lay["bow_offset"], lay["child_offset"]
+            self.o[j].pmode, self.o[j].bmode = modes[lay["prob"]], modes[lay["bow"]]
+            self.o[j].index = NULL
+            self.o[j].isize, self.o[j].ibits = lay["index_size"], lay["index_bits"]
+            if trie.index[j] is not None:
+                u8 = trie.index[j]
+                self.o[j].index = &u8[0]
 
-    cdef inline int64_t find(self, int j, int64_t key) noexcept nogil:
-        """Position of ``key`` in order j + 1's keys, or -1."""
-        cdef const int32_t* table = self.table[j]
-        cdef uint64_t slot
-        cdef int32_t t
-        if table == NULL or self.nkeys[j] == 0:
-            return -1
-        slot = ((<uint64_t>key) * MULT) >> self.shift[j]
+    cdef inline uint64_t word(self, int j, uint64_t i) noexcept nogil:
+        return bits_at(self.o[j].data, i * self.o[j].rbits, self.o[j].wbits)
+
+    cdef inline double prob(self, int j, uint64_t i) noexcept nogil:
+        cdef Order* o = &self.o[j]
+        return value(bits_at(o.data, i * o.rbits + o.poff, o.pbits), o.pmode, o.pcent)
+
+    cdef inline double bow(self, int j, uint64_t i) noexcept nogil:
+        cdef Order* o = &self.o[j]
+        if o.bmode == 3:
+            return 0.0
+        return value(bits_at(o.data, i * o.rbits + o.boff, o.bbits), o.bmode, o.bcent)
+
+    cdef inline uint64_t begin(self, int j, uint64_t i) noexcept nogil:
+        cdef Order* o = &self.o[j]
+        return o.base[i >> o.blog] + bits_at(o.data, i * o.rbits + o.coff, o.cbits)
+
+    cdef inline uint64_t home(self, int j, uint64_t parent, uint64_t w) noexcept nogil:
+        """The first slot of (parent, w) in order j + 1's hash index (io/hashindex.py's multiply-shift)."""
+        return (((parent * <uint64_t>self.V + w) * MULT) >> 32) * self.o[j].isize >> 32
+
+    cdef inline int64_t probe(self, int j, uint64_t slot, uint64_t lo, uint64_t end, uint64_t w) noexcept nogil:
+        """The record of order j + 1 in ``[lo, end)`` whose word is ``w`` by its hash index, or -1."""
+        cdef Order* o = &self.o[j]
+        cdef uint64_t t
         while True:
-            t = table[slot]
+            t = bits_at(o.index, slot * o.ibits, o.ibits)
             if t == 0:
                 return -1
-            if self.keys[j][t - 1] == key:
-                return t - 1
-            slot = (slot + 1) & self.mask[j]
+            t -= 1
+            if lo <= t < end and self.word(j, t) == w:
+                return <int64_t>t
+            slot += 1
+            if slot == o.isize:
+                slot = 0
+
+    cdef inline int64_t search(self, int j, uint64_t lo, uint64_t end, uint64_t w) noexcept nogil:
+        """The record of order j + 1 in ``[lo, end)`` (a context's run of children) whose word is ``w``, or
+        -1: a binary search, then a scan of the last few records."""
+        cdef uint64_t hi = end, mid, x
+        while hi - lo > SCAN:  # the first record whose word is >= w is in [lo, hi]
+            mid = (lo + hi) >> 1
+            if self.word(j, mid) < w:
+                lo = mid + 1
+            else:
+                hi = mid
+        while lo < end:
+            x = self.word(j, lo)
+            if x >= w:
+                return <int64_t>lo if x == w else -1
+            lo += 1
+        return -1
 
     cdef inline double step_c(self, int64_t* ranks, int* n, int64_t word, int* matched) noexcept nogil:
         """ln p(word | ranks[:n]); ranks and n become the state after the word."""
-        cdef double lp = self.logprob[0][word]
+        cdef double lp = self.prob(0, word)
         cdef int64_t new[MAX_ORDER]
+        cdef uint64_t lo[MAX_ORDER]
+        cdef uint64_t end[MAX_ORDER]
+        cdef uint64_t slot[MAX_ORDER]
+        cdef uint64_t first, last, span
+        cdef int q
         cdef int j = 0, k, m = n[0]
         cdef int64_t idx
+        cdef Order* o
         if m > self.order - 1:
             m = self.order - 1
         new[0] = word
-        # every order's key is known from the state, so the memory reads of all orders can overlap instead of
-        # following one another: first the home slots, then the keys and ln p they point to
-        cdef int64_t slot_pos[MAX_ORDER]
-        cdef uint64_t slot
-        cdef int32_t t
+        # the runs of every order are known from the state (records read in the step before, in cache): their
+        # ends, where the searches begin, are fetched at once, so the searches of all orders overlap instead of
+        # following one another
         for k in range(m):
-            if self.table[k + 1] != NULL:
-                slot = ((<uint64_t>(ranks[k] * self.V + word)) * MULT) >> self.shift[k + 1]
-                slot_pos[k] = slot
-                SEQLM_PREFETCH(&self.table[k + 1][slot])
-            if self.logbow[k] != NULL:
-                SEQLM_PREFETCH(&self.logbow[k][ranks[k]])
-        for k in range(m):
-            if self.table[k + 1] != NULL:
-                t = self.table[k + 1][slot_pos[k]]
-                if t > 0:
-                    SEQLM_PREFETCH(&self.keys[k + 1][t - 1])
-                    SEQLM_PREFETCH(&self.logprob[k + 1][t - 1])
+            lo[k] = self.begin(k, ranks[k])
+            end[k] = self.begin(k, ranks[k] + 1)
+            o = &self.o[k + 1]
+            if o.index != NULL:
+                slot[k] = self.home(k + 1, ranks[k], word)
+                SEQLM_PREFETCH(o.index + ((slot[k] * o.ibits) >> 3))
+            else:  # the run's records: all of a short run, the first probes' of a long one
+                first = (lo[k] * o.rbits) >> 3
+                last = (end[k] * o.rbits + 7) >> 3
+                if last - first <= 64 * PREFETCH_LINES:
+                    while first < last:
+                        SEQLM_PREFETCH(o.data + first)
+                        first += 64
+                else:
+                    span = end[k] - lo[k]
+                    for q in range(1, 4):
+                        SEQLM_PREFETCH(o.data + (((lo[k] + span * q // 4) * o.rbits) >> 3))
         while j < m:
-            idx = self.find(j + 1, ranks[j] * self.V + word)
+            if self.o[j + 1].index != NULL:
+                idx = self.probe(j + 1, slot[j], lo[j], end[j], word)
+            else:
+                idx = self.search(j + 1, lo[j], end[j], word)
             if idx < 0:
                 break
-            lp = self.logprob[j + 1][idx]
+            lp = self.prob(j + 1, idx)
             new[j + 1] = idx
             j += 1
         matched[0] = j + 1
         for k in range(j, m):
-            lp += self.logbow[k][ranks[k]]
+            lp += self.bow(k, ranks[k])
+        # the state keeps what can still extend: n-grams with children, or a backoff weight
         k = j + 1
         if k > self.order - 1:
             k = self.order - 1
-        while k > 0 and not self.extends[k - 1][new[k - 1]]:
+        while k > 0 and not (self.begin(k - 1, new[k - 1] + 1) > self.begin(k - 1, new[k - 1])
+                             or self.bow(k - 1, new[k - 1]) != 0):
             k -= 1
         for j in range(k):
             ranks[j] = new[j]

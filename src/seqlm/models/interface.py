@@ -22,6 +22,7 @@ evaluate, score, predict and generate are written once against this interface.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,6 +71,23 @@ class LanguageModel(ABC):
     @abstractmethod
     def describe(self) -> dict:
         """Kind and hyper-parameters, for logs and results."""
+
+    def score_tokens(self, tokens: list[list[str]], mode: str = "sentence",
+                     state: State = None) -> tuple[np.ndarray, np.ndarray, State]:
+        """:meth:`score_lines` of lines of text tokens: their ln-probs (each line's tokens and ``</s>``),
+        whether each scored position was out of the vocabulary (scored as ``<unk>``; ``</s>`` never is), and
+        the state after.  What ``score`` and ``evaluate`` call; a model may answer without making ids."""
+        from seqlm.text.encode import encode_tokens
+
+        enc = encode_tokens(self.vocab, tokens)
+        logp, state = self.score_lines(enc.lines, mode, state)
+        return logp, enc.scored_oov(), state
+
+    def line_totals(self, tokens: list[list[str]], mode: str = "sentence") -> tuple[list[float], list[int]]:
+        """Each line's total ln p (its tokens and ``</s>``) and how many of its tokens are out of the
+        vocabulary, as Python numbers: what ``score`` reports per line (a model may sum without arrays)."""
+        logp, oov, _ = self.score_tokens(tokens, mode)
+        return line_sums(logp.tolist(), oov.tolist(), tokens)
 
     def score_lines(
         self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
@@ -127,3 +145,15 @@ def line_chunks(lines, size: int, caller: str):
 def as_lines(lines, caller: str) -> list[str]:
     """One string is one line; otherwise a sequence of strings."""
     return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]
+
+
+def line_sums(logps: list[float], oovs: list[bool], tokens: list[list[str]]) -> tuple[list[float], list[int]]:
+    """Each line's total of ``logps`` and count of ``oovs`` (len(line) + 1 positions a line, as Python numbers:
+    NumPy calls per line would cost a call of one line several microseconds)."""
+    totals, counts, a = [], [], 0
+    for line in tokens:
+        n = len(line) + 1
+        totals.append(math.fsum(logps[a:a + n]))
+        counts.append(sum(oovs[a:a + n]))
+        a += n
+    return totals, counts

@@ -15,7 +15,6 @@ import numpy as np
 
 from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel, check_mode, check_model, line_chunks
-from seqlm.text.encode import encode_lines
 
 CHUNK_LINES = 10_000  # lines encoded and scored at a time: memory stays flat in the text's length
 
@@ -36,9 +35,9 @@ def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stre
     totals = Totals()
     state = None
     for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
-        enc = encode_lines(model.vocab, chunk)
-        logp, state = model.score_lines(enc.lines, mode, state)
-        totals.add(logp, enc.scored_oov(), len(chunk))
+        tok = model.vocab.tokenizer.tokenize
+        logp, oov, state = model.score_tokens([tok(line) for line in chunk], mode, state)
+        totals.add(logp, oov, len(chunk))
     if not totals.lines:
         raise SeqlmError("nothing to evaluate: the text has no non-blank line")
     return totals.result(model, mode)

@@ -6,8 +6,7 @@ import math
 from typing import Sequence
 
 from seqlm.errors import SeqlmError
-from seqlm.models.interface import LanguageModel, as_lines, check_mode, check_model
-from seqlm.text.encode import encode_lines, split_lengths
+from seqlm.models.interface import LanguageModel, as_lines, check_mode, check_model, line_sums
 from seqlm.text.vocab import EOS
 
 LEVELS = ("line", "token", "corpus")
@@ -27,30 +26,36 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
     for i, line in enumerate(lines, 1):
         if not line.strip():
             raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
-    enc = encode_lines(model.vocab, lines)
-    flat, _ = model.score_lines(enc.lines, mode)
+    tok = model.vocab.tokenizer.tokenize
+    tokens = [tok(line) for line in lines]
     if per == "corpus":
         from seqlm.tasks.evaluate import summarize
 
-        return [summarize(flat, enc.scored_oov(), model, mode, lines=len(lines))]
-    logps = split_lengths(flat, [len(x) + 1 for x in enc.lines])
+        flat, scored_oov, _ = model.score_tokens(tokens, mode)
+        return [summarize(flat, scored_oov, model, mode, lines=len(lines))]
+    if per == "token":
+        flat, scored_oov, _ = model.score_tokens(tokens, mode)
+        logps, oovs = flat.tolist(), scored_oov.tolist()
+        totals, counts = line_sums(logps, oovs, tokens)
+    else:
+        totals, counts = model.line_totals(tokens, mode)
+    unit = model.vocab.tokenizer.unit
     out = []
-    for text, toks, lp, oov in zip(lines, enc.tokens, logps, enc.oov):
-        total = float(lp.sum())
-        n = len(lp)
+    a = 0
+    for text, toks, total, oov in zip(lines, tokens, totals, counts):
+        n = len(toks) + 1
         row = {
             "text": text,
             "log_prob": total,
             "log_base": "e",
             "tokens": n,
             "perplexity": math.exp(-total / n) if math.isfinite(total) else float("inf"),
-            "oov": int(oov.sum()),
-            "unit": model.vocab.tokenizer.unit,
+            "oov": oov,
+            "unit": unit,
         }
         if per == "token":
-            row["token_log_probs"] = [
-                {"token": t, "log_prob": float(v), "oov": bool(o)}
-                for t, v, o in zip(list(toks) + [EOS], lp.tolist(), list(oov) + [False])
-            ]
+            row["token_log_probs"] = [{"token": t, "log_prob": v, "oov": o}
+                                      for t, v, o in zip(list(toks) + [EOS], logps[a:a + n], oovs[a:a + n])]
         out.append(row)
+        a += n
     return out

@@ -59,7 +59,11 @@ def split_lengths(flat: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
 
 def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:
     tok = vocab.tokenizer.tokenize
-    tokens = [tok(line) for line in lines]
+    return encode_tokens(vocab, [tok(line) for line in lines])
+
+
+def encode_tokens(vocab: Vocab, tokens: list[list[str]]) -> Encoded:
+    """Lines of text tokens as ids: unknown tokens (and literal ``<s>``, ``</s>``) become ``<unk>``, flagged OOV."""
     lengths = [len(t) for t in tokens]
     get = vocab.text_stoi.get
     ids = np.fromiter((get(w, -1) for t in tokens for w in t), dtype=np.int64, count=sum(lengths))

@@ -296,3 +296,60 @@ cdef class Querier:
             o[p] = self.step_c(r, &n, self.eos, &matched)
             p += 1
         return out
+
+    def score_tokens(self, list lines, dict stoi):
+        """(ln p, oov) of each line's tokens (str, looked up in ``stoi``; unknown: ``<unk>``, flagged) and its
+        ``</s>``, every line from ``<s>``, all lines concatenated (NGramLM.score_tokens)."""
+        cdef Py_ssize_t total = 0, p = 0
+        cdef list line
+        for line in lines:
+            total += len(line) + 1
+        # plain buffers (a typed memoryview costs about a microsecond to make: a call of one line pays it)
+        cdef bytearray out = bytearray(8 * total), flags = bytearray(total)
+        cdef double* o = <double*><char*>out
+        cdef uint8_t* f = <uint8_t*><char*>flags
+        cdef int64_t r[MAX_ORDER]
+        cdef int64_t wid
+        cdef int n, matched
+        cdef object got
+        for line in lines:
+            n = 0
+            if self.order > 1:
+                r[0] = self.bos
+                n = 1
+            for w in line:
+                got = stoi.get(w)
+                wid = 0 if got is None else <int64_t>got
+                if wid == 0:
+                    f[p] = 1
+                o[p] = self.step_c(r, &n, wid, &matched)
+                p += 1
+            o[p] = self.step_c(r, &n, self.eos, &matched)
+            p += 1
+        return np.frombuffer(out, dtype=np.float64), np.frombuffer(flags, dtype=np.uint8)
+
+    def line_totals(self, list lines, dict stoi):
+        """Each line's total ln p (tokens as in :meth:`score_tokens`, and ``</s>``) and its count of tokens
+        out of the vocabulary: two lists (NGramLM.line_totals)."""
+        cdef list totals = [], counts = [], line
+        cdef int64_t r[MAX_ORDER]
+        cdef int64_t wid
+        cdef int n, matched
+        cdef Py_ssize_t unknown
+        cdef double total
+        cdef object got
+        for line in lines:
+            n = 0
+            if self.order > 1:
+                r[0] = self.bos
+                n = 1
+            total, unknown = 0.0, 0
+            for w in line:
+                got = stoi.get(w)
+                wid = 0 if got is None else <int64_t>got
+                unknown += wid == 0
+                total += self.step_c(r, &n, wid, &matched)
+            total += self.step_c(r, &n, self.eos, &matched)
+            totals.append(total)
+            counts.append(unknown)
+        return totals, counts

@@ -184,6 +184,21 @@ class NGramLM(LanguageModel):
             np.zeros(0, np.int64)
         return self.score_stream(ids, lengths), (self.start() if mode == "stream" else None)
 
+    def score_tokens(self, tokens, mode="sentence", state=None):
+        fast = self.querier() if not self._uniform and self.order <= 32 else None
+        if fast is None:
+            return super().score_tokens(tokens, mode, state)
+        check_mode(mode)  # the compiled loop looks the words up itself: no ids made
+        logp, oov = fast.score_tokens(tokens if isinstance(tokens, list) else list(tokens), self.vocab.text_stoi)
+        return logp, oov.view(bool), (self.start() if mode == "stream" else None)
+
+    def line_totals(self, tokens, mode="sentence"):
+        fast = self.querier() if not self._uniform and self.order <= 32 else None
+        if fast is None:
+            return super().line_totals(tokens, mode)
+        check_mode(mode)
+        return fast.line_totals(tokens if isinstance(tokens, list) else list(tokens), self.vocab.text_stoi)
+
     def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""
         trie = self.trie

@@ -1,17 +1,19 @@
-"""What a kenlm user calls, next to the kenlm module, on the PTB 5-gram (the same ARPA file, one process).
+"""What a kenlm user calls, next to the kenlm module, on the PTB 5-gram and on the 5-gram of a generated 10M-word
+corpus (bench/corpus.py): the same ARPA file, one process.
 
-    SEQLM_DATA=../shared/data python bench/kenlm_api.py [--rounds 3] [--results results/kenlm-api.json]
+    SEQLM_DATA=../shared/data python bench/kenlm_api.py [--rounds 3] [--generated 10M] [--results results/kenlm-api.json]
 
-Measured in this run, each pair timed alternately (seqlm, kenlm, seqlm, ...), best of ``--rounds``:
-* per call, over PTB's 3,761 test sentences: ``score(s)``, ``list(full_scores(s))``, and ``BaseScore``
+Measured in this run for each model, each pair timed alternately (seqlm, kenlm, seqlm, ...), best of ``--rounds``:
+* per call, over the test sentences (PTB's 3,761; 3,000 held-out generated ones): ``score(s)``, ``list(full_scores(s))``, and ``BaseScore``
   stepping (a decoder's inner call: one word, two states) -- ``seqlm.kenlm.Model`` on the model folder
   against ``kenlm.Model`` on its ARPA file;
 * seqlm's own API: ``seqlm.score(lm, one_line)`` per call, and ``seqlm.score(lm, lines)`` /
   ``seqlm.evaluate(lm, lines, mode="sentence")`` over the list, against a loop of kenlm's ``score``;
 * whole processes: ``seqlm score MODEL --file F`` against KenLM's ``query`` on its trie binary (and on
   the ARPA file), for PTB's test file and for a file of about 1M tokens (PTB's train + valid);
-* model bytes: the seqlm folder against ``build_binary`` probing, trie, and trie with 8-bit quantization,
-  built in this run from the same ARPA file.
+* model bytes and test perplexity: the seqlm folder (float32) and its ``seqlm convert --quantize 8`` copy
+  against ``build_binary`` probing, trie, and trie with 8-bit quantization, built in this run from the same
+  ARPA file; each perplexity next to the float64 tables the estimator makes before packing them.
 
 The last line of output is one JSON object with every figure.
 """
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -76,72 +80,167 @@ def process_seconds(cmd: list[str], stdin: Path, rounds: int) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--work", help="scratch folder (default: a temporary one)")
-    ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/kenlm-api.json)")
-    args = ap.parse_args()
+def float64_reference(lm, train_lines: list[str], sentences: list[str]) -> float:
+    """Test perplexity of the float64 tables seqlm's estimator makes before packing them, queried by a plain
+    reference of ARPA's backoff rule (sorted keys, one lookup at a time): what the float32 folder is
+    compared with."""
+    from seqlm.models.ngram import count_ngrams, estimate
+    from seqlm.text.vocab import BOS_ID, EOS_ID
+
+    vocab, V = lm.vocab, len(lm.vocab)
+    tok = vocab.tokenizer.tokenize
+    tokenized = [tok(line) for line in train_lines]
+    lengths = np.array([len(t) for t in tokenized])
+    tables = estimate(count_ngrams(vocab.encode([w for t in tokenized for w in t]), lengths, lm.order, V), V,
+                      lm.config["smoothing"])
+    assert tables.sizes() == lm.trie.sizes(), "the reference estimate differs from the model"
+    keys = tables.keys
+
+    def rank(words):
+        r = words[0]
+        for j in range(1, len(words)):
+            key = r * V + words[j]
+            i = int(np.searchsorted(keys[j], key))
+            if i >= len(keys[j]) or keys[j][i] != key:
+                return None
+            r = i
+        return r
+
+    total, n = 0.0, 0
+    for line in sentences:
+        h = (BOS_ID,)
+        for w in [int(x) for x in vocab.encode(tok(line))] + [EOS_ID]:
+            h = h[-(lm.order - 1):]
+            for length in range(len(h), -1, -1):
+                r = rank(h[len(h) - length:] + (w,))
+                if r is not None:
+                    break
+            lp = tables.logprob[length][r]
+            for longer in range(length + 1, len(h) + 1):  # every stored longer context backs off
+                c = rank(h[len(h) - longer:])
+                if c is not None:
+                    lp += tables.logbow[longer - 1][c]
+            total += lp
+            n += 1
+            h = (BOS_ID,) if w == EOS_ID else h + (w,)
+    return math.exp(-total / n)
+
+
+def measure_model(name: str, folder: Path, arpa: Path, sentences: list[str], train_lines: list[str],
+                  work: Path, rounds: int) -> dict:
+    """Every call, the bytes of each format and the test perplexity of each, for one model."""
     import kenlm
 
-    work = scratch(args.work, "seqlm-kenlm-api-")
-    folder, arpa = ptb_kn5(work)
-    ptb = locate("ptb")
-    test_file = Path(ptb["test"])
-    sentences = ptb_test_lines()
-    tokens = sum(len(s.split()) + 1 for s in sentences)
     ken, ours = kenlm.Model(str(arpa)), skenlm.Model(str(folder))
     lm = seqlm.load(folder)
     worst = max(abs(ken.score(s) - ours.score(s)) for s in sentences)
     split = [s.split() for s in sentences]
     steps = sum(len(w) for w in split)
-    out: dict = {"type": "kenlm-api", "benchmark": "kenlm-api", "model": "PTB modified-KN 5-gram (seqlm train)",
-                 "sentences": len(sentences), "tokens": tokens, "max_abs_log10_difference": worst,
-                 "hardware": hardware(), "commit": git_commit(REPO), "rounds": args.rounds, "calls": {}}
+    tokens = sum(len(w) + 1 for w in split)
+    out: dict = {"model": name, "sentences": len(sentences), "tokens": tokens, "ngrams": sum(lm.trie.sizes()),
+                 "max_abs_log10_difference": worst, "calls": {}}
 
-    def record(name: str, what: str, ours_s: float, theirs_s: float, calls: int, unit: str = "call") -> None:
+    def record(key: str, what: str, ours_s: float, theirs_s: float, calls: int, unit: str = "call") -> None:
         row = {"what": what, "unit": unit, "seqlm_us": ours_s / calls * 1e6, "kenlm_us": theirs_s / calls * 1e6,
                "speed_vs_kenlm": theirs_s / ours_s}
-        out["calls"][name] = row
-        print(f"{what}: seqlm {row['seqlm_us']:.2f} us/{unit}, kenlm {row['kenlm_us']:.2f} us/{unit} "
+        out["calls"][key] = row
+        print(f"{name}: {what}: seqlm {row['seqlm_us']:.2f} us/{unit}, kenlm {row['kenlm_us']:.2f} us/{unit} "
               f"({row['speed_vs_kenlm']:.2f}x kenlm's speed)", file=sys.stderr)
 
-    t = best_of(args.rounds, {"seqlm": lambda: [ours.score(s) for s in sentences],
-                              "kenlm": lambda: [ken.score(s) for s in sentences]})
+    kenlm_loop = lambda: [ken.score(s) for s in sentences]  # noqa: E731
+    t = best_of(rounds, {"seqlm": lambda: [ours.score(s) for s in sentences], "kenlm": kenlm_loop})
     record("score", "kenlm API: score(sentence), one call per sentence", t["seqlm"], t["kenlm"], len(sentences))
-    t = best_of(args.rounds, {"seqlm": lambda: [list(ours.full_scores(s)) for s in sentences],
-                              "kenlm": lambda: [list(ken.full_scores(s)) for s in sentences]})
+    t = best_of(rounds, {"seqlm": lambda: [list(ours.full_scores(s)) for s in sentences],
+                         "kenlm": lambda: [list(ken.full_scores(s)) for s in sentences]})
     record("full_scores", "kenlm API: list(full_scores(sentence))", t["seqlm"], t["kenlm"], len(sentences))
-    t = best_of(args.rounds, {"seqlm": stepping(ours, skenlm.State, split), "kenlm": stepping(ken, kenlm.State, split)})
+    t = best_of(rounds, {"seqlm": stepping(ours, skenlm.State, split), "kenlm": stepping(ken, kenlm.State, split)})
     record("base_score", "kenlm API: BaseScore(in, word, out), a decoder's step", t["seqlm"], t["kenlm"], steps,
            "word")
-    kenlm_loop = lambda: [ken.score(s) for s in sentences]  # noqa: E731
-    t = best_of(args.rounds, {"seqlm": lambda: [seqlm.score(lm, s) for s in sentences], "kenlm": kenlm_loop})
+    t = best_of(rounds, {"seqlm": lambda: [seqlm.score(lm, s) for s in sentences], "kenlm": kenlm_loop})
     record("seqlm_score_one", "seqlm.score(lm, one_line) per call vs kenlm score", t["seqlm"], t["kenlm"],
            len(sentences))
-    t = best_of(args.rounds, {"seqlm": lambda: seqlm.score(lm, sentences), "kenlm": kenlm_loop})
+    t = best_of(rounds, {"seqlm": lambda: seqlm.score(lm, sentences), "kenlm": kenlm_loop})
     record("seqlm_score_list", "seqlm.score(lm, lines) over the list vs a loop of kenlm score", t["seqlm"],
            t["kenlm"], tokens, "token")
-    t = best_of(args.rounds, {"seqlm": lambda: seqlm.evaluate(lm, sentences, mode="sentence"), "kenlm": kenlm_loop})
+    t = best_of(rounds, {"seqlm": lambda: seqlm.evaluate(lm, sentences, mode="sentence"), "kenlm": kenlm_loop})
     record("seqlm_evaluate", "seqlm.evaluate(lm, lines, mode=sentence) vs a loop of kenlm score", t["seqlm"],
            t["kenlm"], tokens, "token")
 
-    # model bytes, next to KenLM's binary formats built from the same ARPA file
-    sizes = {"seqlm_folder": folder_bytes(folder), "arpa": arpa.stat().st_size}
+    # bytes and test perplexity of each format: seqlm's folders (float32; 8-bit codes) and KenLM's binaries
+    # built from the same ARPA file by build_binary
+    q8 = work / f"{folder.name}-q8"
+    if not q8.exists():
+        subprocess.run([shutil.which("seqlm") or "seqlm", "-q", "convert", str(folder), str(q8), "--quantize", "8"],
+                       check=True)
+    formats = {"seqlm folder (float32)": (folder, lambda: seqlm.evaluate(lm, sentences, mode="sentence")),
+               "seqlm folder, --quantize 8": (q8, lambda: seqlm.evaluate(seqlm.load(q8), sentences, mode="sentence")),
+               "ARPA file": (arpa, None)}
     build = KENLM_BIN / "build_binary"
     if build.exists():
-        for name, opts in (("kenlm_probing", ["probing"]), ("kenlm_trie", ["trie"]),
-                           ("kenlm_trie_q8", ["-q", "8", "-b", "8", "trie"])):
-            target = work / f"{name}.bin"
+        for label, opts in (("KenLM probing", ["probing"]), ("KenLM trie", ["trie"]),
+                            ("KenLM trie, -q 8 -b 8", ["-q", "8", "-b", "8", "trie"])):
+            target = work / f"{folder.name}-{'-'.join(opts)}.bin"
             if not target.exists():
                 subprocess.run([str(build), "-T", str(work / "tmp"), "-S", "1G", *opts, str(arpa), str(target)],
                                check=True, capture_output=True)
-            sizes[name] = target.stat().st_size
-    ngrams = sum(lm.tables.sizes())
-    out["bytes"] = sizes
-    out["bytes_per_ngram"] = {k: v / ngrams for k, v in sizes.items()}
-    out["ngrams"] = ngrams
-    print("model bytes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()), file=sys.stderr)
+            formats[label] = (target, lambda target=target: kenlm_perplexity(kenlm.Model(str(target)), sentences))
+    reference = float64_reference(lm, train_lines, sentences)
+    out["float64_perplexity"] = reference
+    out["formats"] = []
+    for label, (path, perplexity) in formats.items():
+        size = folder_bytes(path) if path.is_dir() else path.stat().st_size
+        ppl = perplexity()["perplexity"] if perplexity else None
+        out["formats"].append({"format": label, "bytes": size, "bytes_per_ngram": size / out["ngrams"],
+                               "perplexity": ppl, "vs_float64": None if ppl is None else ppl / reference - 1})
+        print(f"{name}: {label}: {size / 1e6:.1f} MB" + (f", perplexity {ppl:.4f} ({ppl / reference - 1:+.2e} vs "
+                                                          f"float64 {reference:.4f})" if ppl else ""), file=sys.stderr)
+    return out
+
+
+def kenlm_perplexity(model, sentences: list[str]) -> dict:
+    """Test perplexity through the kenlm module: 10^(-sum log10 p / tokens), every sentence with </s>."""
+    total = sum(model.score(s) for s in sentences)
+    return {"perplexity": 10 ** (-total / sum(len(s.split()) + 1 for s in sentences))}
+
+
+def generated_kn5(work: Path, tokens: str) -> tuple[Path, Path, list[str], list[str]]:
+    """A 5-gram of a generated corpus (bench/corpus.py, ``tokens`` words, seed 0) with its ARPA file, its
+    training lines and its test sentences: the corpus's last 3,000 lines, held out of training."""
+    corpus, train = work / f"generated-{tokens}.txt", work / f"generated-{tokens}-train.txt"
+    if not corpus.exists():
+        subprocess.run([sys.executable, str(REPO / "bench" / "corpus.py"), "--tokens", tokens, "--seed", "0",
+                        "--out", str(corpus)], check=True, stdout=subprocess.DEVNULL)
+    lines = corpus.read_text().splitlines()
+    train_lines, test = lines[:-3000], lines[-3000:]
+    if not train.exists():
+        with atomic_write(train) as f:
+            f.write("\n".join(train_lines) + "\n")
+    folder, arpa = work / f"generated-{tokens}-kn5", work / f"generated-{tokens}-kn5.arpa"
+    if not folder.exists():
+        seqlm.train(train=str(train), model="kn", order=5, out=folder, arpa=arpa)
+    return folder, arpa, train_lines, test
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--generated", default="10M", help="words of the generated corpus of the second model (0: none)")
+    ap.add_argument("--work", help="scratch folder (default: a temporary one)")
+    ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/kenlm-api.json)")
+    args = ap.parse_args()
+
+    work = scratch(args.work, "seqlm-kenlm-api-")
+    folder, arpa = ptb_kn5(work)
+    ptb = locate("ptb")
+    test_file = Path(ptb["test"])
+    out: dict = {"type": "kenlm-api", "benchmark": "kenlm-api", "hardware": hardware(), "commit": git_commit(REPO),
+                 "rounds": args.rounds, "models": []}
+    out["models"].append(measure_model("PTB modified-KN 5-gram", folder, arpa, ptb_test_lines(),
+                                       Path(ptb["train"]).read_text().splitlines(), work, args.rounds))
+    if args.generated != "0":
+        g_folder, g_arpa, g_train, g_test = generated_kn5(work, args.generated)
+        out["models"].append(measure_model(f"generated {args.generated}-word corpus, modified-KN 5-gram", g_folder,
+                                           g_arpa, g_test, g_train, work, args.rounds))
 
     # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file)
     big = work / "ptb-train-valid.txt"
@@ -149,16 +248,19 @@ def main() -> None:
         with atomic_write(big) as f:
             f.write(Path(ptb["train"]).read_text() + Path(ptb["valid"]).read_text())
     seqlm_bin = shutil.which("seqlm") or "seqlm"
+    # as a user's install has them (pip compiles a package's modules; this checkout may run without): the
+    # modules' bytecode, so start-up does not compile seqlm's sources on every run
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "seqlm")], check=True)
     query = KENLM_BIN / "query"
+    trie = work / f"{folder.name}-trie.bin"
     out["processes"] = []
     for text in (test_file, big):
         n_tokens = sum(len(line.split()) + 1 for line in text.read_text().splitlines() if line.strip())
         row = {"file": text.name, "tokens": n_tokens,
                "seqlm_score_s": process_seconds([seqlm_bin, "-q", "score", str(folder), "--file", str(text),
                                                  "--per", "corpus"], text, args.rounds)}
-        if query.exists() and "kenlm_trie" in sizes:
-            row["query_trie_s"] = process_seconds([str(query), "-v", "summary", str(work / "kenlm_trie.bin")], text,
-                                                  args.rounds)
+        if query.exists() and trie.exists():
+            row["query_trie_s"] = process_seconds([str(query), "-v", "summary", str(trie)], text, args.rounds)
             row["query_arpa_s"] = process_seconds([str(query), "-v", "summary", str(arpa)], text, 1)
         out["processes"].append(row)
         print(f"{text.name} ({n_tokens:,} tokens): " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()

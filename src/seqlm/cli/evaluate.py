@@ -55,7 +55,12 @@ def score(args) -> int:
     from seqlm.tasks.score import score
 
     model = load(args.model, level=args.level)
-    rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
+    if args.per == "corpus" and args.file:  # a file's totals: read and encoded in blocks, no object per token
+        from seqlm.tasks.evaluate import evaluate_file
+
+        rows = [evaluate_file(model, args.file, mode=args.mode)]
+    else:
+        rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
     for row in rows:
         if args.json:
             print_json(row)

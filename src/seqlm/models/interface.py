@@ -83,6 +83,14 @@ class LanguageModel(ABC):
         logp, state = self.score_lines(enc.lines, mode, state)
         return logp, enc.scored_oov(), state
 
+    def score_flat(self, ids: np.ndarray, lengths: np.ndarray, mode: str = "sentence",
+                   state: State = None) -> tuple[np.ndarray, State]:
+        """:meth:`score_lines` of lines given as flat ``ids`` and each line's ``lengths`` (what a file read in
+        blocks gives; a model may score them without a Python object per line)."""
+        from seqlm.text.encode import split_lengths
+
+        return self.score_lines(split_lengths(np.asarray(ids, dtype=np.int64), lengths), mode, state)
+
     def line_totals(self, tokens: list[list[str]], mode: str = "sentence") -> tuple[list[float], list[int]]:
         """Each line's total ln p (its tokens and ``</s>``) and how many of its tokens are out of the
         vocabulary, as Python numbers: what ``score`` reports per line (a model may sum without arrays)."""

@@ -210,25 +210,31 @@ def serve_table(res: dict, source: str) -> list[str]:
 
 
 def kenlm_api_table(res: dict, source: str) -> list[str]:
-    """What a kenlm user calls, next to the kenlm module (bench/kenlm_api.py)."""
+    """What a kenlm user calls, next to the kenlm module, and each format's bytes and perplexity (bench/kenlm_api.py)."""
     hw = res.get("hardware", {})
-    rows = [[r["what"], f"{r['seqlm_us']:.2f} µs/{r['unit']}", f"{r['kenlm_us']:.2f} µs/{r['unit']}",
-             f"{r['speed_vs_kenlm']:.2f}x"] for r in res["calls"].values()]
-    for r in res.get("processes", []):
-        rows.append([f"`seqlm score MODEL --file` vs `query` on the trie binary: {r['file']} ({r['tokens']:,} tokens)",
-                     f"{r['seqlm_score_s']:.3f} s", f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
-                     f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
-    lines = _table(f"**The kenlm module's API** (`python bench/kenlm_api.py`: {res['model']}, "
-                   f"{res['sentences']:,} PTB test sentences, each pair timed alternately, best of {res['rounds']}; "
-                   f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference "
-                   f"in a sentence's log10 p {res['max_abs_log10_difference']:.1e}; from `{source}`; "
-                   f"{hw.get('cpu')}, {hw.get('cores')} cores)", ["what a user calls", "seqlm", "kenlm", "speed vs kenlm"],
-                   rows)
-    per = res["bytes_per_ngram"]
-    size_rows = [[name, f"{res['bytes'][name] / 1e6:.1f} MB", f"{per[name]:.1f}"] for name in res["bytes"]]
-    return lines + [""] + _table(f"**Model bytes** (the same {res['ngrams']:,} n-grams; KenLM's formats built "
-                                 f"by `build_binary` in the same run)", ["format", "bytes", "bytes per n-gram"],
-                                 size_rows)
+    out: list[str] = []
+    for m in res["models"]:
+        rows = [[r["what"], f"{r['seqlm_us']:.2f} µs/{r['unit']}", f"{r['kenlm_us']:.2f} µs/{r['unit']}",
+                 f"{r['speed_vs_kenlm']:.2f}x"] for r in m["calls"].values()]
+        if m is res["models"][0]:
+            for r in res.get("processes", []):
+                rows.append([f"`seqlm score MODEL --file F --per corpus` vs `query` on the trie binary: {r['file']} "
+                             f"({r['tokens']:,} tokens), whole processes", f"{r['seqlm_score_s']:.3f} s",
+                             f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
+                             f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
+        out += _table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
+                      f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}; "
+                      f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference in "
+                      f"a sentence's log10 p {m['max_abs_log10_difference']:.1e}; from `{source}`; {hw.get('cpu')}, "
+                      f"{hw.get('cores')} cores)", ["what a user calls", "seqlm", "kenlm", "speed vs kenlm"], rows)
+        size_rows = [[f["format"], f"{f['bytes'] / 1e6:.1f} MB", f"{f['bytes_per_ngram']:.2f}",
+                      number(f["perplexity"], 4) if f["perplexity"] else "–",
+                      f"{f['vs_float64']:+.1e}" if f["vs_float64"] is not None else "–"] for f in m["formats"]]
+        out += [""] + _table(f"**Model bytes and test perplexity, {m['model']}** ({m['ngrams']:,} n-grams; KenLM's "
+                             f"formats built by `build_binary` in the same run; perplexity next to the float64 tables "
+                             f"seqlm's estimator makes, {m['float64_perplexity']:.4f})",
+                             ["format", "bytes", "bytes per n-gram", "test perplexity", "vs float64"], size_rows) + [""]
+    return out[:-1]
 
 
 def asr_table(res: dict, source: str) -> list[str]:

@@ -96,15 +96,29 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
     """:func:`evaluate` on a registered corpus's split or on a text file (read as it is scored); the
     result names the data."""
     if file and not corpus:
-        from seqlm.text.corpora import iter_lines
-
-        result = evaluate(model, iter_lines(file), mode=mode)
+        result = evaluate_file(model, file, mode=mode)
         result["data"] = str(file)
         return result
     lines, source = read_source(model, corpus=corpus, split=split, file=file, data_dir=data_dir)
     result = evaluate(model, lines, mode=mode)
     result["data"] = source
     return result
+
+
+def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
+    """:func:`evaluate` on a text file's non-blank lines, read and encoded a block at a time without a Python
+    object per token (text/bulk.py), scored by :meth:`LanguageModel.score_flat`: the same figures."""
+    from seqlm.text.bulk import encode_file
+
+    check_model(model, "evaluate")
+    check_mode(mode)
+    totals, state = Totals(), None
+    for ids, lengths, oov in encode_file(path, model.vocab):
+        logp, state = model.score_flat(ids, lengths, mode, state)
+        scored = np.zeros(len(logp), dtype=bool)  # each line's tokens, then its </s> (never OOV)
+        scored[np.arange(len(ids)) + np.repeat(np.arange(len(lengths)), lengths)] = oov
+        totals.add(logp, scored, len(lengths))
+    return totals.result(model, mode)
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:

@@ -153,16 +153,19 @@ cdef class Querier:
                 lo = mid + 1
             else:
                 hi = mid
+        cdef Order* o = &self.o[j]
+        cdef uint64_t pos = lo * o.rbits
         while lo < end:
-            x = self.word(j, lo)
+            x = bits_at(o.data, pos, o.wbits)
             if x >= w:
                 return <int64_t>lo if x == w else -1
             lo += 1
+            pos += o.rbits
         return -1
 
     cdef inline double step_c(self, int64_t* ranks, int* n, int64_t word, int* matched) noexcept nogil:
         """ln p(word | ranks[:n]); ranks and n become the state after the word."""
-        cdef double lp = self.prob(0, word)
+        cdef double lp
         cdef int64_t new[MAX_ORDER]
         cdef uint64_t lo[MAX_ORDER]
         cdef uint64_t end[MAX_ORDER]
@@ -203,9 +206,9 @@ cdef class Querier:
                 idx = self.search(j + 1, lo[j], end[j], word)
             if idx < 0:
                 break
-            lp = self.prob(j + 1, idx)
             new[j + 1] = idx
             j += 1
+        lp = self.prob(j, new[j])  # ln p of the longest match only
         matched[0] = j + 1
         for k in range(j, m):
             lp += self.bow(k, ranks[k])
@@ -353,3 +356,30 @@ cdef class Querier:
             totals.append(total)
             counts.append(unknown)
         return totals, counts
+
+    def score_flat(self, const int64_t[::1] ids, const int64_t[::1] lengths):
+        """:meth:`score_lines` of lines given as flat ``ids`` and each line's ``lengths`` (NGramLM.score_flat)."""
+        cdef Py_ssize_t total = ids.shape[0] + lengths.shape[0], p = 0, i = 0, line, k
+        out = np.empty(total, dtype=np.float64)
+        cdef double[::1] o = out
+        cdef int64_t r[MAX_ORDER]
+        cdef int64_t tok
+        cdef int n, matched
+        if sum(lengths) != ids.shape[0]:
+            raise ValueError("the lengths do not add up to the ids")
+        for line in range(lengths.shape[0]):
+            n = 0
+            if self.order > 1:
+                r[0] = self.bos
+                n = 1
+            for k in range(lengths[line]):
+                tok = ids[i]
+                i += 1
+                if tok < 0 or tok >= self.V:
+                    raise IndexError(tok)
+                o[p] = self.step_c(r, &n, tok, &matched)
+                p += 1
+            o[p] = self.step_c(r, &n, self.eos, &matched)
+            p += 1
+        return out
+

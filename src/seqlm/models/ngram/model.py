@@ -192,6 +192,17 @@ class NGramLM(LanguageModel):
         logp, oov = fast.score_tokens(tokens if isinstance(tokens, list) else list(tokens), self.vocab.text_stoi)
         return logp, oov.view(bool), (self.start() if mode == "stream" else None)
 
+    def score_flat(self, ids, lengths, mode="sentence", state=None):
+        fast = self.querier() if not self._uniform and self.order <= 32 else None
+        if fast is None:
+            return super().score_flat(ids, lengths, mode, state)
+        check_mode(mode)
+        try:
+            logp = fast.score_flat(np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64))
+        except IndexError:
+            raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary") from None
+        return logp, (self.start() if mode == "stream" else None)
+
     def line_totals(self, tokens, mode="sentence"):
         fast = self.querier() if not self._uniform and self.order <= 32 else None
         if fast is None:

@@ -1,0 +1,56 @@
+"""Evaluating a file (tasks/evaluate.evaluate_file: blocks encoded without a Python object per token, scored
+flat) gives evaluate's figures on the file's lines, for n-gram and neural models, and the score command's
+corpus totals are the same."""
+
+import numpy as np
+import pytest
+
+from seqlm.models.ngram.model import NGramLM
+from seqlm.tasks.evaluate import evaluate, evaluate_file
+from seqlm.tasks.score import score
+from seqlm.text.corpora import read_lines
+from seqlm.training.train import train_ngram
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory, toy_lines):
+    path = tmp_path_factory.mktemp("eval") / "t.txt"
+    path.write_text("\n".join(toy_lines[1][:200] + ["", "zzqx blorf the", "  the\tcat "] + toy_lines[2][:50]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["sentence", "stream"])
+def test_a_file_evaluates_as_its_lines(text_file, toy_lines, mode, lstm):
+    ngram = train_ngram(toy_lines[0], order=4)
+    for model in (ngram, lstm[0]):
+        a, b = evaluate_file(model, text_file, mode=mode), evaluate(model, read_lines(text_file), mode=mode)
+        for key in ("tokens", "oov", "lines", "mode", "unit"):
+            assert a[key] == b[key], key
+        assert a["log_prob"] == pytest.approx(b["log_prob"], rel=1e-9)
+        assert a["perplexity_without_oov"] == pytest.approx(b["perplexity_without_oov"], rel=1e-9)
+
+
+def test_flat_scoring_equals_lines_and_the_reference(toy_lines):
+    lm = train_ngram(toy_lines[0], order=4)
+    enc = [lm.vocab.encode(line.split()) for line in toy_lines[1][:100]]
+    ids, lengths = np.concatenate(enc), np.array([len(x) for x in enc])
+    flat, _ = lm.score_flat(ids, lengths)
+    assert np.array_equal(flat, lm.score_lines(enc)[0])
+    assert np.array_equal(flat, lm.score_stream(ids, lengths))
+    default, _ = super(NGramLM, lm).score_flat(ids, lengths)  # the interface's: line by line
+    assert np.array_equal(flat, default)
+
+
+def test_score_corpus_of_a_file_is_evaluate(text_file, toy_lines, capsys):
+    from seqlm.cli import main
+
+    lm = train_ngram(toy_lines[0], order=3)
+    folder = text_file.parent / "kn3"
+    lm.save(folder)
+    assert main(["score", str(folder), "--file", str(text_file), "--per", "corpus", "--json"]) == 0
+    import json
+
+    row = json.loads(capsys.readouterr().out)
+    ref = score(lm, read_lines(text_file), per="corpus")[0]
+    assert row["tokens"] == ref["tokens"] and row["oov"] == ref["oov"]
+    assert row["log_prob"] == pytest.approx(ref["log_prob"], rel=1e-12)

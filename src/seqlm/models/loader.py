@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seqlm import kinds
 from seqlm.errors import SeqlmError
-from seqlm.io.files import verify_folder
+from seqlm.io.files import locks_output, verify_folder
 from seqlm.models.interface import LanguageModel
 
 
@@ -52,6 +52,7 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
     return loader(path, config, device=device)
 
 
+@locks_output
 def convert(source: str | Path, out: str | Path, quantize: int | None = None, overwrite: bool = False,
             level: str | None = None) -> LanguageModel:
     """``seqlm convert``: the n-gram model ``source`` (a model folder of any seqlm format, or an ARPA file)

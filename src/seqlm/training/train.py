@@ -5,6 +5,7 @@ One entry point for every kind, so the CLI and the Python API are the same call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -139,6 +140,16 @@ def train(
     cfg = make_config(recipe, overrides, **options)
     if corpus_obj is not None:
         cfg.data.corpus = corpus_obj.name
+    from seqlm.io.distributed import world_from_env
+    from seqlm.io.files import output_lock
+
+    # --out is locked for the whole run (by the main process of a torchrun job), and checked under the lock
+    locked = out is not None and world_from_env().is_main
+    with output_lock(out) if locked else contextlib.nullcontext():
+        return _train(cfg, corpus_obj, out, arpa, results, resume, overwrite, argv)
+
+
+def _train(cfg, corpus_obj, out, arpa, results, resume, overwrite, argv) -> tuple[LanguageModel, dict]:
     family = cfg.family
     _check_outputs(family, out, arpa, results, resume, overwrite)
     if family == "neural":

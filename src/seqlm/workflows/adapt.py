@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import check_new_outputs, write_json
+from seqlm.io.files import check_new_outputs, locks_output, write_json
 from seqlm.io.records import record
 from seqlm.models.loader import load
 from seqlm.tasks.evaluate import SplitSource, evaluate
@@ -50,6 +50,7 @@ def parse_params(items) -> tuple[dict, dict]:
     return fixed, grids
 
 
+@locks_output
 def adapt(model_path: str | Path, method: str, *, out: str | Path, params=(), tune: bool = True,
           corpus: str | None = None, data_dir=None, valid=None, train=None, stats_tokens: int | None = None,
           valid_lines: int | None = None, test: bool = False, results=None) -> dict:

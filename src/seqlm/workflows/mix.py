@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import check_new_outputs, write_json
+from seqlm.io.files import check_new_outputs, locks_output, write_json
 from seqlm.io.records import record
 from seqlm.models.loader import load
 from seqlm.models.mixture import MixtureLM, check_weights, fit_weights
@@ -22,6 +22,7 @@ from seqlm.tasks.evaluate import SplitSource, evaluate
 from seqlm.text.encode import encode_lines
 
 
+@locks_output
 def mix(models: list[str | Path], *, out: str | Path, weights=None, corpus: str | None = None, data_dir=None,
         valid=None, valid_lines: int | None = None, test: bool = False, results=None) -> dict:
     """Load the ``models``, fit their weights by EM on validation text (or take ``weights``: a list or

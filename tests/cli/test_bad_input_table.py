@@ -48,12 +48,14 @@ def _setup(case: str, d: Path, built: Path) -> None:
     (d / "binary.bin").write_bytes(bytes(range(256)) * 4)
     (d / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
     (d / "blank-line.txt").write_text("the cat\n\nthe dog\n")
+    (d / "other.txt").write_text((d / T).read_text() + "zebra quokka okapi\n" * 50)  # another vocabulary
     (d / "bad.toml").write_text("[model\nkind = 1\n")
     (d / "badsection.toml").write_text("[nonsense]\nx = 1\n")
     (d / "recipes").mkdir()
     (d / "resultsdir").mkdir()
     arpa = (d / "char.arpa").read_text()
     (d / "nodata.arpa").write_text("this is not an arpa file\n")
+    (d / "negative.arpa").write_text("\\data\\\nngram 1=-5\n\n\\1-grams:\n\n\\end\\\n")
     (d / "truncated.arpa").write_text(arpa[: len(arpa) // 2])
     lines = arpa.split("\n")
     first = next(i for i, x in enumerate(lines) if x.startswith("-") and "\t" in x and "<seqlm" not in x)
@@ -176,6 +178,9 @@ CASES = [
     ("neural_over_ngram", ["train", "--train", T, "--model", "lstm", "--out", "kn"], "n-gram model"),
     ("run_without_resume", ["train", "--train", T, "--model", "lstm", "--out", "run"], "--resume"),
     ("resume_nothing", ["train", "--train", T, "--model", "lstm", "--resume", "--out", "o"], "nothing to resume"),
+    ("resume_other_data", ["train", "--train", "other.txt", "--model", "lstm", "--resume", "--out", "run",
+                           "--set", "train.max_steps=3", *sum((["--set", x] for x in TINY), [])],
+     "comes from another model or vocabulary"),
     ("out_same_as_arpa", ["train", "--train", T, "--out", "x", "--arpa", "x"], "same path"),
     ("results_is_folder", ["train", "--train", T, "--out", "o", "--results", "resultsdir"], "is a folder"),
     ("arpa_under_a_file", ["train", "--train", T, "--out", "o", "--arpa", "afile/m.arpa"], "is a file, not a folder"),
@@ -195,6 +200,7 @@ CASES = [
     ("out_under_a_file", ["train", "--train", T, "--out", "afile/o"], "is a file, not a folder"),
     ("neural_config_wrong_type", ["evaluate", "run", "--file", T], "edited"),
     ("arpa_no_data", ["evaluate", "nodata.arpa", "--file", T], "\\data\\"),
+    ("arpa_negative_count", ["evaluate", "negative.arpa", "--file", T], "the count >= 0"),
     ("arpa_truncated", ["evaluate", "truncated.arpa", "--file", T], "truncated"),
     ("arpa_nan", ["evaluate", "nan.arpa", "--file", T], "must be <= 0"),
     ("arpa_positive_prob", ["evaluate", "positive.arpa", "--file", T], "must be <= 0"),
@@ -212,6 +218,7 @@ CASES = [
     ("score_per_bogus", ["score", "kn", "--file", T, "--per", "word"], "invalid choice"),
     ("predict_top_k_zero", ["predict", "kn", "--prompt", "the", "--top-k", "0"], "--top-k"),
     ("generate_temperature_nan", ["generate", "kn", "--temperature", "nan"], "--temperature"),
+    ("generate_negative_seed", ["generate", "kn", "--seed", "-5"], "--seed must be >= 0"),
     ("generate_temperature_tiny", ["generate", "kn", "--temperature", "1e-308"], "--temperature"),
     ("generate_top_p_nan", ["generate", "kn", "--top-p", "nan"], "--top-p"),
     ("generate_num_zero", ["generate", "kn", "--num", "0"], "--num"),

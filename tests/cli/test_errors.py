@@ -95,3 +95,23 @@ def test_scratch_left_by_a_killed_run_is_swept_by_the_next(tmp_path, toy_files):
     assert main(["-q", "train", "--train", str(toy_files["train"]), "--order", "3", "--memory", "64K",
                  "--temp-dir", str(scratch), "--out", str(tmp_path / "m")]) == 0
     assert sorted(p.name for p in scratch.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_the_default_memory_budget_fits_an_address_space_limit(tmp_path):
+    # ulimit -v: the default --memory (half what is available) is taken within the limit, so estimation spills
+    # instead of failing to allocate
+    import resource
+
+    text = tmp_path / "big.txt"
+    subprocess.run([sys.executable, str(Path(__file__).parents[2] / "bench" / "corpus.py"), "--tokens", "600K",
+                    "--out", str(text)], check=True, capture_output=True)
+    limit = 700 << 20
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    p = subprocess.run([sys.executable, "-m", "seqlm", "train", "--train", str(text), "--order", "5", "--out",
+                        str(tmp_path / "kn5")], capture_output=True, text=True, preexec_fn=cap)
+    assert p.returncode == 0, p.stderr
+    budget = float(p.stderr.split("memory budget ")[1].split(" GB")[0])
+    assert 0 < budget * (1 << 30) < limit / 2

@@ -135,6 +135,9 @@ def test_bad_suggest_requests(client, body, status, match):
     ("/v1/evaluate", {"text": "\n \n"}, 422, "empty"),
     ("/v1/generate", {"max_tokens": 0}, 422, "max_tokens"),
     ("/v1/generate", {"prompt": "zzzunknownzzz"}, 422, "outside the model's vocabulary"),
+    ("/v1/generate", {"seed": -5}, 422, "--seed must be >= 0"),
+    ("/v1/generate", {"seed": "a"}, 422, "seed"),
+    ("/v1/generate", {"max_tokens": 2.5}, 422, "max_tokens"),
     ("/v1/nothing", {}, 404, "no such endpoint"),
 ])
 def test_bad_other_requests(client, path, body, status, match):
@@ -233,3 +236,23 @@ def _one_by_one(lm, ids):
     for t in ids:
         state = lm.advance(state, int(t))
     return state
+
+
+def test_an_unexpected_failure_is_a_503_for_the_machine_and_a_logged_500_for_a_bug(models, monkeypatch, caplog):
+    import logging
+
+    import seqlm.tasks.score as score_module
+
+    monkeypatch.setattr(logging.getLogger("seqlm"), "propagate", True)  # seqlm's own handler: not caplog's
+    for error, status, match in ((MemoryError(), 503, "out of memory"),
+                                 (OSError(28, "No space left on device"), 503, "the disk is full"),
+                                 (RuntimeError("odd"), 500, "a bug of seqlm's server")):
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(score_module, "score", fail)
+        client = TestClient(create_app(models, cache_size=64, max_body=4096), raise_server_exceptions=False)
+        r = client.post("/v1/score", json={"lines": ["the cat"]})
+        assert r.status_code == status and match in r.json()["error"], r.text
+        assert client.get("/v1/health").status_code == 200
+    assert "RuntimeError: odd" in caplog.text

@@ -15,14 +15,46 @@ _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def available_memory() -> int:
+    """The memory this process can still use: the machine's available memory, within the address-space
+    limit (``ulimit -v``) less what the process already maps, and within a cgroup's (a container's) limit."""
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    if free is None:
+        free = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return max(min(free, _address_space_left(), _cgroup_left()), 1 << 20)
+
+
+def _address_space_left() -> int:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return 1 << 62
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 62
+    try:  # what the process maps already (libraries, the Python heap) counts against the limit
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        used = 0
+    return max(soft - used, 0)
+
+
+def _cgroup_left() -> int:
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+    except (OSError, ValueError):
+        return 1 << 62
+    return 1 << 62 if limit == "max" else max(int(limit) - used, 0)
 
 
 def parse_memory(text: str | int | None) -> int:

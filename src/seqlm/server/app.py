@@ -21,7 +21,7 @@ client sends makes the server answer 5xx or stop.
 
 import logging
 
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, explain
 from seqlm.models.interface import LanguageModel
 from seqlm.server.models import Served, model_names
 
@@ -69,6 +69,16 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
     @app.exception_handler(SeqlmError)
     async def _seqlm(_, e: SeqlmError):
         return error(422, str(e))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, e: Exception):
+        # the machine (memory, disk): 503 with the fix; anything else is a bug of the server, logged whole
+        fix = explain(e)
+        if fix is not None:
+            return error(503, fix)
+        log.exception("internal error answering %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(e).__name__}): a bug of seqlm's server, its traceback is in "
+                          f"the server's log")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_, e: RequestValidationError):

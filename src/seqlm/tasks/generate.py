@@ -20,6 +20,17 @@ from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID
 log = logging.getLogger(__name__)
 
 
+def check_integer(value, name: str, minimum: int, optional: bool = False) -> None:
+    """An integer option of the API (``--name`` on the command line): a wrong type is a TypeError, a value
+    below ``minimum`` one line naming the option (a numpy error deep inside otherwise)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise SeqlmError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+
+
 def read_prompt(model: LanguageModel, prompt: str) -> tuple[State, list[str]]:
     """State after ``<s>`` and the prompt's tokens; refuses a prompt made only of unknown tokens."""
     vocab = model.vocab
@@ -45,10 +56,7 @@ def predict(model: LanguageModel, prompt: str, top_k: int = 5, allow_unk: bool =
     check_model(model, "predict")
     if not isinstance(prompt, str):
         raise TypeError(f"predict() takes the prompt as one str, not {type(prompt).__name__}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
-        raise TypeError(f"top_k must be an int, not {type(top_k).__name__}")
-    if top_k < 1:
-        raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
+    check_integer(top_k, "top_k", 1)
     state, _ = read_prompt(model, prompt)
     logp = model.next_logprobs(state)
     return [{"token": model.vocab.itos[i], "prob": float(math.exp(logp[i])), "log_prob": float(logp[i])}
@@ -110,13 +118,15 @@ def generate(
     check_model(model, "generate")
     if not isinstance(prompt, str):
         raise TypeError(f"generate() takes the prompt as one str, not {type(prompt).__name__}")
-    if max_tokens < 1:
-        raise SeqlmError(f"--max-tokens must be >= 1 (got {max_tokens})")
+    check_integer(max_tokens, "max_tokens", 1)
+    check_integer(seed, "seed", 0, optional=True)
+    check_integer(top_k, "top_k", 1, optional=True)
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not (math.isfinite(temperature) and 1e-3 <= temperature <= 1e3):
         raise SeqlmError(f"--temperature must be a number between 0.001 and 1000 (got {temperature}); use --greedy "
                          f"for the most probable token")
-    if top_k is not None and top_k < 1:
-        raise SeqlmError(f"--top-k must be >= 1 (got {top_k})")
     if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
         raise SeqlmError(f"--top-p must be in (0, 1] (got {top_p})")
     rng = np.random.default_rng(seed)
@@ -157,6 +167,6 @@ def generate(
 def generate_many(model: LanguageModel, prompt: str = "", num: int = 1, seed: int | None = None, **options) -> list[dict]:
     """``num`` samples continuing ``prompt``: sample ``i`` uses seed ``seed + i`` (the same seed, the same
     samples); ``options`` as :func:`generate`."""
-    if not isinstance(num, int) or num < 1:
-        raise SeqlmError(f"--num must be >= 1 (got {num})")
+    check_integer(num, "num", 1)
+    check_integer(seed, "seed", 0, optional=True)
     return [generate(model, prompt, seed=None if seed is None else seed + i, **options) for i in range(num)]

@@ -70,7 +70,12 @@ def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
     if not (path / "resume.json").is_file():
         raise SeqlmError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
     saved = load(path / "model")
-    lm.module.load_state_dict(saved.module.state_dict())
+    try:
+        lm.module.load_state_dict(saved.module.state_dict())
+    except RuntimeError as e:  # another vocabulary or another model shape
+        detail = str(e).split("\n")[1].strip() if "\n" in str(e) else str(e)
+        raise SeqlmError(f"the checkpoint in {path} comes from another model or vocabulary than this run's config "
+                         f"and data ({detail}): resume with the run's own data and settings, or start a new --out") from None
     try:
         tensors = load_file(str(path / "resume.safetensors"))
         meta = json.loads((path / "resume.json").read_text())

@@ -255,10 +255,12 @@ class _ArpaReader:
             if not line.startswith("ngram ") or "=" not in line:
                 self.fail(f"unexpected header line {line!r}")
             try:
-                k, n = line[6:].split("=")
-                self.counts[int(k)] = int(n)
+                k, n = (int(x) for x in line[6:].split("="))
             except ValueError:
                 self.fail(f"unreadable header line {line!r}")
+            if k < 1 or n < 0 or k in self.counts:
+                self.fail(f"header line {line!r}: the order must be >= 1, given once, and the count >= 0")
+            self.counts[k] = n
 
     def place(self, sec: _Section, p: "_Parsed") -> None:
         """Check a parsed piece against the header and the vocabulary, and store it."""

@@ -227,6 +227,16 @@ CASES = [
     ("export_neural", ["export", "run", "x.arpa"], "only n-gram models can"),
     ("export_addk", ["export", "addk", "x.arpa"], "cannot be written as ARPA"),
     ("export_to_folder", ["export", "kn", "user"], "is a folder"),
+    # an output named after an input, or over a file seqlm did not write (io/files.check_target)
+    ("arpa_is_the_training_text", ["train", "--train", T, "--out", "o", "--arpa", T], "also an input"),
+    ("arpa_over_a_user_file", ["train", "--train", T, "--out", "o", "--arpa", "user/notes.txt"],
+     "seqlm did not write it: add --overwrite"),
+    ("results_over_a_user_file", ["train", "--train", T, "--out", "o", "--results", "user/notes.txt"],
+     "seqlm did not write it"),
+    ("export_over_a_user_file", ["export", "kn", "user/notes.txt"], "seqlm did not write it: add --overwrite"),
+    ("export_over_its_input", ["export", "char.arpa", "char.arpa"], "also an input"),
+    ("mix_results_over_a_user_file", ["mix", "kn", "kn2", "--weights", "0.5,0.5", "--out", "o", "--results",
+                                      "user/notes.txt"], "seqlm did not write it: remove it yourself"),
     ("export_under_a_file", ["export", "kn", "afile/x.arpa"], "cannot write"),
     ("unknown_option", ["train", "--out", "o", "--bogus"], "unrecognized arguments"),
 ]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from seqlm.errors import SeqlmError
+from seqlm.io.files import PNG_METADATA
 from seqlm.models.interface import check_model
 from seqlm.text.encode import encode_lines, join_with_eos
 from seqlm.text.vocab import EOS_ID
@@ -158,5 +159,5 @@ def plot(result: dict, path) -> None:
     ax.set_title(result.get("title", "gradient through time"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     plt.close(fig)

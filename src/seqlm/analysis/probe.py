@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqlm.io.files import PNG_METADATA
+
 KEYS = ("tickets", "books", "keys", "letters", "photos", "notes", "shoes", "plans", "songs", "bags", "maps", "cards")
 FILLER = ("the", "a", "she", "he", "went", "to", "store", "after", "work", "and", "then", "walked", "home", "with",
           "her", "his", "friend", "in", "rain", "late", "evening", "quickly", "slowly", "old", "new", "small",
@@ -110,5 +112,5 @@ def plot(result: dict, path) -> None:
     ax.set_title("Long-range recall: KEY w_1 ... w_d = KEY")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     plt.close(fig)

@@ -21,6 +21,7 @@ def register(sub) -> None:
     x = command(sub, "export", "write an n-gram model as an ARPA file", EXAMPLES, run)
     add_model(x, "model folder", level=False)
     x.add_argument("arpa", help="ARPA file to write (.gz to compress)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing file seqlm did not write")
     c = command(sub, "convert", "write an n-gram model (ARPA file or model folder) as a model folder, float32 or "
                 "quantized", CONVERT_EXAMPLES, run_convert)
     add_model(c, "n-gram model folder (any seqlm format) or ARPA file")
@@ -31,9 +32,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from seqlm.io.files import check_target
     from seqlm.models.loader import load
     from seqlm.models.ngram.arpa import write_arpa
 
+    check_target(args.arpa, "the ARPA file", inputs=[args.model], overwrite=args.overwrite)
     write_arpa(load(args.model), args.arpa)
     print(args.arpa)
     return 0

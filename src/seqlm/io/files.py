@@ -303,12 +303,58 @@ def check_new_outputs(out: Path, results: Path | None = None) -> None:
         check_target(Path(results), "--results")
 
 
-def check_target(path: Path, flag: str) -> None:
-    """Fail now, not after the work, when ``path`` cannot be written as a file."""
+def check_target(path: Path, flag: str, inputs=(), overwrite: bool | None = None) -> None:
+    """Fail now, not after the work, when ``path`` cannot be written as a file: a folder, under a file, one of
+    the command's ``inputs`` (paths), or an existing file seqlm did not write (:func:`written_by_seqlm`),
+    which only ``overwrite`` replaces (None: the command has no --overwrite)."""
     path = Path(path)
     if path.is_dir():
         raise SeqlmError(f"{flag} {path} is a folder: give a file name")
     check_parent(path, flag)
+    for given in inputs:
+        if given is not None and _same_path(path, Path(given)):
+            raise SeqlmError(f"{flag} {path} is also an input of this command: write the output to another path")
+    if path.exists() and not overwrite and not written_by_seqlm(path):
+        fix = "add --overwrite to replace it, or " if overwrite is not None else "remove it yourself, or "
+        raise SeqlmError(f"{flag} {path} exists and seqlm did not write it: {fix}choose another path "
+                         f"(seqlm never replaces a file it did not write)")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+PNG_METADATA = {"Software": "seqlm"}  # in every figure seqlm writes: how it knows its own PNG files
+
+
+def written_by_seqlm(path: Path) -> bool:
+    """Whether the file at ``path`` is one seqlm writes to a path a user names: an ARPA file carrying seqlm's
+    tokenizer mark, a JSON object of seqlm's results (a ``type`` and the run's record), or a PNG figure
+    marked as seqlm's."""
+    import gzip
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as g:
+                head = g.read(1 << 16)
+    except (OSError, EOFError):
+        return False
+    if head.startswith(b"\x89PNG"):
+        return b"Software\x00seqlm" in head
+    if head.lstrip().startswith(b"\\data\\"):
+        return b"<seqlm:tokenizer:" in head
+    if head.lstrip().startswith(b"{"):
+        try:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(obj, dict) and "type" in obj and any(k in obj for k in ("hardware", "commit", "model", "seqlm"))
+    return False
 
 
 def check_targets(**paths) -> None:

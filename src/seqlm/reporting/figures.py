@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seqlm.io.files import PNG_METADATA
 from seqlm.reporting.results import read_results
 from seqlm.reporting.tables import ablation_of, number
 
@@ -34,7 +35,7 @@ def plot_scale(res: dict, target: Path) -> None:
                  f"{res.get('hardware', {}).get('cores')} cores)")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=100)
+    fig.savefig(target, dpi=100, metadata=PNG_METADATA)
     plt.close(fig)
 
 
@@ -50,7 +51,7 @@ def _plt():
 
 def _save(fig, plt, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(target, dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     plt.close(fig)
     return target
 

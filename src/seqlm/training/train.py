@@ -151,7 +151,8 @@ def train(
 
 def _train(cfg, corpus_obj, out, arpa, results, resume, overwrite, argv) -> tuple[LanguageModel, dict]:
     family = cfg.family
-    _check_outputs(family, out, arpa, results, resume, overwrite)
+    d = cfg.data
+    _check_outputs(family, out, arpa, results, resume, overwrite, (d.train, d.valid, d.test, d.text))
     if family == "neural":
         if arpa is not None:
             raise SeqlmError("--arpa writes n-gram models: a neural model is saved as a folder (--out)")
@@ -174,7 +175,7 @@ def _train(cfg, corpus_obj, out, arpa, results, resume, overwrite, argv) -> tupl
     return lm, summary
 
 
-def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
+def _check_outputs(family, out, arpa, results, resume, overwrite, inputs=()) -> None:
     """Every output path, checked before any work (a wrong one fails in one line, not after training)."""
     from seqlm.io.files import check_output_folder, check_parent, check_target
 
@@ -187,7 +188,7 @@ def _check_outputs(family, out, arpa, results, resume, overwrite) -> None:
         seen[path] = flag
     for flag in ("--arpa", "--results"):
         if flag in given:
-            check_target(Path(paths[flag]), flag)
+            check_target(Path(paths[flag]), flag, inputs, overwrite if family == "ngram" else None)
         if flag in given and "--out" in given and given["--out"] in given[flag].parents:
             raise SeqlmError(f"{flag} {paths[flag]} is inside --out: write it elsewhere")
     if out is not None:

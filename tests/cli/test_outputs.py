@@ -1,0 +1,58 @@
+"""Single-file outputs (io/files.check_target, written_by_seqlm): seqlm replaces the files it wrote, refuses
+one it did not (unless --overwrite, where the command has it) and an output that is one of its inputs."""
+
+import json
+
+import pytest
+
+from seqlm.cli import main
+from seqlm.io.files import written_by_seqlm
+
+
+@pytest.fixture()
+def work(tmp_path, small_files):
+    assert main(["-q", "train", "--train", str(small_files["train"]), "--order", "2", "--out", str(tmp_path / "kn"),
+                 "--arpa", str(tmp_path / "kn.arpa.gz"), "--results", str(tmp_path / "kn.json")]) == 0
+    return tmp_path
+
+
+def test_seqlms_own_outputs_are_replaced(work, small_files):
+    for name in ("kn.arpa.gz", "kn.json"):
+        assert written_by_seqlm(work / name), name
+    assert main(["-q", "train", "--train", str(small_files["train"]), "--order", "3", "--out", str(work / "kn3"),
+                 "--arpa", str(work / "kn.arpa.gz"), "--results", str(work / "kn.json")]) == 0
+    assert json.loads((work / "kn.json").read_text())["model"]["order"] == 3
+    assert main(["-q", "export", str(work / "kn3"), str(work / "kn.arpa.gz")]) == 0
+
+
+def test_user_files_are_refused_unless_overwrite(work, capsys):
+    notes = work / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["export", str(work / "kn"), str(notes)]) == 2
+    assert "seqlm did not write it: add --overwrite" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+    assert main(["-q", "export", str(work / "kn"), str(notes), "--overwrite"]) == 0
+    assert notes.read_text().startswith("\\data\\")
+
+
+@pytest.mark.parametrize("content", [b"{\"type\": \"mine\"}", b"\\data\\\nngram 1=1\n", b"\x89PNG\r\n\x1a\n....",
+                                     b"", b"\x1f\x8bnot gzip"])
+def test_files_seqlm_did_not_write_are_told_apart(tmp_path, content):
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    assert not written_by_seqlm(path)
+
+
+def test_figures_carry_seqlms_mark(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqlm.io.files import PNG_METADATA
+
+    fig = plt.figure()
+    fig.savefig(tmp_path / "a.png", metadata=PNG_METADATA)
+    fig.savefig(tmp_path / "b.png")
+    assert written_by_seqlm(tmp_path / "a.png") and not written_by_seqlm(tmp_path / "b.png")

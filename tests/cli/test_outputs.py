@@ -56,3 +56,16 @@ def test_figures_carry_seqlms_mark(tmp_path):
     fig.savefig(tmp_path / "a.png", metadata=PNG_METADATA)
     fig.savefig(tmp_path / "b.png")
     assert written_by_seqlm(tmp_path / "a.png") and not written_by_seqlm(tmp_path / "b.png")
+
+
+def test_every_file_of_a_run_folder_has_the_umasks_mode(lstm):
+    # safetensors writes 0600; atomic_dir gives every file the umask's mode (io/files._umask_modes)
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    from pathlib import Path
+
+    files = [p for p in Path(lstm[1]["out"]).rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~mask)}

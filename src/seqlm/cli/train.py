@@ -65,7 +65,7 @@ def run(args) -> int:
         print_json(summary)
     elif "metrics" in summary and "parameters" in summary.get("model", {}):
         print(f"{summary['model']['kind']} ({summary['model']['parameters']:,} parameters): "
-              + metrics_text(summary["metrics"])
+              + (metrics_text(summary["metrics"]) or "no validation or test text to measure")
               + f", {summary['wall_seconds'] / 60:.1f} min, stopped by {summary['stop']} -> {args.out}")
     else:
         m = summary["model"]

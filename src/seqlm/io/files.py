@@ -118,6 +118,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise
 
 
+def _umask_modes(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode the umask gives, whatever wrote it (safetensors
+    writes 0600): what a folder seqlm writes promises."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path`` that replaces ``path`` only when the block succeeds.
@@ -136,6 +149,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise output_error(path, e) from None
     try:
         yield tmp
+        _umask_modes(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "previous")

@@ -132,6 +132,7 @@ def test_bad_suggest_requests(client, body, status, match):
     ("/v1/score", {"lines": ["the", " "]}, 422, "remove empty lines"),
     ("/v1/score", {}, 422, "either lines"),
     ("/v1/score", {"lines": ["the"], "per": "word"}, 422, "per"),
+    ("/v1/score", {"lines": ["the cat\nhe said"]}, 422, "holds a newline"),
     ("/v1/evaluate", {"text": "\n \n"}, 422, "empty"),
     ("/v1/generate", {"max_tokens": 0}, 422, "max_tokens"),
     ("/v1/generate", {"prompt": "zzzunknownzzz"}, 422, "outside the model's vocabulary"),

@@ -54,3 +54,16 @@ def test_score_corpus_of_a_file_is_evaluate(text_file, toy_lines, capsys):
     ref = score(lm, read_lines(text_file), per="corpus")[0]
     assert row["tokens"] == ref["tokens"] and row["oov"] == ref["oov"]
     assert row["log_prob"] == pytest.approx(ref["log_prob"], rel=1e-12)
+
+
+def test_one_rule_for_newlines(toy_lines, text_file):
+    # a text given as one string is cut into lines as a file is; a line in a list must not hold a newline
+    from seqlm.errors import SeqlmError
+
+    lm = train_ngram(toy_lines[0], order=3)
+    text = text_file.read_text()
+    assert evaluate(lm, text)["tokens"] == evaluate_file(lm, text_file)["tokens"] == evaluate(lm, read_lines(text_file))["tokens"]
+    assert len(score(lm, "the cat\n\nhe said\n")) == 2
+    for call in (evaluate, score):
+        with pytest.raises(SeqlmError, match="line 2 holds a newline"):
+            call(lm, ["the cat", "he\nsaid"])

@@ -133,15 +133,22 @@ def check_model(model, caller: str) -> None:
 
 
 def line_chunks(lines, size: int, caller: str):
-    """Lists of at most ``size`` lines from one line (str) or any iterable of lines, checked as they come."""
+    """Lists of at most ``size`` lines from one text (str) or any iterable of lines, checked as they come.
+
+    One rule for newlines everywhere (the API, the CLI's files, the server): a text given as one string is
+    cut into lines at ``\n`` as a file is (its blank lines dropped), and a line given in a list must not
+    hold a ``\n``."""
     if isinstance(lines, str):
-        lines = [lines]
+        lines = [x for x in lines.split("\n") if x.strip()] if "\n" in lines else [lines]
     elif isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
         raise TypeError(f"{caller}() takes a line (str) or a list of lines, not {type(lines).__name__}")
     chunk: list[str] = []
-    for line in lines:
+    for i, line in enumerate(lines, 1):
         if not isinstance(line, str):
             raise TypeError(f"{caller}() takes lines of text (str), not {type(line).__name__}")
+        if "\n" in line:
+            raise SeqlmError(f"line {i} holds a newline: give one line per item, or the whole text as one "
+                             f"string (cut into lines at newlines, as a file is)")
         chunk.append(line)
         if len(chunk) == size:
             yield chunk
@@ -151,7 +158,7 @@ def line_chunks(lines, size: int, caller: str):
 
 
 def as_lines(lines, caller: str) -> list[str]:
-    """One string is one line; otherwise a sequence of strings."""
+    """The lines of one text (str, cut at newlines) or of a sequence of lines (see :func:`line_chunks`)."""
     return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]
 
 

@@ -130,8 +130,8 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
         s = pick(req.model)
         if (req.lines is None) == (req.text is None):
             raise _ClientError(422, "give either lines (a list of strings) or text (one string)")
-        lines = req.lines if req.lines is not None else req.text.split("\n")
-        if not lines or any(not x.strip() for x in lines):
+        lines = req.lines if req.lines is not None else req.text  # a text is cut at newlines as the API cuts it
+        if req.lines is not None and (not lines or any(not x.strip() for x in lines)):
             raise _ClientError(422, "every line must hold some text: remove empty lines")
         with s.lock:
             rows = score(s.model, lines, per=req.per, mode=req.mode)

@@ -69,3 +69,19 @@ def test_every_file_of_a_run_folder_has_the_umasks_mode(lstm):
     files = [p for p in Path(lstm[1]["out"]).rglob("*") if p.is_file()]
     assert any(p.name == "model.safetensors" for p in files)
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~mask)}
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_over(tmp_path, small_files, capsys):
+    # the state a kill before the first checkpoint leaves: run.json and the logs, no last/ nor model/
+    from seqlm.io.files import write_json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / "run.json", {"config": {}})
+    (run / "steps.jsonl").write_text("")
+    argv = ["train", "--train", str(small_files["train"]), "--model", "lstm", "--set", "train.max_steps=2",
+            "--set", "model.hidden_size=8", "--set", "model.embedding_dim=8", "--out", str(run)]
+    assert main(argv + ["--resume"]) == 2
+    assert "stopped before its first checkpoint: run the same command without --resume" in capsys.readouterr().err
+    assert main(["-q"] + argv) == 0 and (run / "last").is_dir()
+    assert main(argv) == 2 and "add --resume to continue it" in capsys.readouterr().err

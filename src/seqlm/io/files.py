@@ -388,7 +388,8 @@ def check_output_folder(out: Path, family: str, overwrite: bool = False, resume:
     - a new or empty folder is fine;
     - a folder with files seqlm did not write is refused (seqlm never deletes what it did not write);
     - an n-gram model folder may be replaced by an n-gram model with ``overwrite``;
-    - a neural run folder is resumed (``resume``) or refused, never wiped;
+    - a neural run folder is resumed (``resume``) or refused, never wiped; one stopped before its first
+      checkpoint (run.json and logs only) is started over without ``resume``;
     - a model folder of another family is refused.
     """
     if not out.exists():
@@ -412,11 +413,17 @@ def check_output_folder(out: Path, family: str, overwrite: bool = False, resume:
     if existing != family:
         what = {"neural": "a neural training run", "ngram": "an n-gram model"}.get(existing, "an unknown seqlm folder")
         raise SeqlmError(f"{out} holds {what}: choose another --out for this {family} model")
-    if family == "neural":
-        if not resume:
-            raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another "
-                             f"--out (a run folder is never wiped)")
-        return
+    if family == "neural":  # a run folder is started, checkpointed or finished: each has one way on
+        started_only = not any((out / name).exists() for name in ("last", "model", "summary.json"))
+        if resume:
+            if started_only:
+                raise SeqlmError(f"nothing to resume: {out} was started but stopped before its first checkpoint: run "
+                                 f"the same command without --resume to start it over")
+            return
+        if started_only:
+            return  # never checkpointed: starting again replaces its files (run.json, the logs)
+        raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another "
+                         f"--out (a run folder is never wiped)")
     if resume:
         raise SeqlmError("--resume continues neural training runs: an n-gram model is estimated in one go")
     if not overwrite:

@@ -39,6 +39,7 @@ class DataConfig:
     split_ratio: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     level: str | None = None  # word | char (default: the corpus's; word for files)
     lowercase: bool = False
+    whitespace: str = "kenlm"  # word level: kenlm (lmplz's separators: space, tab, CR) | unicode (str.split)
     min_count: int = 1  # vocabulary: keep tokens seen this often in train
     max_size: int | None = None  # vocabulary: keep at most this many tokens
 
@@ -187,6 +188,8 @@ class RunConfig:
         d = self.data
         if d.level not in (None, "word", "char"):
             raise SeqlmError(f"data.level must be word or char (got {d.level!r})")
+        if d.whitespace not in ("kenlm", "unicode"):
+            raise SeqlmError(f"data.whitespace must be kenlm or unicode (got {d.whitespace!r})")
         if d.min_count < 1:
             raise SeqlmError(f"data.min_count must be >= 1 (got {d.min_count})")
         if d.max_size is not None and d.max_size < 1:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from seqlm.errors import SeqlmError
@@ -216,9 +217,17 @@ class LanguageModel(Model):
     """Backwards compatibility stub, as in the kenlm module.  Use Model."""
 
 
+_KENLM_MODULE_BLANKS = re.compile("[ \t\n\r\x0b\x0c]+")  # what the kenlm module splits at (bytes.split)
+
+
 def _words(sentence) -> list[str]:
+    """The words of a sentence as the kenlm module splits them: its UTF-8 bytes at ASCII whitespace (a no-break
+    or an ideographic space is part of a word)."""
     if isinstance(sentence, bytes):
         sentence = sentence.decode("utf-8")
     if not isinstance(sentence, str):
         raise TypeError(f"a sentence is a str, not {type(sentence).__name__}")
-    return sentence.split()
+    if sentence.isascii() and "\x1c" not in sentence and "\x1d" not in sentence and "\x1e" not in sentence \
+            and "\x1f" not in sentence:
+        return sentence.split()  # the same words, fastest
+    return [w for w in _KENLM_MODULE_BLANKS.split(sentence) if w]

@@ -16,8 +16,8 @@ TRICKY = ("\ufeffHello  World\r\nfoo\x1cbar\u00a0baz\u3000Qux\n\n   \n\tÉcole �
           "İstanbul <unk> z\x85y\u2028w\nlast line without newline")
 
 
-@pytest.mark.parametrize("tokenizer", [Tokenizer(), Tokenizer(lowercase=True), Tokenizer("char"),
-                                       Tokenizer("char", True)], ids=str)
+@pytest.mark.parametrize("tokenizer", [Tokenizer(), Tokenizer(lowercase=True), Tokenizer(whitespace="unicode"),
+                                       Tokenizer("char"), Tokenizer("char", True)], ids=str)
 @pytest.mark.parametrize("block", [7, 64, 1 << 20])
 def test_bulk_tokenization_is_the_tokenizer(tmp_path, tokenizer, block):
     path = tmp_path / "t.txt"
@@ -78,3 +78,15 @@ def test_encoding_bad_files(tmp_path, content, message):
     vocab, _ = build_vocab(["a b"], Tokenizer())
     with pytest.raises(SeqlmError, match=message):
         list(encode_file(path, vocab))
+
+
+def test_the_whitespace_rules():
+    line = "a b\tc\rd\u00a0e\x0bf\u3000g\x1ch"
+    assert Tokenizer().tokenize(line) == ["a", "b", "c", "d\u00a0e\x0bf\u3000g\x1ch"]  # lmplz's
+    assert Tokenizer(whitespace="unicode").tokenize(line) == list("abcdefgh")  # str.split's
+    assert Tokenizer().tokenize("plain ascii  words") == ["plain", "ascii", "words"]
+    # a model saved before the rule existed reads text as it was trained: every Unicode space splits
+    assert Tokenizer.from_dict({"level": "word", "lowercase": False}).whitespace == "unicode"
+    assert Tokenizer.from_dict(Tokenizer().to_dict()) == Tokenizer()
+    with pytest.raises(SeqlmError, match="whitespace rule"):
+        Tokenizer(whitespace="ascii")

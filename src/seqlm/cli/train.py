@@ -48,6 +48,8 @@ def register(sub) -> None:
     v = t.add_argument_group("text and vocabulary (every kind)")
     v.add_argument("--level", help="word or char tokenization (default: the corpus's, word for files)")
     v.add_argument("--lowercase", action="store_true", default=None, help="lowercase all text")
+    v.add_argument("--whitespace", choices=("kenlm", "unicode"), help="what separates words: kenlm (default: space, "
+                   "tab and CR, as lmplz splits) or unicode (every Unicode space, as str.split) (data.whitespace)")
     v.add_argument("--min-count", help="vocabulary: keep tokens seen this often (default 1)")
     v.add_argument("--max-size", help="vocabulary: keep at most this many tokens")
     t.add_argument("--out", required=True, help="model folder (n-gram) or run folder (neural) to write")

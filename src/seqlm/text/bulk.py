@@ -5,9 +5,9 @@ The text is read in blocks of whole lines.  Word level: a block's tokens are fou
 by hash; only a type's first occurrence is decoded to a string.  Character level goes through the
 tokenizer line by line (the same hashes, from :func:`seqlm.ngram.textbytes.hash_words`).  Both give exactly
 what :meth:`Tokenizer.tokenize` and :meth:`Vocab.build` give on :func:`read_lines`'s lines: lines end at
-``\\n`` only, blank lines are dropped, tokens are split at Python's whitespace (``str.split``: the ASCII
-blanks, ``\\x1c``-``\\x1f`` and the Unicode spaces), a leading byte-order mark is dropped, and the same
-one-line errors for NUL bytes and bad UTF-8.
+``\\n`` only, blank lines are dropped, tokens are split at the tokenizer's whitespace (``kenlm``: space, tab
+and CR, as lmplz; ``unicode``: Python's ``str.split``, the ASCII blanks, ``\\x1c``-``\\x1f`` and the Unicode
+spaces), a leading byte-order mark is dropped, and the same one-line errors for NUL bytes and bad UTF-8.
 
 Pass 1 counts the types and writes each block's hashes to a scratch file; pass 2 maps hashes to ids
 (one ``searchsorted`` against the vocabulary's sorted hashes) and writes the id stream, each line as
@@ -33,6 +33,9 @@ from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
 # what str.split() splits at among ASCII bytes: \t \n \v \f \r, \x1c-\x1f and the space
 _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+# the kenlm rule (text/tokenize.py): lmplz's separators (NUL never reaches here: such a file is refused)
+_KENLM_WS = np.zeros(256, dtype=bool)
+_KENLM_WS[[9, 10, 13, 32]] = True
 # the other characters str.split() splits at (str.isspace beyond ASCII)
 _UNICODE_WS = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 BLOCK = 16 << 20
@@ -53,19 +56,19 @@ class TokenFile:
         return len(self.line_ends)
 
 
-def _word_block(data: bytes, text: str, lowercase: bool):
+def _word_block(data: bytes, text: str, tokenizer: Tokenizer):
     """Hashes of the block's tokens, the token count of each non-blank line, and a function giving a
     token's text."""
     if not text.isascii():
-        if lowercase:
+        if tokenizer.lowercase:
             text = text.lower()
-        if _UNICODE_WS.search(text):
+        if tokenizer.whitespace == "unicode" and _UNICODE_WS.search(text):
             text = _UNICODE_WS.sub(" ", text)
         data = text.encode("utf-8")
-    elif lowercase:
+    elif tokenizer.lowercase:
         data = data.lower()
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts, ends = textbytes.tokens(buf, _WS)
+    starts, ends = textbytes.tokens(buf, _WS if tokenizer.whitespace == "unicode" else _KENLM_WS)
     line_of = np.searchsorted(np.flatnonzero(buf == 10), starts)
     per_line = np.bincount(line_of, minlength=int(line_of[-1]) + 1 if len(line_of) else 0)
     hashes = textbytes.token_hashes(buf, starts, ends)
@@ -135,7 +138,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
         if offset == 0 and text.startswith("\ufeff"):
             text, data = text[1:], data[3:]
         if tokenizer.level == "word":
-            hashes, per_line, text_of = _word_block(data, text, tokenizer.lowercase)
+            hashes, per_line, text_of = _word_block(data, text, tokenizer)
         else:
             hashes, per_line, text_of = _char_block(text, tokenizer)
         hashes = hashes.view(np.int64)
@@ -207,7 +210,7 @@ def encode_file(path: str | Path, vocab: Vocab, block: int = 1 << 20):
         if offset == 0 and text.startswith("\ufeff"):
             text, data = text[1:], data[3:]
         if tokenizer.level == "word":
-            h, lengths, _ = _word_block(data, text, tokenizer.lowercase)
+            h, lengths, _ = _word_block(data, text, tokenizer)
         else:
             h, lengths, _ = _char_block(text, tokenizer)
         if not len(lengths):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_WS = np.zeros(256, dtype=bool)
-_WS[[9, 10, 11, 12, 13, 32]] = True
+_WS = np.zeros(256, dtype=bool)  # ARPA lines: words are separated by spaces, fields by tabs (as lmplz writes
+_WS[[9, 10, 13, 32]] = True       # them; a word may hold any other byte, a vertical tab or a no-break space too)
 _MASK64 = (1 << 64) - 1
 _P = 0x100000001B3
 _P64 = np.uint64(_P)

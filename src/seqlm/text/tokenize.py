@@ -1,6 +1,10 @@
 """Tokenizers: text line -> list of token strings, and back.
 
-* ``word``: split on whitespace (PTB style: the text is already tokenized, ``<unk>`` is a word).
+* ``word``: split on whitespace (PTB style: the text is already tokenized, ``<unk>`` is a word).  Which
+  characters are whitespace is the ``whitespace`` rule: ``kenlm`` (the default), as KenLM's ``lmplz``
+  splits (space, tab, carriage return and NUL: a no-break space or a vertical tab is part of a word), so
+  counts, perplexities and ARPA files match lmplz's on any text; or ``unicode``, Python's ``str.split``
+  (every Unicode space; models saved before the rule existed read text this way).
 * ``char``: Unicode code points; a space becomes the visible symbol ``▁`` (U+2581) so that it is a token
   one can print, count and predict; runs of whitespace collapse to one space and the line is stripped.
 
@@ -10,28 +14,39 @@ so a model always reads text the way it was trained.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from seqlm.errors import SeqlmError
 
 SPACE = "\u2581"
 LEVELS = ("word", "char")
+WHITESPACE = ("kenlm", "unicode")
+KENLM_BLANKS = " \t\r\x00"  # what lmplz splits words at (its line ends at \n)
+_KENLM_SPLIT = re.compile("[ \t\r\x00]+")
+_ASCII_ONLY_PYTHON = re.compile("[\x0b\x0c\x1c-\x1f]")  # ASCII that str.split splits at and lmplz does not
 
 
 @dataclass(frozen=True)
 class Tokenizer:
     level: str = "word"
     lowercase: bool = False
+    whitespace: str = "kenlm"  # word level: what separates words (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise SeqlmError(f"unknown tokenizer level {self.level!r}: use one of {', '.join(LEVELS)}")
+        if self.whitespace not in WHITESPACE:
+            raise SeqlmError(f"unknown whitespace rule {self.whitespace!r}: use kenlm (lmplz's: space, tab, CR) or "
+                             f"unicode (every Unicode space)")
 
     def tokenize(self, line: str) -> list[str]:
         if self.lowercase:
             line = line.lower()
         if self.level == "word":
-            return line.split()
+            if self.whitespace == "unicode" or (line.isascii() and _ASCII_ONLY_PYTHON.search(line) is None):
+                return line.split()  # the same words, fastest
+            return [w for w in _KENLM_SPLIT.split(line) if w]
         return list(SPACE.join(line.split()))
 
     def detokenize(self, tokens: list[str]) -> str:
@@ -45,8 +60,10 @@ class Tokenizer:
         return "word" if self.level == "word" else "character"
 
     def to_dict(self) -> dict:
-        return {"level": self.level, "lowercase": self.lowercase}
+        return {"level": self.level, "lowercase": self.lowercase, "whitespace": self.whitespace}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Tokenizer":
-        return cls(level=data.get("level", "word"), lowercase=bool(data.get("lowercase", False)))
+        # a model saved before the whitespace rule split words at every Unicode space: it still does
+        return cls(level=data.get("level", "word"), lowercase=bool(data.get("lowercase", False)),
+                   whitespace=data.get("whitespace", "unicode"))

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def _prepare_data(cfg: RunConfig):
     d, t = cfg.data, cfg.train
     corpus = run_corpus(d)
-    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
     x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
     return corpus, vocab, x_all, y_all

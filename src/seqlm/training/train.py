@@ -70,7 +70,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
 SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
          "quantize": "model.quantize",
-         "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase",
+         "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
          "text": "data.text", "split_ratio": "data.split_ratio", "device": "train.device",
@@ -230,7 +230,7 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
         raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
     if corpus is None:
         corpus = run_corpus(d, lazy=("train",))
-    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase)
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
     if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
         lm = _estimate_file(corpus, m, d, tokenizer, out)
     else:

@@ -3,6 +3,7 @@ evaluation, and ARPA files written by KenLM's lmplz read and scored as KenLM sco
 
 import math
 import shutil
+import subprocess
 import tracemalloc
 
 import numpy as np
@@ -17,6 +18,7 @@ from seqlm.models.ngram.arpa_reader import read_arpa
 from seqlm.tasks.evaluate import evaluate
 from seqlm.text import bytes as textbytes
 from seqlm.text import toydata
+from seqlm.text.corpora import read_lines
 from seqlm.training.train import train_ngram
 
 
@@ -217,3 +219,43 @@ def test_convert_writes_float32_and_quantized_folders(tmp_path, toy_lines, capsy
         assert main(argv) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_words_are_split_as_lmplz_splits_them(tmp_path):
+    # text full of spaces lmplz does not split at (no-break, ideographic, vertical tab, form feed, NEL, line
+    # separator): the same n-gram counts as lmplz's, and lmplz's ARPA file of it reads and scores as KenLM's
+    from conftest import LMPLZ
+
+    if not LMPLZ.exists():
+        pytest.skip("lmplz is not here")
+    odd = ["\u00a0", "\u3000", "\x0b", "\x0c", "\x85", "\u2028", "\x1c", "\u2003"]
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    lines = []
+    for i in range(400):
+        toks = [str(rng.choice(words)) for _ in range(rng.integers(3, 9))]
+        if i % 3 == 0:  # glue two words with an odd space: one word for lmplz
+            j = int(rng.integers(0, len(toks) - 1))
+            toks[j:j + 2] = [toks[j] + odd[i % len(odd)] + toks[j + 1]]
+        sep = "\t" if i % 5 == 0 else " "
+        lines.append(sep.join(toks) + ("\r" if i % 7 == 0 else ""))
+    text = tmp_path / "odd.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    arpa = tmp_path / "lmplz.arpa"
+    with open(text, "rb") as f, open(arpa, "wb") as out:
+        subprocess.run([str(LMPLZ), "-o", "3", "-S", "64M", "--discount_fallback"], stdin=f, stdout=out, stderr=subprocess.DEVNULL,
+                       check=True)
+    theirs = read_arpa(arpa)
+    ours = train_ngram(read_lines(text), order=3)
+    assert ours.tables.sizes() == theirs.tables.sizes()
+    assert set(ours.vocab.itos) == set(theirs.vocab.itos)
+    glued = [w for w in ours.vocab.itos if any(c in w for c in odd)]
+    assert len(glued) > 10
+    import kenlm
+
+    ken = kenlm.Model(str(arpa))
+    from seqlm.kenlm import Model
+
+    mine = Model(str(arpa))
+    for line in lines[:50]:
+        assert mine.score(line) == pytest.approx(ken.score(line), abs=1e-4)

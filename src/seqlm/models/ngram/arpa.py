@@ -29,13 +29,14 @@ MARK = "<seqlm:tokenizer:"
 
 
 def _mark(tokenizer: Tokenizer) -> str:
-    return f"{MARK}level={tokenizer.level}:lowercase={int(tokenizer.lowercase)}>"
+    return f"{MARK}level={tokenizer.level}:lowercase={int(tokenizer.lowercase)}:whitespace={tokenizer.whitespace}>"
 
 
 def parse_mark(word: str, bad: str) -> Tokenizer:
     try:
         fields = dict(f.split("=", 1) for f in word[len(MARK):-1].split(":"))
-        return Tokenizer(fields["level"], bool(int(fields["lowercase"])))
+        # files written before the whitespace rule: their text was split at every Unicode space
+        return Tokenizer(fields["level"], bool(int(fields["lowercase"])), fields.get("whitespace", "unicode"))
     except (ValueError, KeyError, SeqlmError):
         raise SeqlmError(f"{bad}: unreadable tokenizer mark {word!r}: re-export the model") from None
 

@@ -219,6 +219,8 @@ CASES = [
     ("predict_top_k_zero", ["predict", "kn", "--prompt", "the", "--top-k", "0"], "--top-k"),
     ("generate_temperature_nan", ["generate", "kn", "--temperature", "nan"], "--temperature"),
     ("generate_negative_seed", ["generate", "kn", "--seed", "-5"], "--seed must be >= 0"),
+    ("min_count_keeps_nothing", ["train", "--train", T, "--min-count", "1000000000", "--out", "o"], "keeps no token"),
+    ("model_file_for_folder", ["evaluate", "kn/config.json", "--file", T], "give the folder"),
     ("generate_temperature_tiny", ["generate", "kn", "--temperature", "1e-308"], "--temperature"),
     ("generate_top_p_nan", ["generate", "kn", "--top-p", "nan"], "--top-p"),
     ("generate_num_zero", ["generate", "kn", "--num", "0"], "--num"),

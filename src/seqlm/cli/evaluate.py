@@ -4,6 +4,7 @@ line), over seqlm.evaluate and seqlm.score."""
 from __future__ import annotations
 
 from seqlm.cli.common import add_data, add_json, add_model, command, fmt, input_lines, print_json
+from seqlm.errors import SeqlmError
 
 EVALUATE = """
   SEQLM_DATA=../shared/data seqlm evaluate runs/kn5 --corpus ptb --split test --json
@@ -38,8 +39,16 @@ def evaluate(args) -> int:
     from seqlm.tasks.evaluate import evaluate_data
 
     model = load(args.model, level=args.level)
-    result = evaluate_data(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir,
-                           mode=args.mode)
+    if args.file == "-":  # stdin, as score reads it
+        from seqlm.tasks.evaluate import evaluate
+
+        if args.corpus:
+            raise SeqlmError("give either a file or a corpus to evaluate on, not both")
+        result = evaluate(model, [line for line in input_lines("-") if line.strip()], mode=args.mode)
+        result["data"] = "stdin"
+    else:
+        result = evaluate_data(model, corpus=args.corpus, split=args.split, file=args.file, data_dir=args.data_dir,
+                               mode=args.mode)
     if args.json:
         print_json(result)
     else:
@@ -55,7 +64,7 @@ def score(args) -> int:
     from seqlm.tasks.score import score
 
     model = load(args.model, level=args.level)
-    if args.per == "corpus" and args.file:  # a file's totals: read and encoded in blocks, no object per token
+    if args.per == "corpus" and args.file and args.file != "-":  # a file's totals: read and encoded in blocks, no object per token
         from seqlm.tasks.evaluate import evaluate_file
 
         rows = [evaluate_file(model, args.file, mode=args.mode)]

@@ -27,6 +27,8 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
     path = Path(path)
     if not path.exists():
         raise SeqlmError(f"{path}: no such model folder or ARPA file: train one with seqlm train --out {path}")
+    if path.is_file() and (path.parent / "config.json").is_file() and path.suffix in (".json", ".npy", ".safetensors"):
+        raise SeqlmError(f"{path} is a file of the model folder {path.parent}: give the folder")
     if path.is_file():
         from seqlm.models.ngram.arpa_reader import read_arpa
         from seqlm.text.tokenize import Tokenizer

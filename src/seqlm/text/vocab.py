@@ -9,6 +9,7 @@ modelled like any word.  Tokens outside the vocabulary map to ``<unk>`` and are 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,6 +19,8 @@ import numpy as np
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_write
 from seqlm.text.tokenize import Tokenizer
+
+log = logging.getLogger(__name__)
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -67,7 +70,14 @@ class Vocab:
                 raise SeqlmError(f"the training text contains the reserved token {special}: remove it")
         counts.pop(UNK, None)
         kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        if not kept and counts:
+            top = max(counts.values())
+            raise SeqlmError(f"--min-count {min_count} keeps no token of the training text (the most frequent is seen "
+                             f"{top} times): lower it")
         if max_size is not None:
+            if max_size < len(kept) and max_size < 2:
+                log.warning("--max-size %d keeps %d token of %d: every other token is <unk>", max_size, max_size,
+                            len(kept))
             kept = kept[:max_size]
         return cls(list(SPECIALS) + kept, tokenizer)
 

@@ -259,3 +259,24 @@ def test_words_are_split_as_lmplz_splits_them(tmp_path):
     mine = Model(str(arpa))
     for line in lines[:50]:
         assert mine.score(line) == pytest.approx(ken.score(line), abs=1e-4)
+
+
+def test_text_after_the_end_marker_is_named(tmp_path, toy_lines, caplog, monkeypatch):
+    import logging
+
+    lm = train_ngram(toy_lines[0][:300], order=2)
+    path = tmp_path / "joined.arpa"
+    write_arpa(lm, path)
+    path.write_text(path.read_text() * 2)  # two files joined
+    monkeypatch.setattr(logging.getLogger("seqlm"), "propagate", True)  # seqlm's own handler: not caplog's
+    with caplog.at_level(logging.WARNING, logger="seqlm"):
+        back = read_arpa(path)
+    assert "text after \\end\\ is ignored" in caplog.text and back.tables.sizes() == lm.tables.sizes()
+
+
+def test_a_file_of_a_model_folder_is_not_read_as_arpa(tmp_path, toy_lines):
+    from seqlm.errors import SeqlmError
+
+    train_ngram(toy_lines[0][:300], order=2).save(tmp_path / "m")
+    with pytest.raises(SeqlmError, match="is a file of the model folder .*: give the folder"):
+        load(tmp_path / "m" / "config.json")

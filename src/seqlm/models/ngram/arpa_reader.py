@@ -9,6 +9,7 @@ conventions (log10, the tokenizer mark, a missing ``<unk>``) are in ``arpa.py``.
 from __future__ import annotations
 
 import gzip
+import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from seqlm.text import bytes as textbytes
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS, EOS, SPECIALS, UNK, Vocab
 
+log = logging.getLogger(__name__)
 BLOCK = 1 << 18  # bytes of complete lines parsed at a time: memory stays bounded whatever the file's size
 
 
@@ -166,8 +168,10 @@ class _ArpaReader:
         releases the GIL: both cores work) while this thread checks and places the pieces in file order."""
         pending: deque = deque()
         section = None  # the section the file is in, as far as its headers say (checked in order below)
+        after_end = b""
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for block in _blocks(self.path):
+            blocks = _blocks(self.path)
+            for block in blocks:
                 buf = np.frombuffer(block, dtype=np.uint8)
                 line_starts = np.concatenate([[0], np.flatnonzero(buf[:-1] == 10) + 1])
                 heads = line_starts[buf[line_starts] == 92].tolist()  # lines starting with a backslash
@@ -191,6 +195,7 @@ class _ArpaReader:
                 while len(pending) > 4 or (pending and pending[0][0] != "entries"):
                     self.take(*pending.popleft())
                 if section == "end":
+                    after_end = block[at:].strip() or next(blocks, b"").strip()
                     break
             while pending:
                 self.take(*pending.popleft())
@@ -201,6 +206,9 @@ class _ArpaReader:
         missing = sorted(set(self.counts) - set(self.sections))
         if missing:
             self.fail(f"missing section(s) {missing} (truncated?)")
+        if after_end:
+            log.warning("%s: text after \\end\\ is ignored (two files joined?): %r", self.path,
+                        after_end[:40].decode("utf-8", "replace"))
 
     def take(self, what: str, item) -> None:
         if self.state == "end":

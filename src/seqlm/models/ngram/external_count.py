@@ -233,7 +233,7 @@ def count_file(tf: TokenFile, order: int, work: Path, budget: int, pool) -> tupl
             prev = ranks
             o.chunks = len(chunks)
             orders.append(o)
-            log.info("order %d: %d n-grams counted in %.1fs (%d chunks, %d buckets)", k, o.size,
+            log.debug("order %d: %d n-grams counted in %.1fs (%d chunks, %d buckets)", k, o.size,
                      time.perf_counter() - t0, len(chunks), o.buckets)
     if prev is not None:
         prev.unlink()

@@ -69,6 +69,16 @@ class Tables:
         return [int(len(k)) for k in self.keys]
 
 
+def _ranges(orders: list[int]) -> str:
+    """``[2, 3, 4, 7]`` -> ``"2-4, 7"``."""
+    parts, start = [], orders[0]
+    for a, b in zip(orders, orders[1:] + [None]):
+        if b != a + 1:
+            parts.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(parts)
+
+
 def canonical(smoothing: str) -> str:
     from seqlm import kinds
 
@@ -202,8 +212,10 @@ def order_discounts(smoothing: str, counts_of_counts: list[np.ndarray]) -> tuple
         discounts.append(d)
         if fb:
             fell_back.append(k)
-            log.info("order %d: counts of counts give no valid discount; using the fallback %s",
-                     k, [float(x) for x in d[1:]] if smoothing == "mkn" else float(d[1]))
+    if fell_back:  # one line, whatever the order (a 32-gram of a small text falls back at most orders)
+        log.info("order%s %s: counts of counts give no valid discount; using the fallback %s",
+                 "s" if len(fell_back) > 1 else "", _ranges(fell_back),
+                 list(FALLBACK_DISCOUNTS) if smoothing == "mkn" else 0.5)
     info.update(discounts=[list(map(float, d[1:])) for d in discounts], discount_fallback=fell_back)
     return discounts, info
 

@@ -113,5 +113,6 @@ def test_the_default_memory_budget_fits_an_address_space_limit(tmp_path):
     p = subprocess.run([sys.executable, "-m", "seqlm", "train", "--train", str(text), "--order", "5", "--out",
                         str(tmp_path / "kn5")], capture_output=True, text=True, preexec_fn=cap)
     assert p.returncode == 0, p.stderr
-    budget = float(p.stderr.split("memory budget ")[1].split(" GB")[0])
-    assert 0 < budget * (1 << 30) < limit / 2
+    number, unit = p.stderr.split("memory budget ")[1].split(")")[0].split()
+    budget = float(number) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[unit]
+    assert 0 < budget < limit / 2

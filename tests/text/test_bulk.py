@@ -90,3 +90,21 @@ def test_the_whitespace_rules():
     assert Tokenizer.from_dict(Tokenizer().to_dict()) == Tokenizer()
     with pytest.raises(SeqlmError, match="whitespace rule"):
         Tokenizer(whitespace="ascii")
+
+
+def test_a_line_far_longer_than_a_block_is_read_whole_and_named(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from seqlm.text import corpora
+
+    monkeypatch.setattr(corpora, "LONG_LINE", 1000)
+    monkeypatch.setattr(logging.getLogger("seqlm"), "propagate", True)  # seqlm's own handler: not caplog's
+    path = tmp_path / "long.txt"
+    long_line = " ".join(f"w{i}" for i in range(2000))
+    path.write_text("a b\n" + long_line + "\nc d\n" + long_line)
+    with caplog.at_level(logging.WARNING, logger="seqlm"):
+        blocks = list(corpora.line_blocks(path, block=64))
+    assert b"".join(b for _, b in blocks) == path.read_bytes()
+    assert all(b.endswith(b"\n") for _, b in blocks[:-1]) and [o for o, _ in blocks][1] > 0
+    assert caplog.text.count("is read whole") == 1 and "at byte 4 " in caplog.text
+    assert read_lines(path) == ["a b", long_line, "c d", long_line]

@@ -118,18 +118,33 @@ def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1
         raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
 
 
+LONG_LINE = 16 << 20  # a line longer than this is named in a warning: it is read (and held) whole
+
+
 def line_blocks(path: Path, block: int = 1 << 20):
-    """(offset, bytes) of the file in blocks of whole lines (the last may lack its newline)."""
+    """(offset, bytes) of the file in blocks of whole lines (the last may lack its newline).  A line is never
+    cut (n-grams and sentences end at a newline), so one far longer than a block is held whole: it is named
+    in a warning, once, since every bound on memory then holds only up to it."""
+    warned = False
     with open_text(path) as f:
-        offset, carry = 0, b""
+        offset, carry = 0, []  # carry: the pieces of a line that has not ended yet (joined once, not per read)
         while True:
             data = f.read(block)
-            buf = carry + data
-            cut = buf.rfind(b"\n") + 1 if data else len(buf)
-            if cut:
-                yield offset, buf[:cut]
-                offset += cut
-            carry = buf[cut:]
+            cut = data.rfind(b"\n") + 1 if data else len(data)
+            if cut or not data:
+                buf = b"".join(carry + [data[:cut] if data else b""])
+                if buf:
+                    yield offset, buf
+                    offset += len(buf)
+                carry = [data[cut:]] if data and data[cut:] else []
+            else:
+                carry.append(data)
+                held = sum(len(x) for x in carry)
+                if held > LONG_LINE and not warned:
+                    warned = True
+                    log.warning("%s: the line at byte %d is over %d MB long and is read whole (lines are never "
+                                "cut): memory can exceed --memory by about 20 bytes per byte of it; cut the text "
+                                "into sentences, one per line", path, offset, held >> 20)
             if not data:
                 break
 

@@ -121,8 +121,8 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
         except OSError as e:  # a full disk, mostly: the scratch folder and the model folder are removed
             raise SeqlmError(f"estimation could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
                              f"model in {out.parent}): free disk space or choose another --temp-dir / --out") from None
-    log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %.1f GB)", order,
-             smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, budget / 2**30)
+    log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %s)", order,
+             smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, _human(budget))
     cfg = {"smoothing": smoothing, "order": order, "prune": given_prune,
            "train_tokens": tf.tokens, "train_lines": tf.lines}
     if smoothing == "add-k":

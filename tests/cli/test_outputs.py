@@ -85,3 +85,19 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_over(tmp_path, sma
     assert "stopped before its first checkpoint: run the same command without --resume" in capsys.readouterr().err
     assert main(["-q"] + argv) == 0 and (run / "last").is_dir()
     assert main(argv) == 2 and "add --resume to continue it" in capsys.readouterr().err
+
+
+def test_resume_names_changed_settings_and_refuses_a_damaged_checkpoint(tmp_path, small_files, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--train", str(small_files["train"]), "--model", "lstm", "--set", "model.hidden_size=8",
+            "--set", "model.embedding_dim=8", "--out", str(run)]
+    assert main(base + ["--set", "train.max_steps=2"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--resume", "--set", "train.max_steps=3", "--set", "train.lr=0.5"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming with settings changed from the run's" in err and "train.lr" in err and "train.max_steps 2 -> 3" in err
+    data = bytearray((run / "last" / "resume.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (run / "last" / "resume.safetensors").write_bytes(bytes(data))
+    assert main(base + ["--resume", "--set", "train.max_steps=4", "--set", "train.lr=0.5"]) == 2
+    assert "does not match the checksum" in capsys.readouterr().err

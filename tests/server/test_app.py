@@ -257,3 +257,19 @@ def test_an_unexpected_failure_is_a_503_for_the_machine_and_a_logged_500_for_a_b
         assert r.status_code == status and match in r.json()["error"], r.text
         assert client.get("/v1/health").status_code == 200
     assert "RuntimeError: odd" in caplog.text
+
+
+def test_a_busy_port_is_one_line_before_serving(tmp_path, capsys, toy_lines):
+    import socket
+
+    from seqlm.training.train import train_ngram
+
+    train_ngram(toy_lines[0][:200], order=2).save(tmp_path / "kn")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tmp_path / "kn"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "serving" not in err
+

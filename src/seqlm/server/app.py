@@ -224,9 +224,30 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, cache_siz
     if not 0 <= port <= 65535:
         raise SeqlmError(f"--port must be in 0..65535 (got {port})")
     named = model_names(paths)
+    check_port(host, port)
     models = {name: load(path) for name, path in named}
     app = create_app(models, dict(named), cache_size=cache_size, max_body=max_body)
     import uvicorn
 
+    check_port(host, port)  # again: loading took a while
     log.info("serving %s on http://%s:%d (OpenAPI page: /docs)", ", ".join(models), host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in one line, before saying "serving", when ``host:port`` cannot be listened on (in use, or not an
+    address of this machine)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise SeqlmError(f"--host {host}: not an address of this machine ({e.strerror}): give e.g. 127.0.0.1") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise SeqlmError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port, or stop the "
+                             f"process using it") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import atomic_dir, atomic_write, dumps
+from seqlm.io.files import atomic_dir, atomic_write, dumps, sha256_file
 from seqlm.models.neural.lm import NeuralLM
 
 # optimizer options that say how it runs, not what it learned: kept from the current optimizer on resume
@@ -59,7 +59,8 @@ def save_resume(path: Path, lm: NeuralLM, optimizer, progress: dict, hidden, ext
         with atomic_write(tmp / "resume.json") as f:
             groups = [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in g.items()}
                       for g in opt["param_groups"]]
-            json.dump({"progress": progress, "param_groups": groups}, f)
+            json.dump({"progress": progress, "param_groups": groups,
+                       "resume.safetensors": sha256_file(tmp / "resume.safetensors")}, f)
 
 
 def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
@@ -77,8 +78,11 @@ def load_resume(path: Path, lm: NeuralLM, optimizer, hidden_template, device):
         raise SeqlmError(f"the checkpoint in {path} comes from another model or vocabulary than this run's config "
                          f"and data ({detail}): resume with the run's own data and settings, or start a new --out") from None
     try:
-        tensors = load_file(str(path / "resume.safetensors"))
         meta = json.loads((path / "resume.json").read_text())
+        digest = meta.get("resume.safetensors")  # checkpoints from before it was recorded: unchecked
+        if digest is not None and sha256_file(path / "resume.safetensors") != digest:
+            raise ValueError("resume.safetensors does not match the checksum in resume.json")
+        tensors = load_file(str(path / "resume.safetensors"))
     except Exception as e:  # damaged resume files
         raise SeqlmError(f"the resume checkpoint in {path} is damaged ({e}): start again without --resume") from None
     # the saved hyper-parameters and lr, this optimizer's own implementation flags (fused, capturable, ...)

@@ -112,6 +112,7 @@ class Run:
         if saved_model is not None and saved_model != asdict(m):
             raise SeqlmError(f"the checkpoint in {out}/last was trained with another model config: "
                              f"resume with the same recipe and --set options")
+        self._say_what_changed(out)
         template = self.module.init_state(self.cfg.train.batch_size, self.device)  # the global batch's state
         saved, hidden, tensors = load_resume(out / "last", self.lm, self.optimizer, template, self.device)
         self.hidden = distributed.take_rows(hidden, self.rows, self.module.state_batch_dim)
@@ -121,6 +122,18 @@ class Run:
             self.averager.load(tensors, self.progress.get("avg_count"))
         log.info("resumed from %s/last at epoch %d, batch %d (step %d)", out, self.progress["epoch"] + 1,
                  self.progress["batch"], self.progress["step"])
+
+    def _say_what_changed(self, out: Path) -> None:
+        """A resumed run takes the training settings given now; name the ones that differ from the run's own."""
+        try:
+            before = json.loads((out / "run.json").read_text())["config"]["train"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        now = self.cfg.to_dict()["train"]
+        changed = [f"train.{k} {before.get(k)!r} -> {v!r}" for k, v in now.items() if k in before and before[k] != v]
+        if changed:
+            log.warning("resuming with settings changed from the run's: %s (the run goes on with the new values)",
+                        ", ".join(changed))
 
     def begin(self) -> None:
         """The start line on stderr, ``run.json`` (config, command, commit, versions, hardware), then the

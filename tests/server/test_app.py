@@ -259,12 +259,11 @@ def test_an_unexpected_failure_is_a_503_for_the_machine_and_a_logged_500_for_a_b
     assert "RuntimeError: odd" in caplog.text
 
 
-def test_a_busy_port_is_one_line_before_serving(tmp_path, capsys, toy_lines):
+def test_a_busy_port_is_one_line_before_serving(tmp_path, capsys, small_files):
     import socket
 
-    from seqlm.training.train import train_ngram
-
-    train_ngram(toy_lines[0][:200], order=2).save(tmp_path / "kn")
+    assert main(["-q", "train", "--train", str(small_files["train"]), "--order", "2", "--out", str(tmp_path / "kn")]) == 0
+    capsys.readouterr()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -101,3 +101,10 @@ def test_resume_names_changed_settings_and_refuses_a_damaged_checkpoint(tmp_path
     (run / "last" / "resume.safetensors").write_bytes(bytes(data))
     assert main(base + ["--resume", "--set", "train.max_steps=4", "--set", "train.lr=0.5"]) == 2
     assert "does not match the checksum" in capsys.readouterr().err
+
+
+def test_the_ngram_summary_line_shows_valid_and_test_perplexity(tmp_path, small_files, capsys):
+    assert main(["-q", "train", "--train", str(small_files["train"]), "--valid", str(small_files["valid"]), "--test",
+                 str(small_files["test"]), "--order", "2", "--out", str(tmp_path / "kn")]) == 0
+    out = capsys.readouterr().out
+    assert "valid perplexity" in out and "test perplexity" in out

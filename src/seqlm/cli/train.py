@@ -73,7 +73,8 @@ def run(args) -> int:
         m = summary["model"]
         print(f"{m['order']}-gram {m['smoothing']}: {'/'.join(map(str, m['ngrams']))} n-grams, "
               f"vocabulary {m['vocab_size']}, {summary['seconds']:.2f}s -> {args.out}")
-        if "valid" in summary:
-            v = summary["valid"]
-            print(f"valid perplexity {fmt(v['perplexity'])} ({v['tokens']} tokens, {v['oov']} OOV)")
+        for split in ("valid", "test"):
+            if split in summary:
+                v = summary[split]
+                print(f"{split} perplexity {fmt(v['perplexity'])} ({v['tokens']} tokens, {v['oov']} OOV)")
     return 130 if summary.get("interrupted") else 0

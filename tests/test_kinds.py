@@ -20,7 +20,9 @@ TINY_NEURAL = ["model.embedding_dim=12", "model.hidden_size=12", "train.batch_si
 
 # variants run through the same interface checks: the adaptive softmax (tied) on a recurrent and a window LM
 VARIANTS = {"lstm+adaptive": ["model.adaptive_cutoffs=10,40", "model.tie_weights=true"],
-            "window+adaptive": ["model.adaptive_cutoffs=20", "model.tie_weights=true"]}
+            "window+adaptive": ["model.adaptive_cutoffs=20", "model.tie_weights=true"],
+            "transformer+adaptive": ["model.adaptive_cutoffs=20", "model.tie_weights=true", "model.context=5",
+                                     "model.heads=3"]}
 
 
 def options(kind: str, variant: str = "") -> list[str]:

@@ -71,8 +71,11 @@ class ModelConfig:
     mogrifier_rounds: int = 5  # mogrifier: rounds of mutual gating of input and state before each LSTM step
     embedding_dim: int = 200
     hidden_size: int = 200
-    num_layers: int = 2  # recurrent layers (window: hidden layers)
-    context: int = 4  # window: number of previous tokens (n - 1)
+    num_layers: int = 2  # recurrent layers (window: hidden layers; transformer: blocks)
+    context: int | None = None  # window: number of previous tokens, n - 1 (default 4); transformer: how many
+    #   tokens before it each token attends to, in every layer (default 64)
+    heads: int = 4  # transformer: attention heads (embedding_dim must be a multiple; hidden_size is the
+    #   feed-forward width)
     fc_layers: int = 0  # extra fully connected ReLU layers between the recurrent stack and the output
     fc_size: int = 0  # their width (0: hidden_size)
     tie_weights: bool = False  # output layer shares the embedding matrix (needs equal sizes)
@@ -221,8 +224,18 @@ class RunConfig:
             raise SeqlmError(f"{kind.name} models have no {m.backend!r} backend: choose {' or '.join(kind.backends)}")
         if t.precision not in ("fp32", "bf16"):
             raise SeqlmError(f"unknown precision {t.precision!r}: choose fp32 or bf16")
-        for name in ("embedding_dim", "hidden_size", "num_layers", "context"):
-            if getattr(m, name) < 1:
+        if m.heads != 4 and kind.name != "transformer":
+            raise SeqlmError(f"model.heads is for --model transformer and does not apply to {kind.name}: drop it")
+        if kind.name == "transformer":
+            unused = [f for f in ("fc_layers", "fc_size", "last_layer_size", "forget_bias", "weight_drop", "word_dropout",
+                                  "init_range")
+                      if getattr(m, f) != getattr(ModelConfig(), f)] + (["variational"] if m.variational else [])
+            if unused:
+                raise SeqlmError(f"model.{unused[0]} does not apply to a transformer: drop it")
+            if m.embedding_dim % m.heads:
+                raise SeqlmError(f"model.embedding_dim ({m.embedding_dim}) must be a multiple of model.heads ({m.heads})")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "context", "heads"):
+            if getattr(m, name) is not None and getattr(m, name) < 1:
                 raise SeqlmError(f"model.{name} must be >= 1 (got {getattr(m, name)})")
         for name in ("fc_layers", "fc_size", "last_layer_size", "mogrifier_rounds"):
             if getattr(m, name) < 0:
@@ -236,6 +249,8 @@ class RunConfig:
         if c and (c != sorted(set(c)) or c[0] < 2):
             raise SeqlmError(f"model.adaptive_cutoffs must increase strictly from 2 up (got {c}), e.g. [2000]")
         out_dim = (m.fc_size or m.hidden_size) if m.fc_layers else (m.last_layer_size or m.hidden_size)
+        if kind.name == "transformer":
+            out_dim = m.embedding_dim  # the blocks keep the embedding's width
         if m.tie_weights and out_dim != m.embedding_dim:
             raise SeqlmError(f"tie_weights needs the last layer's size ({out_dim}) to equal embedding_dim "
                              f"({m.embedding_dim}): set model.embedding_dim={out_dim} or tie_weights=false")

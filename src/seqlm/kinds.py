@@ -32,7 +32,8 @@ class Kind:
     builder: str  # "module:attr" building it (n-gram: the estimator; neural: the nn.Module class; composite: its class)
     doc: str
     loader: str = ""  # "module:attr" called as loader(path, config, device) on a folder of this kind
-    state: str = "ngram"  # ngram (the last n-1 tokens) | recurrent (hidden state) | window (n-1 token ids)
+    state: str = "ngram"  # ngram (the last n-1 tokens) | recurrent (hidden state) | window (n-1 token ids) |
+    #   layers (each layer's input at the last context positions)
     backends: tuple[str, ...] = ()  # neural: fused (library kernels) and/or reference (cells.py)
     precisions: tuple[str, ...] = ("fp32",)
     arpa: str = "yes"  # yes | order-1 (add-k: only a unigram model is ARPA-expressible) | no
@@ -73,6 +74,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "LSTM step (reference backend only)", **{**_NEURAL, "backends": ("reference",)}),
     Kind("window", "neural", "seqlm.models.neural.window:WindowLM", "fixed-window feed-forward LM (Bengio et al. 2003)",
          state="window", backends=("fused",), precisions=("fp32", "bf16"), arpa="no", loader=_NEURAL_LOADER),
+    Kind("transformer", "neural", "seqlm.models.neural.transformer:TransformerLM", "decoder-only Transformer "
+         "(pre-LayerNorm, rotary positions; every token attends to model.context tokens back in each layer)",
+         state="layers", backends=("fused",), precisions=("fp32", "bf16"), arpa="no", loader=_NEURAL_LOADER),
     Kind("mixture", "composite", "seqlm.models.mixture:MixtureLM", "linear interpolation of models that share a "
          "vocabulary, token by token (seqlm mix)", state="mixture", arpa="no", loader="seqlm.models.mixture:MixtureLM.load"),
     Kind("dynamic", builder="seqlm.models.adapted:DynamicLM", doc="a neural model updated by gradient steps on "

@@ -211,7 +211,7 @@ def test_concurrent_neural_suggestions_are_batched_and_equal_one_by_one(models):
     assert not app.state.served["kn"].batching  # n-gram suggestions need no model step worth batching
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "mogrifier", "window"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "mogrifier", "window", "transformer"])
 def test_advance_many_equals_advance(tmp_path, small_files, kind):  # noqa: F811
     tiny_run(tmp_path, small_files, kind, kind=kind, extra=["train.max_steps=2"])
     lm = seqlm.load(tmp_path / kind, device="cpu")

@@ -197,7 +197,7 @@ def test_hand_edited_neural_config_of_an_old_folder(tmp_path, toy_files, capsys)
     cfg = json.loads(cfg_path.read_text())
     for key in ("files", "config_sha256"):
         cfg.pop(key)
-    for bad, words in (({"hidden_size": "big"}, "must be an int"), ({"kind": "transformer"}, "unknown model kind"),
+    for bad, words in (({"hidden_size": "big"}, "must be an int"), ({"kind": "hyena"}, "unknown model kind"),
                        ({"kind": "kn"}, "not a neural kind")):
         cfg_path.write_text(json.dumps({**cfg, "model": {**cfg["model"], **bad}}))
         assert main(["predict", str(tmp_path / "r"), "--prompt", "the"]) == 2

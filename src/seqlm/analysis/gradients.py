@@ -114,8 +114,9 @@ def diagnose_gradients(model, lines, K: int = 100, positions: int = 200, seed: i
     check_model(model, "diagnose_gradients")
     module = getattr(model, "module", None)
     if module is None or not hasattr(module, "layers"):
-        raise SeqlmError("the gradient diagnostic needs a recurrent model (lstm, gru, rnn_tanh, rnn_relu): an n-gram "
-                         "or fixed-window model carries no state through time")
+        kind = getattr(module, "kind", None) or getattr(model, "kind", "n-gram")
+        raise SeqlmError(f"the gradient diagnostic needs a recurrent model (lstm, gru, rnn_tanh, rnn_relu): a {kind} "
+                         f"model carries no recurrent state through time")
     if K < 1 or positions < 1:
         raise SeqlmError(f"K and positions must be >= 1 (got {K}, {positions})")
     stream = np.concatenate([[EOS_ID], join_with_eos(encode_lines(model.vocab, lines).lines)]).astype(np.int64)

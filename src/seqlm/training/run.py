@@ -82,7 +82,8 @@ class Run:
         config = {"model": asdict(m), "train": asdict(t), "data": asdict(d), "meta": asdict(cfg.meta),
                   "recipe": cfg.name, "corpus": self.corpus.describe()}
         self.lm = NeuralLM(self.vocab, self.module, config, eval_chunk=t.eval_chunk)
-        self.graphed = use_graphs(t, self.device) and not world.active
+        # CUDA graphs replay fixed shapes: a transformer's state grows over its first steps
+        self.graphed = use_graphs(t, self.device) and not world.active and getattr(self.module, "graphable", True)
         self.optimizer = make_optimizer(t, self.module.parameters(), self.graphed)
         self.averager = Averager(self.module) if t.average != "off" else None
         self.nce = None

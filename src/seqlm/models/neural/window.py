@@ -22,9 +22,9 @@ class WindowLM(nn.Module):
         self.cfg = cfg
         self.kind = "window"
         self.state_batch_dim = 0  # the state is (B, n-1)
-        self.n_ctx = cfg.context
+        self.n_ctx = cfg.context or 4
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
-        sizes = [cfg.context * cfg.embedding_dim] + [cfg.hidden_size] * cfg.num_layers
+        sizes = [self.n_ctx * cfg.embedding_dim] + [cfg.hidden_size] * cfg.num_layers
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.drop = SequenceDropout(cfg.dropout, locked=False)
         self.embedding_drop = SequenceDropout(cfg.embedding_dropout, locked=False)

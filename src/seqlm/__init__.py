@@ -26,7 +26,7 @@ from seqlm.models.ngram.model import NGramLM
 from seqlm.reporting.report import report
 from seqlm.server.app import serve
 from seqlm.tasks.evaluate import evaluate
-from seqlm.tasks.generate import generate, predict
+from seqlm.tasks.generate import beam_search, generate, predict
 from seqlm.tasks.rescore import rescore
 from seqlm.tasks.score import score
 from seqlm.text.corpora import load_corpus
@@ -38,6 +38,6 @@ from seqlm.workflows.adapt import adapt
 from seqlm.workflows.diagnose import diagnose
 from seqlm.workflows.mix import mix
 
-__all__ = ["train", "evaluate", "score", "predict", "generate", "export", "load", "neighbours", "report", "mix",
+__all__ = ["train", "evaluate", "score", "predict", "generate", "beam_search", "export", "load", "neighbours", "report", "mix",
            "adapt", "diagnose", "rescore", "serve", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
            "SeqlmError"]

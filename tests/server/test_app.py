@@ -137,6 +137,8 @@ def test_bad_suggest_requests(client, body, status, match):
     ("/v1/generate", {"max_tokens": 0}, 422, "max_tokens"),
     ("/v1/generate", {"prompt": "zzzunknownzzz"}, 422, "outside the model's vocabulary"),
     ("/v1/generate", {"seed": -5}, 422, "--seed must be >= 0"),
+    ("/v1/generate", {"beam": 2, "num": 3}, 422, "more than --beam"),
+    ("/v1/generate", {"ban": ["the"]}, 422, "constrain a beam search"),
     ("/v1/generate", {"seed": "a"}, 422, "seed"),
     ("/v1/generate", {"max_tokens": 2.5}, 422, "max_tokens"),
     ("/v1/nothing", {}, 404, "no such endpoint"),
@@ -271,4 +273,12 @@ def test_a_busy_port_is_one_line_before_serving(tmp_path, capsys, small_files):
         assert main(["serve", str(tmp_path / "kn"), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "serving" not in err
+
+
+def test_beam_search_over_http(client):
+    r = client.post("/v1/generate", json={"prompt": "the", "beam": 4, "num": 2, "max_tokens": 6, "ban": ["cat"]})
+    assert r.status_code == 200, r.text
+    samples = r.json()["samples"]
+    assert len(samples) == 2 and samples[0]["score"] >= samples[1]["score"]
+    assert all("cat" not in s["generated"].split() for s in samples)
 

@@ -4,6 +4,7 @@ and seqlm.generate."""
 from __future__ import annotations
 
 from seqlm.cli.common import add_json, add_model, command, print_json, stdin_lines
+from seqlm.errors import SeqlmError
 
 PREDICT = """
   echo "the students opened their" | seqlm predict runs/kn5 --top-k 5
@@ -13,6 +14,7 @@ GENERATE = """
   seqlm generate runs/kn5 --prompt "the market" --seed 1
   seqlm generate runs/kn5 --num 5 --temperature 0.8 --top-p 0.9 --seed 7 --json
   seqlm generate runs/char7 --prompt "the " --greedy --max-tokens 80
+  seqlm generate runs/kn5 --prompt "the market" --beam 8 --num 3 --length-penalty 1 --ban "N $"
 """
 
 
@@ -36,6 +38,12 @@ def register(sub) -> None:
     g.add_argument("--greedy", action="store_true", help="always take the most probable token")
     g.add_argument("--seed", type=int, help="random seed (same seed, same text)")
     g.add_argument("--allow-unk", action="store_true", help="may generate <unk>")
+    b = g.add_argument_group("beam search (instead of sampling)")
+    b.add_argument("--beam", type=int, help="keep this many hypotheses; --num of them are printed, best first")
+    b.add_argument("--length-penalty", type=float, default=1.0, help="rank finished texts by log-prob / "
+                   "length^this (default 1; 0: the plain log-prob)")
+    b.add_argument("--ban", default="", help="words never to produce, separated by spaces")
+    b.add_argument("--prefix", default="", help="text the output must begin with (forced, and scored)")
     add_json(g, "one JSON object per sample")
 
 
@@ -60,9 +68,24 @@ def generate(args) -> int:
     from seqlm.models.loader import load
     from seqlm.tasks.generate import generate_many
 
-    samples = generate_many(load(args.model, level=args.level), args.prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
-                            allow_unk=args.allow_unk)
+    model = load(args.model, level=args.level)
+    if args.beam is not None:
+        from seqlm.tasks.generate import beam_search
+
+        sampling = [flag for flag, on in (("--seed", args.seed is not None), ("--temperature", args.temperature != 1.0),
+                                          ("--top-k", args.top_k is not None), ("--top-p", args.top_p is not None),
+                                          ("--greedy", args.greedy)) if on]
+        if sampling:
+            raise SeqlmError(f"{sampling[0]} is a sampling option: a beam search (--beam) takes no sampling options")
+        samples = beam_search(model, args.prompt, beam=args.beam, max_tokens=args.max_tokens, num=args.num,
+                              length_penalty=args.length_penalty, banned_words=args.ban.split(), prefix=args.prefix,
+                              allow_unk=args.allow_unk)
+    else:
+        if args.ban or args.prefix:
+            raise SeqlmError("--ban and --prefix constrain a beam search: add --beam N")
+        samples = generate_many(model, args.prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens,
+                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
+                                allow_unk=args.allow_unk)
     for out in samples:
         print_json(out) if args.json else print(out["text"])
     return 0

@@ -43,7 +43,7 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
         raise SeqlmError("seqlm serve needs FastAPI and uvicorn: pip install 'seqlm[serve]'") from None
     from seqlm.server.schemas import EvaluateIn, GenerateIn, ScoreIn, SuggestIn
     from seqlm.tasks.evaluate import evaluate
-    from seqlm.tasks.generate import generate
+    from seqlm.tasks.generate import beam_search, generate
     from seqlm.tasks.score import score
     from seqlm.version import __version__
 
@@ -140,6 +140,13 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
     @app.post("/v1/generate")
     def generate_(req: GenerateIn):
         s = pick(req.model)
+        if req.beam is not None:
+            with s.lock:
+                out = beam_search(s.model, req.prompt, beam=req.beam, max_tokens=req.max_tokens, num=req.num,
+                                  length_penalty=req.length_penalty, banned_words=req.ban, prefix=req.prefix)
+            return {"model": s.name, "samples": out}
+        if req.ban or req.prefix:
+            raise _ClientError(422, "ban and prefix constrain a beam search: give beam too")
         out = []
         with s.lock:
             for n in range(req.num):

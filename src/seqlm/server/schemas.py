@@ -36,6 +36,11 @@ class GenerateIn(Strict):
     top_p: float | None = Field(None, gt=0, le=1)
     greedy: bool = False
     seed: int | None = None
+    beam: int | None = Field(None, ge=1, le=64, description="beam search with this many hypotheses (instead of "
+                             "sampling); num of them are returned, best first")
+    length_penalty: float = Field(1.0, ge=-10, le=10, description="beam: rank by log-prob / length^this")
+    ban: list[str] = Field(default_factory=list, max_length=1000, description="beam: words never to produce")
+    prefix: str = Field("", max_length=MAX_TEXT, description="beam: text the output must begin with")
 
 class EvaluateIn(Strict):
     text: str = Field(max_length=MAX_TEXT)

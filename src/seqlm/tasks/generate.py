@@ -170,3 +170,78 @@ def generate_many(model: LanguageModel, prompt: str = "", num: int = 1, seed: in
     check_integer(num, "num", 1)
     check_integer(seed, "seed", 0, optional=True)
     return [generate(model, prompt, seed=None if seed is None else seed + i, **options) for i in range(num)]
+
+
+def beam_search(model: LanguageModel, prompt: str = "", beam: int = 4, max_tokens: int = 50, num: int = 1,
+                length_penalty: float = 1.0, banned_words=(), prefix: str = "", allow_unk: bool = False) -> list[dict]:
+    """The ``num`` best continuations of ``prompt`` found by a beam of ``beam`` hypotheses (HF ``generate``'s
+    ``num_beams``, ``num_return_sequences``, ``length_penalty``), best first.
+
+    A hypothesis ends at ``</s>`` or after ``max_tokens`` tokens.  Finished ones are ranked by their log-prob
+    divided by their length (tokens, ``</s>`` included) to the power ``length_penalty`` (0: the plain log-prob;
+    above 0 favours longer texts); ``log_prob`` in each result is the model's, untouched.  Constraints: tokens
+    of ``banned_words`` are never produced; the output begins with ``prefix`` (its tokens forced, and scored).
+    Beam 1 is greedy decoding; with a beam as wide as every sequence the search is exhaustive (tested)."""
+    check_model(model, "generate")
+    for name, value in (("prompt", prompt), ("prefix", prefix)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be one str, not {type(value).__name__}")
+    check_integer(beam, "beam", 1)
+    check_integer(max_tokens, "max_tokens", 1)
+    check_integer(num, "num", 1)
+    if num > beam:
+        raise SeqlmError(f"--num {num} is more than --beam {beam}: a beam returns at most its width")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
+        raise SeqlmError(f"--length-penalty must be a number (got {length_penalty!r})")
+    if isinstance(banned_words, str):
+        banned_words = banned_words.split()
+    vocab = model.vocab
+    banned = _banned(allow_unk) + [vocab.stoi[w] for w in banned_words if w in vocab.text_stoi]
+    state, prompt_tokens = read_prompt(model, prompt)
+    forced = [int(i) for i in vocab.encode(vocab.tokenizer.tokenize(prefix))]
+    if set(forced) & set(banned):
+        raise SeqlmError("--prefix holds a token that is banned (or <unk>): change one of them")
+    if len(forced) >= max_tokens:
+        raise SeqlmError(f"--prefix has {len(forced)} tokens: --max-tokens ({max_tokens}) leaves none to generate")
+    live = [(0.0, [], state)]  # (log-prob, tokens, state)
+    done: list[tuple[float, list[int], str]] = []
+
+    def rank(item) -> float:
+        logp, tokens, stopped = item
+        return logp / (len(tokens) + (stopped == "eos")) ** length_penalty if length_penalty else logp
+
+    for step in range(max_tokens):
+        candidates = []
+        for logp, tokens, st in live:
+            lp = model.next_logprobs(st)
+            if step < len(forced):
+                choices = [forced[step]]
+            else:
+                masked = lp.copy()
+                masked[banned] = -np.inf
+                choices = [int(i) for i in np.argsort(-masked, kind="stable")[:beam] if np.isfinite(masked[i])]
+            candidates += [(logp + float(lp[c]), tokens, st, c) for c in choices]
+        candidates.sort(key=lambda c: -c[0])
+        live = []
+        for logp, tokens, st, c in candidates:
+            if c == EOS_ID:
+                done.append((logp, tokens, "eos"))
+            else:
+                live.append((logp, tokens + [c], model.advance(st, c) if step + 1 < max_tokens else st))
+            if len(live) == beam:
+                break
+        # stop once no live hypothesis can still beat the worst of the best ``num`` finished ones (with no
+        # length penalty a log-prob only falls)
+        if not live or (length_penalty == 0 and len(done) >= num and
+                        max(x[0] for x in live) < sorted(x[0] for x in done)[-num]):
+            break
+    done += [(logp, tokens, "max_tokens") for logp, tokens, _ in live]
+    best = sorted(done, key=lambda x: -rank(x))[:num]
+    detok = vocab.tokenizer.detokenize
+    out = []
+    for logp, tokens, stopped in best:
+        words = vocab.decode(tokens)
+        out.append({"prompt": prompt, "text": detok(prompt_tokens + words), "generated": detok(words),
+                    "tokens": len(tokens) + (stopped == "eos"), "log_prob": logp, "log_base": "e", "stopped": stopped,
+                    "score": rank((logp, tokens, stopped)), "beam": beam})
+    return out

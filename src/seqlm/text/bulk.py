@@ -75,6 +75,17 @@ def _word_block(data: bytes, text: str, tokenizer: Tokenizer):
     return hashes, per_line[per_line > 0], lambda i: data[starts[i]:ends[i]].decode("utf-8")
 
 
+def _tokenize_block(data: bytes, name: str, offset: int, tokenizer: Tokenizer):
+    """A block of whole lines of the file ``name`` (at byte ``offset``) as token hashes, each non-blank line's
+    token count and a function giving a token's text; a leading byte-order mark is dropped."""
+    text = decode_block(data, name, offset)
+    if offset == 0 and text.startswith("\ufeff"):
+        text, data = text[1:], data[3:]
+    if tokenizer.level == "word":
+        return _word_block(data, text, tokenizer)
+    return _char_block(text, tokenizer)
+
+
 def _char_block(text: str, tokenizer: Tokenizer):
     raw = text.split("\n")
     if raw and raw[-1] == "":
@@ -134,13 +145,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
 
     def pass1(item):
         offset, data = item
-        text = decode_block(data, name, offset)
-        if offset == 0 and text.startswith("\ufeff"):
-            text, data = text[1:], data[3:]
-        if tokenizer.level == "word":
-            hashes, per_line, text_of = _word_block(data, text, tokenizer)
-        else:
-            hashes, per_line, text_of = _char_block(text, tokenizer)
+        hashes, per_line, text_of = _tokenize_block(data, name, offset, tokenizer)
         hashes = hashes.view(np.int64)
         u, first, c = np.unique(hashes, return_index=True, return_counts=True)
         return hashes, per_line, u, first, c, text_of, len(item[1])
@@ -206,13 +211,7 @@ def encode_file(path: str | Path, vocab: Vocab, block: int = 1 << 20):
     word_ids = np.array([vocab.text_stoi[w] for w in words], dtype=np.int64)
     seen = False
     for offset, data in line_blocks(path, block):
-        text = decode_block(data, name, offset)
-        if offset == 0 and text.startswith("\ufeff"):
-            text, data = text[1:], data[3:]
-        if tokenizer.level == "word":
-            h, lengths, _ = _word_block(data, text, tokenizer)
-        else:
-            h, lengths, _ = _char_block(text, tokenizer)
+        h, lengths, _ = _tokenize_block(data, name, offset, tokenizer)
         if not len(lengths):
             continue
         seen = True

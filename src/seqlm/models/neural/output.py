@@ -101,6 +101,25 @@ def _at_least_fp32(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
+class FeatureLM(nn.Module):
+    """A neural LM module: :meth:`features` (what the output layer reads at each position, and the new state)
+    then ``self.decoder``, the output layer.  Every neural kind is one."""
+
+    def forward(self, tokens: Tensor, state=None, targets: Tensor | None = None, features_only: bool = False):
+        """Logits (B, T, V) and the new state; with an adaptive output and ``targets`` (B, T), ln p of
+        each target (B, T) instead (only the clusters the targets fall in are computed); ``features_only``:
+        what the output layer would read (B, T, d) (training with NCE)."""
+        x, new_state = self.features(tokens, state)
+        if features_only:
+            return x, new_state
+        if targets is not None:
+            return self.decoder.target_log_probs(x, targets), new_state
+        return self.decoder(x), new_state  # (B, T, V)
+
+    def features(self, tokens: Tensor, state=None):
+        raise NotImplementedError
+
+
 def make_output(dim: int, vocab_size: int, cutoffs: list[int]) -> nn.Module:
     """The full softmax's linear layer, or the adaptive softmax when ``cutoffs`` are given."""
     return AdaptiveOutput(dim, vocab_size, cutoffs) if cutoffs else nn.Linear(dim, vocab_size)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seqlm.config import ModelConfig, resolve_backend
 from seqlm.models.neural.cells import CELLS, MOGRIFIER, MogrifierLSTM, ReferenceRecurrent
-from seqlm.models.neural.output import make_output
+from seqlm.models.neural.output import FeatureLM, make_output
 
 
 def drop_connect(w: Tensor, p: float) -> Tensor:
@@ -65,7 +65,7 @@ def make_layer(kind: str, backend: str, input_size: int, hidden_size: int, round
     return CELLS[kind].fused(input_size, hidden_size)
 
 
-class RecurrentLM(nn.Module):
+class RecurrentLM(FeatureLM):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
@@ -159,17 +159,6 @@ class RecurrentLM(nn.Module):
         if not self.training or p == 0:
             return layer(x, state)
         return torch.func.functional_call(layer, {"weight_hh_l0": drop_connect(layer.weight_hh_l0, p)}, (x, state))
-
-    def forward(self, tokens: Tensor, state=None, targets: Tensor | None = None, features_only: bool = False):
-        """Logits (B, T, V) and the new state; with an adaptive output and ``targets`` (B, T), ln p of
-        each target (B, T) instead (only the clusters the targets fall in are computed); ``features_only``:
-        what the output layer would read (B, T, d) (training with NCE)."""
-        x, new_state = self.features(tokens, state)
-        if features_only:
-            return x, new_state
-        if targets is not None:
-            return self.decoder.target_log_probs(x, targets), new_state
-        return self.decoder(x), new_state  # (B, T, V)
 
     def features(self, tokens: Tensor, state=None):
         """What the output layer reads at each position (B, T, d): the last recurrent layer's output (or the

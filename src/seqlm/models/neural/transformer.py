@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from seqlm.config import ModelConfig
 from seqlm.errors import SeqlmError
-from seqlm.models.neural.output import make_output
+from seqlm.models.neural.output import FeatureLM, make_output
 from seqlm.models.neural.recurrent import SequenceDropout
 
 DEFAULT_CONTEXT = 64  # model.context when a recipe leaves it unset
@@ -81,7 +81,7 @@ class Block(nn.Module):
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 
 
-class TransformerLM(nn.Module):
+class TransformerLM(FeatureLM):
     graphable = False  # the state grows over the first steps: no fixed shapes for CUDA graphs
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
@@ -114,14 +114,6 @@ class TransformerLM(nn.Module):
     @staticmethod
     def detach_state(state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         return tuple(m.detach() for m in state)
-
-    def forward(self, tokens: Tensor, state=None, targets: Tensor | None = None, features_only: bool = False):
-        x, new_state = self.features(tokens, state)
-        if features_only:
-            return x, new_state
-        if targets is not None:  # adaptive output: ln p of each target
-            return self.decoder.target_log_probs(x, targets), new_state
-        return self.decoder(x), new_state
 
     def features(self, tokens: Tensor, state=None):
         """The final LayerNorm's output at each position (B, T, d) and the new state."""

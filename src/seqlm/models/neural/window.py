@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from seqlm.config import ModelConfig
-from seqlm.models.neural.output import make_output
+from seqlm.models.neural.output import FeatureLM, make_output
 from seqlm.models.neural.recurrent import SequenceDropout
 from seqlm.text.vocab import EOS_ID
 
 
-class WindowLM(nn.Module):
+class WindowLM(FeatureLM):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
@@ -41,15 +41,6 @@ class WindowLM(nn.Module):
     @staticmethod
     def detach_state(state: Tensor) -> Tensor:
         return state
-
-    def forward(self, tokens: Tensor, state: Tensor | None = None, targets: Tensor | None = None,
-                features_only: bool = False):
-        x, new_state = self.features(tokens, state)
-        if features_only:
-            return x, new_state
-        if targets is not None:  # adaptive output: ln p of each target
-            return self.decoder.target_log_probs(x, targets), new_state
-        return self.decoder(x), new_state
 
     def features(self, tokens: Tensor, state: Tensor | None = None):
         """The last hidden layer's output at each position (B, T, d) and the new state."""

@@ -272,34 +272,6 @@ cdef class Querier:
             out.append((lp, matched, False))
         return out
 
-    def score_lines(self, list lines):
-        """ln p of each line's tokens and its ``</s>``, every line from ``<s>``, all lines concatenated
-        (NGramLM.score_lines for sentences).  A token id outside the vocabulary raises IndexError."""
-        cdef Py_ssize_t total = 0, i, p = 0
-        for line in lines:
-            total += len(line) + 1
-        out = np.empty(total, dtype=np.float64)
-        cdef double[::1] o = out
-        cdef const int64_t[::1] ids
-        cdef int64_t r[MAX_ORDER]
-        cdef int64_t tok
-        cdef int n, matched
-        for line in lines:
-            ids = np.ascontiguousarray(line, dtype=np.int64)
-            n = 0
-            if self.order > 1:
-                r[0] = self.bos
-                n = 1
-            for i in range(ids.shape[0]):
-                tok = ids[i]
-                if tok < 0 or tok >= self.V:
-                    raise IndexError(tok)
-                o[p] = self.step_c(r, &n, tok, &matched)
-                p += 1
-            o[p] = self.step_c(r, &n, self.eos, &matched)
-            p += 1
-        return out
-
     def score_tokens(self, list lines, dict stoi):
         """(ln p, oov) of each line's tokens (str, looked up in ``stoi``; unknown: ``<unk>``, flagged) and its
         ``</s>``, every line from ``<s>``, all lines concatenated (NGramLM.score_tokens)."""

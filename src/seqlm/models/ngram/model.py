@@ -171,21 +171,19 @@ class NGramLM(LanguageModel):
         return self._querier or None
 
     # -- batched scoring ------------------------------------------------------------------------
+    def _fast(self):
+        """The compiled loop where it answers for this model (backoff models up to order 32), else None."""
+        return self.querier() if not self._uniform and self.order <= 32 else None
+
     def score_lines(self, lines, mode="sentence", state=None):
         check_mode(mode)
-        fast = self.querier() if not self._uniform and self.order <= 32 else None
-        if fast is not None:  # the compiled loop (the same numbers as score_stream below: tested)
-            try:
-                return fast.score_lines(list(lines)), (self.start() if mode == "stream" else None)
-            except IndexError:
-                raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary") from None
         lengths = np.fromiter((len(x) for x in lines), dtype=np.int64, count=len(lines))
         ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in lines]) if lengths.sum() else \
             np.zeros(0, np.int64)
-        return self.score_stream(ids, lengths), (self.start() if mode == "stream" else None)
+        return self.score_flat(ids, lengths, mode)
 
     def score_tokens(self, tokens, mode="sentence", state=None):
-        fast = self.querier() if not self._uniform and self.order <= 32 else None
+        fast = self._fast()
         if fast is None:
             return super().score_tokens(tokens, mode, state)
         check_mode(mode)  # the compiled loop looks the words up itself: no ids made
@@ -193,10 +191,11 @@ class NGramLM(LanguageModel):
         return logp, oov.view(bool), (self.start() if mode == "stream" else None)
 
     def score_flat(self, ids, lengths, mode="sentence", state=None):
-        fast = self.querier() if not self._uniform and self.order <= 32 else None
-        if fast is None:
-            return super().score_flat(ids, lengths, mode, state)
         check_mode(mode)
+        fast = self._fast()
+        if fast is None:  # the vectorized reference (the same numbers as the compiled loop: tested)
+            return self.score_stream(np.asarray(ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)), \
+                (self.start() if mode == "stream" else None)
         try:
             logp = fast.score_flat(np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64))
         except IndexError:
@@ -204,7 +203,7 @@ class NGramLM(LanguageModel):
         return logp, (self.start() if mode == "stream" else None)
 
     def line_totals(self, tokens, mode="sentence"):
-        fast = self.querier() if not self._uniform and self.order <= 32 else None
+        fast = self._fast()
         if fast is None:
             return super().line_totals(tokens, mode)
         check_mode(mode)

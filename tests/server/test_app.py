@@ -282,3 +282,10 @@ def test_beam_search_over_http(client):
     assert len(samples) == 2 and samples[0]["score"] >= samples[1]["score"]
     assert all("cat" not in s["generated"].split() for s in samples)
 
+
+def test_a_body_that_is_not_a_json_object_is_named(client):
+    r = client.post("/v1/suggest", content=b"the cat", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+    r = client.post("/v1/suggest", json=["the"])
+    assert r.status_code == 422 and "must be a JSON object" in r.json()["error"]
+

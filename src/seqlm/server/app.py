@@ -81,10 +81,16 @@ def create_app(models: dict[str, LanguageModel], paths: dict[str, str] | None = 
                           f"the server's log")
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_, e: RequestValidationError):
+    async def _invalid(request, e: RequestValidationError):
         errs = e.errors()
         if any(x.get("type") == "json_invalid" for x in errs):
             return error(400, "the body is not valid JSON: send a UTF-8 JSON object, e.g. {\"text\": \"the\"}")
+        if any(tuple(x.get("loc", ())) == ("body",) and x.get("type") == "model_attributes_type" for x in errs):
+            sent = request.headers.get("content-type") or "none"
+            if not sent.startswith("application/json"):
+                return error(415, f"the body must be JSON, sent with Content-Type: application/json (this one: {sent}), "
+                                  "e.g. {\"text\": \"the\"}")
+            return error(422, "the body must be a JSON object, e.g. {\"text\": \"the\"} (see /docs for the request shapes)")
         parts = []
         for x in errs[:5]:
             where = ".".join(str(p) for p in x.get("loc", ())[1:]) or "body"

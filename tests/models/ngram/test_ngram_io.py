@@ -280,3 +280,22 @@ def test_a_file_of_a_model_folder_is_not_read_as_arpa(tmp_path, toy_lines):
     train_ngram(toy_lines[0][:300], order=2).save(tmp_path / "m")
     with pytest.raises(SeqlmError, match="is a file of the model folder .*: give the folder"):
         load(tmp_path / "m" / "config.json")
+
+
+def test_odd_arpa_files_are_named_in_warnings(tmp_path, toy_lines, caplog, monkeypatch):
+    import logging
+
+    lm = train_ngram(toy_lines[0][:300], order=2)
+    path = tmp_path / "m.arpa"
+    write_arpa(lm, path)
+    lines = path.read_text().split("\n")
+    top = lines.index("\\2-grams:") + 1
+    lines[top] = lines[top] + "\t-0.5"  # a backoff weight on the highest order
+    uni = lines.index("\\1-grams:") + 2  # after the tokenizer mark
+    lines[uni] = "-0.0001\t" + lines[uni].split("\t", 1)[1]  # a unigram of probability ~1: mass above 1
+    path.write_text("\n".join(lines))
+    monkeypatch.setattr(logging.getLogger("seqlm"), "propagate", True)  # seqlm's own handler: not caplog's
+    with caplog.at_level(logging.WARNING, logger="seqlm"):
+        read_arpa(path)
+    assert "the highest order (2-grams) has backoff weights" in caplog.text
+    assert "unigram probabilities sum to" in caplog.text

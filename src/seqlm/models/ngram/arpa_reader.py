@@ -206,6 +206,15 @@ class _ArpaReader:
         missing = sorted(set(self.counts) - set(self.sections))
         if missing:
             self.fail(f"missing section(s) {missing} (truncated?)")
+        top = self.sections[max(self.sections)]
+        if top.k > 1 and top.has_bows:
+            log.warning("%s: the highest order (%d-grams) has backoff weights: ignored (no longer n-gram continues "
+                        "them; KenLM ignores them too)", self.path, top.k)
+        uni = np.asarray(self.logprob[0]) if self.logprob else np.zeros(0)
+        mass = float(np.exp(uni[np.isfinite(uni)]).sum())
+        if mass > 1.01:
+            log.warning("%s: the unigram probabilities sum to %.3f, more than 1: the file is not a normalised model "
+                        "and its scores are not log-probabilities", self.path, mass)
         if after_end:
             log.warning("%s: text after \\end\\ is ignored (two files joined?): %r", self.path,
                         after_end[:40].decode("utf-8", "replace"))

@@ -144,6 +144,8 @@ def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, d
     cfg = ModelConfig(kind=kind, backend=backend, embedding_dim=size, hidden_size=size, num_layers=2,
                       dropout=0.2, embedding_dropout=0.2, context=4, tie_weights=adaptive,
                       adaptive_cutoffs=ADAPTIVE if adaptive else [])
+    if kind == "transformer":  # as recipes/ptb/cpu/transformer.toml: feed-forward 4x the width, context 64
+        cfg.hidden_size, cfg.context = 4 * size, TRANSFORMER_CONTEXT
     module = build_module(cfg, V).to(device)
     module.train()
     train = type("T", (), {"optimizer": "sgd", "lr": 20.0, "momentum": 0.0, "weight_decay": 0.0})
@@ -168,10 +170,15 @@ def time_seqlm(kind: str, backend: str, precision: str, size: int, steps: int, d
     return rate
 
 
+TRANSFORMER_CONTEXT = 64
+
+
 def flops_per_token(kind: str, size: int) -> float:
     """Forward + backward (3x forward) multiply-adds x 2 of the matrix products."""
     if kind == "window":
         fwd = 4 * size * size + size * size + size * V
+    elif kind == "transformer":  # per block: q, k, v, out (4 d^2), feed-forward (8 d^2), scores and values
+        fwd = 2 * (12 * size * size + 2 * (TRANSFORMER_CONTEXT + T) * size) + size * V
     else:
         g = GATES[kind]
         fwd = 2 * g * size * (2 * size) + size * V
@@ -329,8 +336,8 @@ def main() -> None:
         out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": size,
                                "precision": "fp32", "graphed": False, "tokens_per_s": base})
         print(f"2x{size} baseline, PyTorch example loop, fp32: {base:,.0f} tokens/s", file=sys.stderr)
-        for kind in ("lstm", "gru", "rnn_tanh", "window"):
-            for backend in (("fused", "reference") if kind != "window" else ("fused",)):
+        for kind in ("lstm", "gru", "rnn_tanh", "window", "transformer"):
+            for backend in (("fused", "reference") if kind not in ("window", "transformer") else ("fused",)):
                 for precision in precisions:
                     for graphed in modes:
                         if args.quick and backend == "reference" and (kind != "lstm" or precision == "bf16"):

@@ -36,22 +36,24 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    from seqlm.io.runtime import setup_logging
-
-    setup_logging(-1 if args.quiet else (1 if args.verbose else 0))
-    if not args.command:
-        p.print_help(sys.stderr)
-        return 2
     terminated: list[int] = []  # SIGTERM seen (the handler's only state, local to this call)
 
     def on_sigterm(signum, frame):
         terminated.append(signum)
         raise Terminated()
 
+    # first of all: a SIGTERM while the commands' modules load is handled as one later is
     previous = _handle(signal.SIGTERM, on_sigterm)
+    args = None
     try:
+        p = parser()
+        args = p.parse_args(argv)
+        from seqlm.io.runtime import setup_logging
+
+        setup_logging(-1 if args.quiet else (1 if args.verbose else 0))
+        if not args.command:
+            p.print_help(sys.stderr)
+            return 2
         code = args.run(args) or 0
         return 143 if terminated else code
     except SeqlmError as e:
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
-        return _unexpected(e, args.verbose)
+        return _unexpected(e, bool(args is not None and args.verbose))
     finally:
         _handle(signal.SIGTERM, previous)
 

@@ -1,4 +1,4 @@
-"""Two writers of one output (io/files.output_lock): every command that writes a folder holds an advisory lock
+"""Two writers of one output (io/locks.output_lock): every command that writes a folder holds an advisory lock
 on it for the whole run, so a second process stops at once with one line naming the first, and nothing of
 the first is replaced; the lock leaves no file behind."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.io.files import output_lock
+from seqlm.io.locks import output_lock
 
 
 def commands(parts, small_files, out):

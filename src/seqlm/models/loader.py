@@ -12,7 +12,8 @@ from pathlib import Path
 
 from seqlm import kinds
 from seqlm.errors import SeqlmError
-from seqlm.io.files import locks_output, verify_folder
+from seqlm.io.files import verify_folder
+from seqlm.io.locks import locks_output
 from seqlm.models.interface import LanguageModel
 
 

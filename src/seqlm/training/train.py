@@ -141,7 +141,7 @@ def train(
     if corpus_obj is not None:
         cfg.data.corpus = corpus_obj.name
     from seqlm.io.distributed import world_from_env
-    from seqlm.io.files import output_lock
+    from seqlm.io.locks import output_lock
 
     # --out is locked for the whole run (by the main process of a torchrun job), and checked under the lock
     locked = out is not None and world_from_env().is_main

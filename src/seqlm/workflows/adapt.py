@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import check_new_outputs, locks_output, write_json
+from seqlm.io.files import check_new_outputs, write_json
+from seqlm.io.locks import locks_output
 from seqlm.io.records import record
 from seqlm.models.loader import load
 from seqlm.tasks.evaluate import SplitSource, evaluate

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import check_new_outputs, locks_output, write_json
+from seqlm.io.files import check_new_outputs, write_json
+from seqlm.io.locks import locks_output
 from seqlm.io.records import record
 from seqlm.models.loader import load
 from seqlm.models.mixture import MixtureLM, check_weights, fit_weights

@@ -51,6 +51,12 @@ cdef inline uint64_t bits_at(const uint8_t* data, uint64_t pos, int width) noexc
     return (w >> (pos & 7)) & ((<uint64_t>1 << width) - 1)
 
 
+cdef inline int64_t word_id(dict stoi, object w):
+    """The id of the word ``w`` in ``stoi``; an unknown word is ``<unk>``, id 0."""
+    cdef object got = stoi.get(w)
+    return 0 if got is None else <int64_t>got
+
+
 cdef inline double value(uint64_t code, int mode, const float* table) noexcept nogil:
     cdef uint32_t u = <uint32_t>code
     cdef float f
@@ -106,6 +112,13 @@ cdef class Querier:
             if trie.index[j] is not None:
                 u8 = trie.index[j]
                 self.o[j].index = &u8[0]
+
+    cdef inline int begin_sentence(self, int64_t* r) noexcept nogil:
+        """The state after ``<s>`` in ``r``; its length."""
+        if self.order > 1:
+            r[0] = self.bos
+            return 1
+        return 0
 
     cdef inline uint64_t word(self, int j, uint64_t i) noexcept nogil:
         return bits_at(self.o[j].data, i * self.o[j].rbits, self.o[j].wbits)
@@ -240,13 +253,10 @@ cdef class Querier:
         cdef int64_t r[MAX_ORDER]
         cdef int n = 0, matched
         cdef double total = 0
-        cdef object wid
-        if bos and self.order > 1:
-            r[0] = self.bos
-            n = 1
+        if bos:
+            n = self.begin_sentence(r)
         for w in words:
-            wid = stoi.get(w)
-            total += self.step_c(r, &n, 0 if wid is None else <int64_t>wid, &matched)
+            total += self.step_c(r, &n, word_id(stoi, w), &matched)
         if eos:
             total += self.step_c(r, &n, self.eos, &matched)
         return total
@@ -257,14 +267,11 @@ cdef class Querier:
         cdef int n = 0, matched
         cdef double lp
         cdef int64_t wid
-        cdef object got
         cdef list out = []
-        if bos and self.order > 1:
-            r[0] = self.bos
-            n = 1
+        if bos:
+            n = self.begin_sentence(r)
         for w in words:
-            got = stoi.get(w)
-            wid = 0 if got is None else <int64_t>got
+            wid = word_id(stoi, w)
             lp = self.step_c(r, &n, wid, &matched)
             out.append((lp, matched, wid == 0))
         if eos:
@@ -286,15 +293,10 @@ cdef class Querier:
         cdef int64_t r[MAX_ORDER]
         cdef int64_t wid
         cdef int n, matched
-        cdef object got
         for line in lines:
-            n = 0
-            if self.order > 1:
-                r[0] = self.bos
-                n = 1
+            n = self.begin_sentence(r)
             for w in line:
-                got = stoi.get(w)
-                wid = 0 if got is None else <int64_t>got
+                wid = word_id(stoi, w)
                 if wid == 0:
                     f[p] = 1
                 o[p] = self.step_c(r, &n, wid, &matched)
@@ -312,16 +314,11 @@ cdef class Querier:
         cdef int n, matched
         cdef Py_ssize_t unknown
         cdef double total
-        cdef object got
         for line in lines:
-            n = 0
-            if self.order > 1:
-                r[0] = self.bos
-                n = 1
+            n = self.begin_sentence(r)
             total, unknown = 0.0, 0
             for w in line:
-                got = stoi.get(w)
-                wid = 0 if got is None else <int64_t>got
+                wid = word_id(stoi, w)
                 unknown += wid == 0
                 total += self.step_c(r, &n, wid, &matched)
             total += self.step_c(r, &n, self.eos, &matched)
@@ -340,10 +337,7 @@ cdef class Querier:
         if sum(lengths) != ids.shape[0]:
             raise ValueError("the lengths do not add up to the ids")
         for line in range(lengths.shape[0]):
-            n = 0
-            if self.order > 1:
-                r[0] = self.bos
-                n = 1
+            n = self.begin_sentence(r)
             for k in range(lengths[line]):
                 tok = ids[i]
                 i += 1

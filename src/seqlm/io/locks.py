@@ -1,0 +1,78 @@
+"""Locks on outputs: a command that writes a folder holds an advisory lock on it for its whole run, so that two
+seqlm processes never write one output together (the second stops at once, naming the first)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from seqlm.errors import SeqlmError
+from seqlm.io.files import check_parent, output_error
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
+    """Hold an advisory lock on the output ``path`` (a folder or file seqlm is about to write) for the whole
+    block: a second seqlm process writing the same path stops at once with one line naming the process that
+    holds it.  The lock is ``flock`` on ``.NAME.lock`` beside the path (the path itself is replaced
+    atomically), removed on release; it is checked after locking to be the file still at that name, so a
+    process that opened it just before its removal tries again.  Where ``flock`` is missing (not POSIX), the
+    block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    check_parent(path, flag)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(path, e) from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
+        except OSError as e:
+            raise output_error(lock, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise SeqlmError(f"{path} is being written by another seqlm process (pid {holder}): wait for it to "
+                             f"finish, or choose another {flag}") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # removed by its holder between our open and our lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def locks_output(fn):
+    """Decorate a function that writes the folder given as its ``out`` argument: :func:`output_lock` on it
+    for the whole call (checks of ``out`` inside then hold until the writing is done)."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        out = signature.bind(*args, **kwargs).arguments.get("out")
+        with output_lock(out) if out is not None else contextlib.nullcontext():
+            return fn(*args, **kwargs)
+
+    return locked

@@ -7,6 +7,7 @@ import copy
 import math
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ import seqlm.kenlm as skenlm
 from conftest import drop_unk, lmplz_arpa
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
+from seqlm.models.ngram.model import NGramLM
+from seqlm.text.tokenize import Tokenizer
+from seqlm.text.vocab import Vocab
 from seqlm.training.train import train_ngram
 
 kenlm = pytest.importorskip("kenlm")
@@ -106,6 +110,33 @@ def test_states_are_copyable_and_ordered(pair):
     assert c == b and c is not b and hash(c) == hash(b) and a != b
     assert sorted([b, a]) == sorted([a, b]) and (a < b) != (b < a)
     assert {a: 1, c: 2}[b] == 2
+    assert pickle.loads(pickle.dumps(b)) == b and a != "not a state" and not (a == None)  # noqa: E711
+    # stepping a state into itself, as a decoder that keeps one state may
+    d = copy.copy(a)
+    assert ours.BaseScore(d, "the", d) == ours.BaseScore(a, "the", skenlm.State()) and d == b
+
+
+def test_the_compiled_state_behaves_as_the_python_one():
+    if skenlm.State is skenlm.PythonState:
+        pytest.skip("the compiled query loop is not built here")
+    rng = random.Random(3)
+    rankings = [tuple(rng.randrange(4) for _ in range(rng.randrange(4))) for _ in range(60)]
+    fast, slow = [], []
+    for ranks in rankings:
+        f, p = skenlm.State(), skenlm.PythonState()
+        f.ranks = p.ranks = ranks
+        assert f.ranks == p.ranks == ranks
+        fast.append(f)
+        slow.append(p)
+    for i in range(len(rankings)):
+        for j in range(len(rankings)):
+            for op in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+                assert getattr(fast[i], op)(fast[j]) == getattr(slow[i], op)(slow[j]), (rankings[i], rankings[j], op)
+            if fast[i] == fast[j]:
+                assert hash(fast[i]) == hash(fast[j])
+    assert sorted(fast) == sorted(fast, key=lambda x: (len(x.ranks), x.ranks))
+    with pytest.raises(TypeError):
+        fast[0].ranks = [1, 2]
 
 
 def test_a_model_folder_answers_as_its_arpa_file(tmp_path, toy_lines, texts):
@@ -163,7 +194,65 @@ def test_the_compiled_loop_equals_the_python_reference(toy_lines, texts):
         for word in [stoi.get(w, 0) for w in text.split()] + [2]:
             lp, _, ranks = lm.full_step(ranks, word)
             total += lp
-        assert fast.score_words(text.split(), stoi, True, True) == pytest.approx(total, abs=1e-12)
+        reader = lm.reader(b" ", 1.0, stoi)
+        assert fast.score_text(reader, text, True, True) == pytest.approx(total, abs=1e-12)
+        assert fast.score_text(reader, text.encode(), True, True) == pytest.approx(total, abs=1e-12)
+
+
+def test_the_compiled_reader_splits_and_looks_up_as_python_does(toy_lines):
+    from seqlm.models.ngram.fastquery import Reader
+
+    words = ["the", "a", "ünïcødé", "日本語", "x" * 40, "longer-than-eight", "<unk>", "é"]
+    stoi = {w: i + 5 for i, w in enumerate(words)}
+    reader = Reader(stoi, b" \t\x00", 1.0, 3)
+    rng = random.Random(7)
+    pool = words + ["thé", "The", "x" * 39, "x" * 41, "日本", "\u00a0", "a\x0bb", ""]
+    for _ in range(300):
+        parts = [rng.choice(pool) for _ in range(rng.randrange(0, 12))]
+        text = "".join(p + rng.choice([" ", "\t", "\x00", "  ", " \t "]) for p in parts)
+        expected = [stoi.get(w, 3) for w in re.split("[ \t\x00]+", text) if w]
+        assert reader.ids(text) == expected
+        assert reader.ids(text.encode()) == expected
+    with pytest.raises(TypeError, match="a sentence is a str"):
+        reader.ids(5)
+    assert Reader({}, b" ").ids("a b") == [0, 0]
+    # a vocabulary of 200k words: every word found, none confused
+    big = {f"w{i}": i for i in range(200_000)}
+    reader = Reader(big, b" ")
+    assert reader.ids(" ".join(big)) == list(range(200_000))
+    assert reader.ids("w200000 w-1 W5") == [0, 0, 0]
+
+
+def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, texts, monkeypatch):
+    lm = train_ngram(toy_lines[0][:1500], order=4)
+    if lm.querier() is None:
+        pytest.skip("the compiled query loop is not built here")
+    odd = ["the\tcat  sat\r", "\x00the cat", "naïve café 日本", "THE CAT", "a\x0bb \u00a0 c", "x\x1cy"]
+    surrogate = ["the \ud800 cat"]  # no UTF-8: the tokenizer in Python reads it
+    def like(tokenizer):
+        return NGramLM(Vocab(lm.vocab.itos, tokenizer), None, trie=lm.trie)
+
+    lowered, unicode = like(Tokenizer(lowercase=True)), like(Tokenizer(whitespace="unicode"))
+    ascii_lines = [line for line in texts[:50] + odd if line.isascii()]
+    for model, plain in (lm, texts[:50] + odd), (lowered, texts[:50] + odd), (unicode, ascii_lines):
+        got = {}
+        for how in "compiled", "python":
+            if how == "python":  # the tokenizer in Python
+                monkeypatch.setattr(NGramLM, "_compiled_text", lambda self, lines: None)
+            for name, lines in ("plain", plain), ("surrogate", surrogate):
+                logp, oov, _ = model.score_text(lines)
+                got[how, name] = logp, oov, model.line_totals(lines)
+        monkeypatch.undo()
+        for name in "plain", "surrogate":
+            (fl, fo, ft), (pl, po, pt) = got["compiled", name], got["python", name]
+            np.testing.assert_allclose(fl, pl, rtol=0, atol=1e-12)
+            assert np.array_equal(fo, po) and fo.dtype == po.dtype == bool
+            np.testing.assert_allclose(ft[0], pt[0], rtol=0, atol=1e-12)
+            assert ft[1:] == pt[1:]
+    assert lowered.line_totals(["THE CAT"])[0] == lm.line_totals(["the cat"])[0]
+    # every Unicode space splits for the unicode rule: non-ASCII text is read by the tokenizer in Python
+    assert unicode.line_totals(["the\u3000cat\x1csat"]) == unicode.line_totals(["the cat sat"])
+    assert lm.line_totals(["the\u3000cat"]) != lm.line_totals(["the cat"])
 
 
 def test_without_the_compiled_loop_the_same_numbers_and_one_warning(arpa, texts, monkeypatch):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from functools import partial
 from pathlib import Path
 
 from seqlm.errors import SeqlmError
@@ -37,9 +38,11 @@ __all__ = ["Model", "LanguageModel", "State", "FullScoreReturn", "Config", "Load
 LOG10_E = 1.0 / math.log(10.0)  # ln -> log10
 
 
-class State:
+class PythonState:
     """The context of a query: what the next word's probability depends on.  Two states that predict the
-    same are equal (the context is kept only as far as a longer n-gram can still match)."""
+    same are equal (the context is kept only as far as a longer n-gram can still match).  Where the compiled
+    query loop is built, ``State`` is its C version (``fastquery.State``: the same behaviour, no tuple made
+    per step); this one serves where it is not."""
 
     __slots__ = ("ranks",)
 
@@ -47,7 +50,7 @@ class State:
         self.ranks: tuple = ()
 
     def __eq__(self, other):
-        return isinstance(other, State) and self.ranks == other.ranks
+        return isinstance(other, PythonState) and self.ranks == other.ranks
 
     def __lt__(self, other):
         return (len(self.ranks), self.ranks) < (len(other.ranks), other.ranks)
@@ -65,7 +68,7 @@ class State:
         return hash(self.ranks)
 
     def __copy__(self):
-        out = State()
+        out = PythonState()
         out.ranks = self.ranks
         return out
 
@@ -74,6 +77,12 @@ class State:
 
     def __repr__(self):
         return f"State(length={len(self.ranks)})"
+
+
+try:
+    from seqlm.models.ngram.fastquery import State
+except ImportError:  # not built: the Python reference (one warning when a model is loaded)
+    State = PythonState
 
 
 class FullScoreReturn:
@@ -128,12 +137,22 @@ class Model:
         # the compiled loop where it was built, else the Python reference (the same numbers, tested)
         self._fast = lm.querier()
         self._full_step = self._fast.step if self._fast is not None else lm.full_step
+        # whole sentences: split and looked up in C, as the kenlm module does (its split, its vocabulary: a
+        # literal <s> is the word <s>), or None (the Python reference, the same numbers)
+        self._reader = lm.reader(KENLM_MODULE_BLANKS, LOG10_E, lm.vocab.stoi)
         self._step = self._full_step
         # KenLM gives a file without <unk> an <unk> of log10 p = -100 whose state keeps it as context (its
         # backoff is a plain 0, not the "no extension" mark): the same states, for equal decoder beams
         missing = MISSING_UNK_LOG10 * LN10  # as stored: a float32 (trie.py)
-        if lm.order > 1 and abs(float(lm.trie.prob(1, [UNK_ID])[0]) - missing) <= 1e-6 * abs(missing):
+        self._unk_context = lm.order > 1 and abs(float(lm.trie.prob(1, [UNK_ID])[0]) - missing) <= 1e-6 * abs(missing)
+        if self._unk_context:
             self._step = self._step_missing_unk
+        if self._reader is not None and State is not PythonState:
+            # the calls a loop makes most, bound to the compiled ones: no Python frame
+            self.score = partial(self._fast.score_text, self._reader)
+            self.BaseScore = partial(self._fast.base_score, self._reader, self._unk_context)
+            self.BeginSentenceWrite = self._fast.begin_sentence_write
+            self.NullContextWrite = self._fast.null_context_write
 
     @property
     def order(self) -> int:
@@ -160,8 +179,8 @@ class Model:
     # -- whole sentences --------------------------------------------------------------------------
     def score(self, sentence: str, bos: bool = True, eos: bool = True) -> float:
         """log10 p(sentence [``</s>``] | [``<s>``]); the sentence is split at whitespace."""
-        if self._fast is not None:
-            return self._fast.score_words(_words(sentence), self._stoi, bos, eos) * LOG10_E
+        if self._reader is not None:
+            return self._fast.score_text(self._reader, sentence, bos, eos)
         step = self._step
         ranks = self._begin if bos else ()
         total = 0.0
@@ -174,9 +193,8 @@ class Model:
 
     def full_scores(self, sentence: str, bos: bool = True, eos: bool = True):
         """Yields ``(log10 prob, ngram_length, oov)`` for each word (and ``</s>`` with ``eos``)."""
-        if self._fast is not None:
-            for lp, n, oov in self._fast.full_scores_words(_words(sentence), self._stoi, bos, eos):
-                yield lp * LOG10_E, n, oov
+        if self._reader is not None:
+            yield from self._fast.full_scores_text(self._reader, sentence, bos, eos)
             return
         step = self._step
         ranks = self._begin if bos else ()
@@ -203,11 +221,16 @@ class Model:
 
     def BaseScore(self, in_state: State, word: str, out_state: State) -> float:
         """log10 p(``word`` | ``in_state``); ``out_state`` becomes the state after it."""
+        if self._reader is not None:
+            return self._fast.base_score(self._reader, self._unk_context, in_state, word, out_state)
         lp, _, out_state.ranks = self._step(in_state.ranks, self._id(word))
         return lp * LOG10_E
 
     def BaseFullScore(self, in_state: State, word: str, out_state: State) -> FullScoreReturn:
         """:meth:`BaseScore` with the matched n-gram's length and whether ``word`` is out of vocabulary."""
+        if self._reader is not None:
+            return FullScoreReturn(*self._fast.base_full_score(self._reader, self._unk_context, in_state, word,
+                                                               out_state))
         wid = self._id(word)
         lp, n, out_state.ranks = self._step(in_state.ranks, wid)
         return FullScoreReturn(lp * LOG10_E, n, wid == UNK_ID)
@@ -217,7 +240,8 @@ class LanguageModel(Model):
     """Backwards compatibility stub, as in the kenlm module.  Use Model."""
 
 
-_KENLM_MODULE_BLANKS = re.compile("[ \t\n\r\x0b\x0c]+")  # what the kenlm module splits at (bytes.split)
+KENLM_MODULE_BLANKS = b" \t\n\r\x0b\x0c"  # what the kenlm module splits at (bytes.split)
+_KENLM_MODULE_SPLIT = re.compile(f"[{KENLM_MODULE_BLANKS.decode()}]+")
 
 
 def _words(sentence) -> list[str]:
@@ -230,4 +254,4 @@ def _words(sentence) -> list[str]:
     if sentence.isascii() and "\x1c" not in sentence and "\x1d" not in sentence and "\x1e" not in sentence \
             and "\x1f" not in sentence:
         return sentence.split()  # the same words, fastest
-    return [w for w in _KENLM_MODULE_BLANKS.split(sentence) if w]
+    return [w for w in _KENLM_MODULE_SPLIT.split(sentence) if w]

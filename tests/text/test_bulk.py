@@ -85,6 +85,7 @@ def test_the_whitespace_rules():
     assert Tokenizer().tokenize(line) == ["a", "b", "c", "d\u00a0e\x0bf\u3000g\x1ch"]  # lmplz's
     assert Tokenizer(whitespace="unicode").tokenize(line) == list("abcdefgh")  # str.split's
     assert Tokenizer().tokenize("plain ascii  words") == ["plain", "ascii", "words"]
+    assert Tokenizer().tokenize("nul\x00splits  ascii") == ["nul", "splits", "ascii"]  # lmplz's, not str.split's
     # a model saved before the rule existed reads text as it was trained: every Unicode space splits
     assert Tokenizer.from_dict({"level": "word", "lowercase": False}).whitespace == "unicode"
     assert Tokenizer.from_dict(Tokenizer().to_dict()) == Tokenizer()

@@ -91,11 +91,22 @@ class LanguageModel(ABC):
 
         return self.score_lines(split_lengths(np.asarray(ids, dtype=np.int64), lengths), mode, state)
 
-    def line_totals(self, tokens: list[list[str]], mode: str = "sentence") -> tuple[list[float], list[int]]:
-        """Each line's total ln p (its tokens and ``</s>``) and how many of its tokens are out of the
-        vocabulary, as Python numbers: what ``score`` reports per line (a model may sum without arrays)."""
+    def score_text(self, lines: list[str], mode: str = "sentence",
+                   state: State = None) -> tuple[np.ndarray, np.ndarray, State]:
+        """:meth:`score_tokens` of lines of text, read by the model's tokenizer: what ``evaluate`` and
+        ``score`` call (a model may read the text itself, without a Python object per token)."""
+        tok = self.vocab.tokenizer.tokenize
+        return self.score_tokens([tok(line) for line in lines], mode, state)
+
+    def line_totals(self, lines: list[str], mode: str = "sentence") -> tuple[list[float], list[int], list[int]]:
+        """Each line of text's total ln p (its tokens and ``</s>``), how many of its tokens are out of the
+        vocabulary, and how many positions it scored (its tokens + 1), as Python numbers: what ``score``
+        reports per line (a model may sum without arrays)."""
+        tok = self.vocab.tokenizer.tokenize
+        tokens = [tok(line) for line in lines]
         logp, oov, _ = self.score_tokens(tokens, mode)
-        return line_sums(logp.tolist(), oov.tolist(), tokens)
+        totals, counts = line_sums(logp.tolist(), oov.tolist(), tokens)
+        return totals, counts, [len(t) + 1 for t in tokens]
 
     def score_lines(
         self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
@@ -159,6 +170,8 @@ def line_chunks(lines, size: int, caller: str):
 
 def as_lines(lines, caller: str) -> list[str]:
     """The lines of one text (str, cut at newlines) or of a sequence of lines (see :func:`line_chunks`)."""
+    if isinstance(lines, str) and "\n" not in lines:  # one line: the call a per-sentence user makes
+        return [lines]
     return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]
 
 

@@ -35,8 +35,7 @@ def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stre
     totals = Totals()
     state = None
     for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
-        tok = model.vocab.tokenizer.tokenize
-        logp, oov, state = model.score_tokens([tok(line) for line in chunk], mode, state)
+        logp, oov, state = model.score_text(chunk, mode, state)
         totals.add(logp, oov, len(chunk))
     if not totals.lines:
         raise SeqlmError("nothing to evaluate: the text has no non-blank line")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from math import exp, inf, isfinite
 from typing import Sequence
 
 from seqlm.errors import SeqlmError
@@ -23,39 +23,34 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         raise SeqlmError(f"unknown --per {per!r}: use line, token or corpus")
     if not lines:
         raise SeqlmError("nothing to score: give one or more lines of text")
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
-    tok = model.vocab.tokenizer.tokenize
-    tokens = [tok(line) for line in lines]
+    if not all(map(str.strip, lines)):
+        i = next(i for i, line in enumerate(lines, 1) if not line.strip())
+        raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
     if per == "corpus":
         from seqlm.tasks.evaluate import summarize
 
-        flat, scored_oov, _ = model.score_tokens(tokens, mode)
+        flat, scored_oov, _ = model.score_text(lines, mode)
         return [summarize(flat, scored_oov, model, mode, lines=len(lines))]
     if per == "token":
+        tok = model.vocab.tokenizer.tokenize
+        tokens = [tok(line) for line in lines]
         flat, scored_oov, _ = model.score_tokens(tokens, mode)
         logps, oovs = flat.tolist(), scored_oov.tolist()
         totals, counts = line_sums(logps, oovs, tokens)
+        lengths = [len(t) + 1 for t in tokens]
     else:
-        totals, counts = model.line_totals(tokens, mode)
+        totals, counts, lengths = model.line_totals(lines, mode)
     unit = model.vocab.tokenizer.unit
-    out = []
+    out = []  # a loop, not a comprehension (a function object each call before Python 3.12): a call of one
+    # line takes a few microseconds, and this is part of them
     a = 0
-    for text, toks, total, oov in zip(lines, tokens, totals, counts):
-        n = len(toks) + 1
-        row = {
-            "text": text,
-            "log_prob": total,
-            "log_base": "e",
-            "tokens": n,
-            "perplexity": math.exp(-total / n) if math.isfinite(total) else float("inf"),
-            "oov": oov,
-            "unit": unit,
-        }
+    for i in range(len(lines)):
+        total, n = totals[i], lengths[i]
+        row = {"text": lines[i], "log_prob": total, "log_base": "e", "tokens": n,
+               "perplexity": exp(-total / n) if isfinite(total) else inf, "oov": counts[i], "unit": unit}
         if per == "token":
             row["token_log_probs"] = [{"token": t, "log_prob": v, "oov": o}
-                                      for t, v, o in zip(list(toks) + [EOS], logps[a:a + n], oovs[a:a + n])]
+                                      for t, v, o in zip(tokens[i] + [EOS], logps[a:a + n], oovs[a:a + n])]
+            a += n
         out.append(row)
-        a += n
     return out

@@ -23,8 +23,10 @@ SPACE = "\u2581"
 LEVELS = ("word", "char")
 WHITESPACE = ("kenlm", "unicode")
 KENLM_BLANKS = " \t\r\x00"  # what lmplz splits words at (its line ends at \n)
+PYTHON_ASCII_BLANKS = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.split splits ASCII text at
 _KENLM_SPLIT = re.compile("[ \t\r\x00]+")
-_ASCII_ONLY_PYTHON = re.compile("[\x0b\x0c\x1c-\x1f]")  # ASCII that str.split splits at and lmplz does not
+# ASCII where str.split and lmplz differ: NUL splits only for lmplz, the others only for str.split
+_ASCII_ONLY_PYTHON = re.compile("[\x00\x0b\x0c\x1c-\x1f]")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ DEF SCAN = 8  # runs this short are scanned, longer ones binary-searched (interp
 # ids of frequent words, which most runs hold, are small)
 DEF PREFETCH_LINES = 4  # a run of children up to this many cache lines is fetched whole before it is searched
 cdef uint64_t MULT = 0x9E3779B97F4A7C15  # io/hashindex.py's
+cdef uint64_t SEED = 0x243F6A8885A308D3  # a word hash's start (any odd constant)
 
 cdef extern from *:
     """
@@ -51,12 +52,6 @@ cdef inline uint64_t bits_at(const uint8_t* data, uint64_t pos, int width) noexc
     return (w >> (pos & 7)) & ((<uint64_t>1 << width) - 1)
 
 
-cdef inline int64_t word_id(dict stoi, object w):
-    """The id of the word ``w`` in ``stoi``; an unknown word is ``<unk>``, id 0."""
-    cdef object got = stoi.get(w)
-    return 0 if got is None else <int64_t>got
-
-
 cdef inline double value(uint64_t code, int mode, const float* table) noexcept nogil:
     cdef uint32_t u = <uint32_t>code
     cdef float f
@@ -64,6 +59,202 @@ cdef inline double value(uint64_t code, int mode, const float* table) noexcept n
         return table[code]
     memcpy(&f, &u, 4)
     return -f if mode == 0 else f
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    char* PyBytes_AS_STRING(object data)
+    Py_ssize_t PyBytes_GET_SIZE(object data)
+
+
+cdef inline const char* utf8(object text, Py_ssize_t* size) except NULL:
+    """The UTF-8 bytes of a str (for ASCII text, its own buffer: nothing is copied) or of bytes."""
+    if isinstance(text, str):
+        return PyUnicode_AsUTF8AndSize(text, size)
+    if isinstance(text, bytes):
+        size[0] = PyBytes_GET_SIZE(text)
+        return PyBytes_AS_STRING(text)
+    raise TypeError(f"a sentence is a str, not {type(text).__name__}")
+
+
+cdef inline uint64_t hash_bytes(const char* p, Py_ssize_t n) noexcept nogil:
+    """A 64-bit hash of ``n`` bytes, eight at a time (multiply-xorshift)."""
+    cdef uint64_t h = SEED ^ (<uint64_t>n * MULT), w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * MULT
+        h ^= h >> 29
+        p += 8
+        n -= 8
+    if n > 0:
+        w = 0
+        memcpy(&w, p, n)
+        h = (h ^ w) * MULT
+        h ^= h >> 29
+    return (h ^ (h >> 32)) * MULT
+
+
+cdef struct Entry:
+    uint64_t hash
+    int64_t id  # -1: an empty slot
+
+
+cdef class Reader:
+    """How lines of text become word ids in C, as KenLM reads them: the words split at the bytes of
+    ``blanks`` and looked up by a 64-bit hash of their UTF-8 bytes in an open-addressing table of the
+    vocabulary.  As in KenLM, a word's hash stands for the word: the vocabulary's hashes are distinct (tested
+    when the table is made, else ValueError), and an unknown word shares one with a known word with
+    probability 2^-64 times the vocabulary's size (about 1e-14 for 200k words).  ``scale``: what the
+    kenlm-style calls multiply ln p by (1/ln 10 for log10)."""
+
+    cdef Entry* table
+    cdef object memory
+    cdef uint64_t mask
+    cdef int shift
+    cdef uint8_t blank[256]
+    cdef readonly int64_t unknown
+    cdef readonly double scale
+
+    def __init__(self, dict stoi, bytes blanks, double scale=1.0, int64_t unknown=0):
+        """``stoi``: word -> id (words that are not valid UTF-8 are left out: no text that is reaches them
+        here); ``unknown``: the id of a word not in it."""
+        cdef int bits = 4
+        cdef uint64_t h, slot
+        cdef const char* p
+        cdef Py_ssize_t n
+        while (<uint64_t>1 << bits) < 2 * len(stoi) + 16:  # load factor at most one half
+            bits += 1
+        self.memory = np.empty((1 << bits) * sizeof(Entry), dtype=np.uint8)
+        cdef uint8_t[::1] mem = self.memory
+        self.table = <Entry*>&mem[0]
+        self.mask, self.shift = (<uint64_t>1 << bits) - 1, 64 - bits
+        for slot in range(self.mask + 1):
+            self.table[slot].id = -1
+        self.unknown, self.scale = unknown, scale
+        for slot in range(256):
+            self.blank[slot] = 0
+        for b in blanks:
+            self.blank[b] = 1
+        for word, i in stoi.items():
+            try:
+                data = word.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            p, n = data, len(data)
+            h = hash_bytes(p, n)
+            slot = h >> self.shift
+            while self.table[slot].id >= 0:
+                if self.table[slot].hash == h:
+                    raise ValueError(f"two words share a 64-bit hash ({word!r})")
+                slot = (slot + 1) & self.mask
+            self.table[slot].hash, self.table[slot].id = h, i
+
+    cdef inline int64_t find(self, const char* p, Py_ssize_t n) noexcept nogil:
+        """The id of the word in ``p[:n]``, or ``self.unknown``."""
+        cdef uint64_t h = hash_bytes(p, n)
+        cdef uint64_t slot = h >> self.shift
+        while self.table[slot].id >= 0:
+            if self.table[slot].hash == h:
+                return self.table[slot].id
+            slot = (slot + 1) & self.mask
+        return self.unknown
+
+    cdef inline bint next_word(self, const char* s, Py_ssize_t size, Py_ssize_t* i, Py_ssize_t* j) noexcept nogil:
+        """The next word of ``s[:size]`` from ``i[0]``: ``s[i[0]:j[0]]`` (True), or none is left (False)."""
+        cdef Py_ssize_t a = i[0], b
+        while a < size and self.blank[<uint8_t>s[a]]:
+            a += 1
+        if a == size:
+            return False
+        b = a
+        while b < size and not self.blank[<uint8_t>s[b]]:
+            b += 1
+        i[0], j[0] = a, b
+        return True
+
+    def ids(self, text):
+        """The ids of the words of ``text`` (str or UTF-8 bytes): for tests and inspection."""
+        cdef Py_ssize_t size, i = 0, j
+        cdef const char* s = utf8(text, &size)
+        out = []
+        while self.next_word(s, size, &i, &j):
+            out.append(self.find(s + i, j - i))
+            i = j
+        return out
+
+
+cdef class State:
+    """The kenlm module's ``State`` in C (seqlm.kenlm's where this module is built): a query's context as the
+    ranks of its records, kept only as far as a longer n-gram can still match, so two states that predict
+    the same are equal.  Compared (by length, then ranks), hashed and copied as decoders use it."""
+
+    cdef int n
+    cdef int64_t r[MAX_ORDER]
+
+    def __init__(self):
+        self.n = 0
+
+    @property
+    def ranks(self):
+        """The context's record ranks, one per order from the last word's unigram up (a tuple)."""
+        return tuple([self.r[j] for j in range(self.n)])
+
+    @ranks.setter
+    def ranks(self, tuple ranks):
+        if len(ranks) > MAX_ORDER:
+            raise ValueError(f"a state holds at most {MAX_ORDER} ranks")
+        for j in range(len(ranks)):
+            self.r[j] = ranks[j]
+        self.n = len(ranks)
+
+    cdef int compare(self, State other) noexcept:
+        cdef int j
+        if self.n != other.n:
+            return -1 if self.n < other.n else 1
+        for j in range(self.n):
+            if self.r[j] != other.r[j]:
+                return -1 if self.r[j] < other.r[j] else 1
+        return 0
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, State):
+            if op == 2:
+                return False
+            if op == 3:
+                return True
+            return NotImplemented
+        cdef int c = self.compare(<State>other)
+        return (c < 0, c <= 0, c == 0, c != 0, c > 0, c >= 0)[op]
+
+    def __hash__(self):
+        cdef uint64_t h = SEED ^ <uint64_t>self.n
+        cdef int j
+        for j in range(self.n):
+            h = (h ^ <uint64_t>self.r[j]) * MULT
+            h ^= h >> 29
+        return <Py_ssize_t>(h >> 2)
+
+    def __copy__(self):
+        cdef State out = State.__new__(State)
+        out.n = self.n
+        memcpy(out.r, self.r, self.n * sizeof(int64_t))
+        return out
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce__(self):
+        return _state, (self.ranks,)
+
+    def __repr__(self):
+        return f"State(length={self.n})"
+
+
+def _state(tuple ranks):
+    """A :class:`State` of ``ranks`` (unpickling)."""
+    cdef State out = State()
+    out.ranks = ranks
+    return out
 
 
 cdef class Querier:
@@ -248,83 +439,139 @@ cdef class Querier:
         cdef double lp = self.step_c(r, &n, word, &matched)
         return lp, matched, tuple([r[j] for j in range(n)])
 
-    def score_words(self, list words, dict stoi, bint bos, bint eos):
-        """Total ln p of ``words`` (each looked up in ``stoi``; unknown: id 0) [and ``</s>``] [from ``<s>``]."""
+    cdef double state_step(self, Reader rd, bint unk_context, State in_state, object word, State out_state,
+                           int* matched, bint* oov) except? -1:
+        """:meth:`step` from ``in_state`` by ``word`` (str or UTF-8 bytes, looked up by ``rd``) into
+        ``out_state`` (which may be ``in_state``); after an unknown word the state is ``(unknown,)`` where
+        ``unk_context`` (KenLM's state after the ``<unk>`` it makes for a file without one)."""
+        cdef Py_ssize_t size
+        cdef const char* s = utf8(word, &size)
+        cdef int64_t wid = rd.find(s, size)
         cdef int64_t r[MAX_ORDER]
-        cdef int n = 0, matched
-        cdef double total = 0
-        if bos:
-            n = self.begin_sentence(r)
-        for w in words:
-            total += self.step_c(r, &n, word_id(stoi, w), &matched)
-        if eos:
-            total += self.step_c(r, &n, self.eos, &matched)
-        return total
+        cdef int n = in_state.n
+        memcpy(r, in_state.r, n * sizeof(int64_t))
+        cdef double lp = self.step_c(r, &n, wid, matched)
+        oov[0] = wid == rd.unknown
+        if oov[0] and unk_context:
+            r[0], n = rd.unknown, 1
+        memcpy(out_state.r, r, n * sizeof(int64_t))
+        out_state.n = n
+        return lp
 
-    def full_scores_words(self, list words, dict stoi, bint bos, bint eos):
-        """``[(ln p, matched length, oov)]`` for each word [and ``</s>``] from ``<s>``."""
+    def base_score(self, Reader rd, bint unk_context, State in_state, word, State out_state):
+        """log p (ln times ``rd.scale``) of ``word`` after ``in_state``; ``out_state`` becomes the state after
+        it (:meth:`state_step`): the kenlm module's ``BaseScore``."""
+        cdef int matched
+        cdef bint oov
+        return self.state_step(rd, unk_context, in_state, word, out_state, &matched, &oov) * rd.scale
+
+    def begin_sentence_write(self, State state):
+        """``state`` becomes the context ``<s>``: the kenlm module's ``BeginSentenceWrite``."""
+        state.n = self.begin_sentence(state.r)
+
+    @staticmethod
+    def null_context_write(State state):
+        """``state`` becomes the empty context: the kenlm module's ``NullContextWrite``."""
+        state.n = 0
+
+    def base_full_score(self, Reader rd, bint unk_context, State in_state, word, State out_state):
+        """(log p, matched length, oov) of :meth:`base_score`: the kenlm module's ``BaseFullScore``."""
+        cdef int matched
+        cdef bint oov
+        cdef double lp = self.state_step(rd, unk_context, in_state, word, out_state, &matched, &oov)
+        return lp * rd.scale, matched, oov
+
+    cdef inline double line_c(self, Reader rd, const char* s, Py_ssize_t size, bint bos, bint eos,
+                              double* out, uint8_t* oov, int* lengths, Py_ssize_t* count,
+                              Py_ssize_t* unknown) noexcept nogil:
+        """Total ln p of the words of one line of text [and ``</s>``] [from ``<s>``]; each word's ln p, oov
+        flag and matched length into ``out``/``oov``/``lengths`` where not NULL; the number of values and
+        of unknown words added to ``count`` and ``unknown``."""
         cdef int64_t r[MAX_ORDER]
         cdef int n = 0, matched
-        cdef double lp
+        cdef Py_ssize_t i = 0, j, p = count[0]
         cdef int64_t wid
-        cdef list out = []
+        cdef double lp, total = 0
         if bos:
             n = self.begin_sentence(r)
-        for w in words:
-            wid = word_id(stoi, w)
+        while rd.next_word(s, size, &i, &j):
+            wid = rd.find(s + i, j - i)
+            i = j
             lp = self.step_c(r, &n, wid, &matched)
-            out.append((lp, matched, wid == 0))
+            total += lp
+            if wid == rd.unknown:
+                unknown[0] += 1
+                if oov != NULL:
+                    oov[p] = 1
+            if out != NULL:
+                out[p] = lp
+            if lengths != NULL:
+                lengths[p] = matched
+            p += 1
         if eos:
             lp = self.step_c(r, &n, self.eos, &matched)
-            out.append((lp, matched, False))
-        return out
-
-    def score_tokens(self, list lines, dict stoi):
-        """(ln p, oov) of each line's tokens (str, looked up in ``stoi``; unknown: ``<unk>``, flagged) and its
-        ``</s>``, every line from ``<s>``, all lines concatenated (NGramLM.score_tokens)."""
-        cdef Py_ssize_t total = 0, p = 0
-        cdef list line
-        for line in lines:
-            total += len(line) + 1
-        # plain buffers (a typed memoryview costs about a microsecond to make: a call of one line pays it)
-        cdef bytearray out = bytearray(8 * total), flags = bytearray(total)
-        cdef double* o = <double*><char*>out
-        cdef uint8_t* f = <uint8_t*><char*>flags
-        cdef int64_t r[MAX_ORDER]
-        cdef int64_t wid
-        cdef int n, matched
-        for line in lines:
-            n = self.begin_sentence(r)
-            for w in line:
-                wid = word_id(stoi, w)
-                if wid == 0:
-                    f[p] = 1
-                o[p] = self.step_c(r, &n, wid, &matched)
-                p += 1
-            o[p] = self.step_c(r, &n, self.eos, &matched)
+            total += lp
+            if out != NULL:
+                out[p] = lp
+            if lengths != NULL:
+                lengths[p] = matched
             p += 1
-        return np.frombuffer(out, dtype=np.float64), np.frombuffer(flags, dtype=np.uint8)
+        count[0] = p
+        return total
 
-    def line_totals(self, list lines, dict stoi):
-        """Each line's total ln p (tokens as in :meth:`score_tokens`, and ``</s>``) and its count of tokens
-        out of the vocabulary: two lists (NGramLM.line_totals)."""
-        cdef list totals = [], counts = [], line
-        cdef int64_t r[MAX_ORDER]
-        cdef int64_t wid
-        cdef int n, matched
-        cdef Py_ssize_t unknown
-        cdef double total
+    def score_text(self, Reader rd, sentence, bint bos=True, bint eos=True):
+        """Total log p (ln, times ``rd.scale``) of the words of ``sentence`` (str or UTF-8 bytes, split at
+        ``rd``'s blanks) [and ``</s>``] [from ``<s>``]: the kenlm module's ``score``."""
+        cdef Py_ssize_t size, count = 0, unknown = 0
+        cdef const char* s = utf8(sentence, &size)
+        return self.line_c(rd, s, size, bos, eos, NULL, NULL, NULL, &count, &unknown) * rd.scale
+
+    def full_scores_text(self, Reader rd, sentence, bint bos=True, bint eos=True):
+        """``[(log p, matched length, oov)]`` for each word of ``sentence`` [and ``</s>``] (log p: ln times
+        ``rd.scale``): the kenlm module's ``full_scores``."""
+        cdef Py_ssize_t size, count = 0, unknown = 0, k
+        cdef const char* s = utf8(sentence, &size)
+        cdef Py_ssize_t most = size // 2 + 2  # words are separated: at most this many values
+        cdef bytearray values = bytearray(8 * most), flags = bytearray(most), matched = bytearray(4 * most)
+        cdef double* out = <double*><char*>values
+        cdef uint8_t* oov = <uint8_t*><char*>flags
+        cdef int* lengths = <int*><char*>matched
+        self.line_c(rd, s, size, bos, eos, out, oov, lengths, &count, &unknown)
+        return [(out[k] * rd.scale, lengths[k], oov[k] == 1) for k in range(count)]
+
+    def text_logp(self, Reader rd, lines):
+        """(ln p, oov) of the words of each line of text and its ``</s>``, every line from ``<s>``, all lines
+        concatenated (NGramLM.score_text)."""
+        cdef Py_ssize_t size, most = 0, count = 0, unknown = 0
+        cdef list texts = []
         for line in lines:
-            n = self.begin_sentence(r)
-            total, unknown = 0.0, 0
-            for w in line:
-                wid = word_id(stoi, w)
-                unknown += wid == 0
-                total += self.step_c(r, &n, wid, &matched)
-            total += self.step_c(r, &n, self.eos, &matched)
-            totals.append(total)
-            counts.append(unknown)
-        return totals, counts
+            texts.append(line)
+            utf8(line, &size)
+            most += size // 2 + 2
+        # plain buffers (a typed memoryview costs about a microsecond to make: a call of one line pays it)
+        cdef bytearray values = bytearray(8 * most), flags = bytearray(most)
+        cdef double* out = <double*><char*>values
+        cdef uint8_t* oov = <uint8_t*><char*>flags
+        cdef const char* s
+        for line in texts:
+            s = utf8(line, &size)
+            self.line_c(rd, s, size, True, True, out, oov, NULL, &count, &unknown)
+        return (np.frombuffer(values, dtype=np.float64, count=count),
+                np.frombuffer(flags, dtype=np.uint8, count=count))
+
+    def text_totals(self, Reader rd, lines):
+        """Each line's total ln p (its words and ``</s>``, from ``<s>``), its count of unknown words and its
+        number of scored tokens: three lists (NGramLM.line_totals)."""
+        cdef list totals = [], unknowns = [], counts = []
+        cdef Py_ssize_t size, count, unknown
+        cdef const char* s
+        for line in lines:
+            s = utf8(line, &size)
+            count = unknown = 0
+            totals.append(self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown))
+            unknowns.append(unknown)
+            counts.append(count)
+        return totals, unknowns, counts
 
     def score_flat(self, const int64_t[::1] ids, const int64_t[::1] lengths):
         """:meth:`score_lines` of lines given as flat ``ids`` and each line's ``lengths`` (NGramLM.score_flat)."""

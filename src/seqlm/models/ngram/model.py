@@ -30,10 +30,12 @@ from seqlm.models.interface import LanguageModel, State, check_mode
 from seqlm.models.ngram.counts import pad_stream
 from seqlm.models.ngram.smoothing import Tables
 from seqlm.models.ngram.trie import Trie, open_array, pack
+from seqlm.text.tokenize import KENLM_BLANKS, PYTHON_ASCII_BLANKS
 from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
 
 log = logging.getLogger(__name__)
 
+TOKEN_SEPARATOR = "\n"  # tokens joined for the compiled reader: no token holds one (text/tokenize.py)
 FORMAT = "seqlm-ngram-2"  # -1: float64 columns and hash indexes (tables/ or model.npz), read and packed at load
 
 
@@ -71,6 +73,7 @@ class NGramLM(LanguageModel):
         self._uniform = self.tables.unseen == "uniform"  # add-k: unseen words share bow(h) (module docstring)
         self._unigram = trie.prob(1, np.arange(trie.V))
         self._querier = None  # the compiled query loop (fastquery.pyx), built on use; False: not available
+        self._readers: dict = {}  # compiled text readers (fastquery.Reader), by their arguments
 
     # -- single queries -----------------------------------------------------------------------
     def start(self) -> State:
@@ -182,13 +185,74 @@ class NGramLM(LanguageModel):
             np.zeros(0, np.int64)
         return self.score_flat(ids, lengths, mode)
 
+    def reader(self, blanks: bytes, scale: float = 1.0, stoi: dict | None = None):
+        """The compiled reader of text for this model (``fastquery.Reader``: words split at the bytes of
+        ``blanks``, looked up in ``stoi``, default the vocabulary's text words; ln p times ``scale``), made
+        once per arguments; None where the compiled loop does not answer."""
+        if self._fast() is None:
+            return None
+        key = (blanks, scale, stoi is None)
+        if key not in self._readers:
+            from seqlm.models.ngram.fastquery import Reader
+
+            try:
+                self._readers[key] = Reader(self.vocab.text_stoi if stoi is None else stoi, blanks, scale)
+            except ValueError as e:  # two words of one 64-bit hash: the dictionary answers instead
+                log.debug("no compiled text reader: %s", e)
+                self._readers[key] = None
+        return self._readers[key]
+
+    def _compiled_text(self, lines: list[str]):
+        """(compiled loop, reader, ``lines`` as it reads them) where the reader splits them as the model's
+        tokenizer does (word level; KenLM's whitespace, or every Unicode space in ASCII text), else None."""
+        try:
+            fast, reader, ascii_only, lower = self._readers["text"]
+        except KeyError:  # chosen once: a call of one line pays only the lookup
+            tokenizer = self.vocab.tokenizer
+            blanks = KENLM_BLANKS + "\n" if tokenizer.whitespace == "kenlm" else PYTHON_ASCII_BLANKS
+            reader = self.reader(blanks.encode()) if tokenizer.level == "word" else None
+            fast, ascii_only, lower = self._fast(), tokenizer.whitespace != "kenlm", tokenizer.lowercase
+            self._readers["text"] = fast, reader, ascii_only, lower
+        if reader is None:
+            return None
+        if lower:
+            lines = [line.lower() for line in lines]
+        if ascii_only and not all(map(str.isascii, lines)):
+            return None
+        return fast, reader, lines
+
+    def score_text(self, lines, mode="sentence", state=None):
+        check_mode(mode)
+        compiled = self._compiled_text(lines)
+        if compiled is not None:
+            try:
+                logp, oov = compiled[0].text_logp(compiled[1], compiled[2])
+            except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for the compiled reader, Python reads it
+                pass
+            else:
+                return logp, oov.view(bool), (self.start() if mode == "stream" else None)
+        return super().score_text(lines, mode, state)
+
     def score_tokens(self, tokens, mode="sentence", state=None):
-        fast = self._fast()
-        if fast is None:
+        reader = self.reader(TOKEN_SEPARATOR.encode())
+        if reader is None:
             return super().score_tokens(tokens, mode, state)
-        check_mode(mode)  # the compiled loop looks the words up itself: no ids made
-        logp, oov = fast.score_tokens(tokens if isinstance(tokens, list) else list(tokens), self.vocab.text_stoi)
+        check_mode(mode)  # the compiled loop looks the tokens up itself: no ids made
+        try:
+            logp, oov = self._fast().text_logp(reader, [TOKEN_SEPARATOR.join(t) for t in tokens])
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for the compiled reader, ids in Python
+            return super().score_tokens(tokens, mode, state)
         return logp, oov.view(bool), (self.start() if mode == "stream" else None)
+
+    def line_totals(self, lines, mode="sentence"):
+        check_mode(mode)
+        compiled = self._compiled_text(lines)
+        if compiled is not None:
+            try:
+                return compiled[0].text_totals(compiled[1], compiled[2])
+            except UnicodeEncodeError:
+                pass
+        return super().line_totals(lines, mode)
 
     def score_flat(self, ids, lengths, mode="sentence", state=None):
         check_mode(mode)
@@ -201,13 +265,6 @@ class NGramLM(LanguageModel):
         except IndexError:
             raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary") from None
         return logp, (self.start() if mode == "stream" else None)
-
-    def line_totals(self, tokens, mode="sentence"):
-        fast = self._fast()
-        if fast is None:
-            return super().line_totals(tokens, mode)
-        check_mode(mode)
-        return fast.line_totals(tokens if isinstance(tokens, list) else list(tokens), self.vocab.text_stoi)
 
     def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from seqlm.errors import SeqlmError
 
@@ -29,6 +30,20 @@ def available_memory() -> int:
     if free is None:
         free = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     return max(min(free, _address_space_left(), _cgroup_left()), 1 << 20)
+
+
+def last_level_cache() -> int:
+    """Bytes of the CPU's largest cache (Linux's sysfs), or 32 MiB where it cannot be read: what decides
+    whether data read at random is in cache or comes from memory."""
+    best = 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:  # "32768K"
+            m = re.fullmatch(r"(\d+)([KMG]?)", (index / "size").read_text().strip())
+        except OSError:
+            continue
+        if m:
+            best = max(best, int(m.group(1)) * _UNITS[m.group(2)])
+    return best or 32 << 20
 
 
 def _address_space_left() -> int:

@@ -10,6 +10,7 @@ context are added, and the context is kept only as far as it can extend.  Built 
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 import numpy as np
@@ -151,7 +152,14 @@ cdef class Reader:
 
     cdef inline int64_t find(self, const char* p, Py_ssize_t n) noexcept nogil:
         """The id of the word in ``p[:n]``, or ``self.unknown``."""
-        cdef uint64_t h = hash_bytes(p, n)
+        return self.find_hash(hash_bytes(p, n))
+
+    cdef inline void fetch(self, uint64_t h) noexcept nogil:
+        """Start fetching the table slot of hash ``h`` (:meth:`find_hash` soon after finds it in cache)."""
+        SEQLM_PREFETCH(&self.table[h >> self.shift])
+
+    cdef inline int64_t find_hash(self, uint64_t h) noexcept nogil:
+        """The id of the word of hash ``h``, or ``self.unknown``."""
         cdef uint64_t slot = h >> self.shift
         while self.table[slot].id >= 0:
             if self.table[slot].hash == h:
@@ -265,10 +273,28 @@ cdef class Querier:
     cdef int64_t bos, eos
     cdef Order o[MAX_ORDER]
     cdef list arrays
+    cdef bint lookahead
+    cdef int64_t* ids  # a line's word ids (line_c), grown as lines need
+    cdef Py_ssize_t capacity
 
-    def __init__(self, trie, int64_t bos, int64_t eos):
+    def __dealloc__(self):
+        free(self.ids)
+
+    cdef int64_t* id_buffer(self, Py_ssize_t n) except NULL:
+        """Room for ``n`` word ids."""
+        cdef int64_t* grown
+        if n > self.capacity:
+            grown = <int64_t*>realloc(self.ids, max(n, 2 * self.capacity) * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError()
+            self.ids, self.capacity = grown, max(n, 2 * self.capacity)
+        return self.ids
+
+    def __init__(self, trie, int64_t bos, int64_t eos, bint lookahead=False):
         """The arrays of a :class:`seqlm.models.ngram.trie.Trie`; ``bos``/``eos``: the ids of ``<s>`` and
-        ``</s>`` (an unknown word is id 0, ``<unk>``)."""
+        ``</s>`` (an unknown word is id 0, ``<unk>``); ``lookahead``: fetch the memory of the words ahead
+        while one is scored (:meth:`ahead`; pays where the trie does not fit in cache)."""
+        self.lookahead = lookahead
         cdef int order = trie.order
         if order > MAX_ORDER:
             raise ValueError(f"order {order} > {MAX_ORDER}")
@@ -420,8 +446,8 @@ cdef class Querier:
         k = j + 1
         if k > self.order - 1:
             k = self.order - 1
-        while k > 0 and not (self.begin(k - 1, new[k - 1] + 1) > self.begin(k - 1, new[k - 1])
-                             or self.bow(k - 1, new[k - 1]) != 0):
+        while k > 0 and not (self.bow(k - 1, new[k - 1]) != 0
+                             or self.begin(k - 1, new[k - 1] + 1) > self.begin(k - 1, new[k - 1])):
             k -= 1
         for j in range(k):
             ranks[j] = new[j]
@@ -481,35 +507,55 @@ cdef class Querier:
         cdef double lp = self.state_step(rd, unk_context, in_state, word, out_state, &matched, &oov)
         return lp * rd.scale, matched, oov
 
-    cdef inline double line_c(self, Reader rd, const char* s, Py_ssize_t size, bint bos, bint eos,
-                              double* out, uint8_t* oov, int* lengths, Py_ssize_t* count,
-                              Py_ssize_t* unknown) noexcept nogil:
-        """Total ln p of the words of one line of text [and ``</s>``] [from ``<s>``]; each word's ln p, oov
-        flag and matched length into ``out``/``oov``/``lengths`` where not NULL; the number of values and
-        of unknown words added to ``count`` and ``unknown``."""
+    cdef inline void ahead(self, int64_t a, int64_t b, bint slot) noexcept nogil:
+        """Start fetching what the step to ``b`` after ``a`` will read, a word or two ahead: ``slot``: the
+        record of ``b`` and the hash-index slot of the bigram (a, b) (two words ahead); else the bigram's
+        record that slot names, or the run of ``a``'s children where order 2 has no index (one ahead).
+        Every word of a line is known before it is scored, so the next words' memory is fetched while this
+        one is scored."""
+        cdef Order* o = &self.o[1]
+        cdef uint64_t t, first, last
+        if slot:
+            SEQLM_PREFETCH(self.o[0].data + ((<uint64_t>b * self.o[0].rbits) >> 3))
+            if o.index != NULL:
+                SEQLM_PREFETCH(o.index + ((self.home(1, a, b) * o.ibits) >> 3))
+            return
+        if o.index != NULL:
+            t = bits_at(o.index, self.home(1, a, b) * o.ibits, o.ibits)
+            if t:
+                SEQLM_PREFETCH(o.data + (((t - 1) * o.rbits) >> 3))
+            return
+        first = (self.begin(0, a) * o.rbits) >> 3
+        last = (self.begin(0, a + 1) * o.rbits + 7) >> 3
+        if last > first + 64 * PREFETCH_LINES:
+            last = first + 64 * PREFETCH_LINES
+        while first < last:
+            SEQLM_PREFETCH(o.data + first)
+            first += 64
+
+    cdef double ids_c(self, const int64_t* ids, Py_ssize_t nw, bint bos, bint eos, double* out, int* lengths,
+                      Py_ssize_t* count) noexcept nogil:
+        """Total ln p of the words ``ids[:nw]`` [and ``</s>``] [from ``<s>``]; each word's ln p and matched
+        length into ``out``/``lengths`` where not NULL; the number of values added to ``count``."""
         cdef int64_t r[MAX_ORDER]
         cdef int n = 0, matched
-        cdef Py_ssize_t i = 0, j, p = count[0]
-        cdef int64_t wid
+        cdef Py_ssize_t t, p = count[0], steps = nw + (1 if eos else 0)
+        cdef int64_t w, w1, w2
         cdef double lp, total = 0
         if bos:
             n = self.begin_sentence(r)
-        while rd.next_word(s, size, &i, &j):
-            wid = rd.find(s + i, j - i)
-            i = j
-            lp = self.step_c(r, &n, wid, &matched)
-            total += lp
-            if wid == rd.unknown:
-                unknown[0] += 1
-                if oov != NULL:
-                    oov[p] = 1
-            if out != NULL:
-                out[p] = lp
-            if lengths != NULL:
-                lengths[p] = matched
-            p += 1
-        if eos:
-            lp = self.step_c(r, &n, self.eos, &matched)
+        cdef bint look = self.lookahead and self.order > 1
+        if look and steps > 1:
+            self.ahead(ids[0], ids[1] if nw > 1 else self.eos, True)
+        for t in range(steps):
+            w = ids[t] if t < nw else self.eos
+            if look and t + 1 < steps:
+                w1 = ids[t + 1] if t + 1 < nw else self.eos
+                self.ahead(w, w1, False)
+                if t + 2 < steps:
+                    w2 = ids[t + 2] if t + 2 < nw else self.eos
+                    self.ahead(w1, w2, True)
+            lp = self.step_c(r, &n, w, &matched)
             total += lp
             if out != NULL:
                 out[p] = lp
@@ -518,6 +564,30 @@ cdef class Querier:
             p += 1
         count[0] = p
         return total
+
+    cdef double line_c(self, Reader rd, const char* s, Py_ssize_t size, bint bos, bint eos,
+                       double* out, uint8_t* oov, int* lengths, Py_ssize_t* count,
+                       Py_ssize_t* unknown) except? -1:
+        """Total ln p of the words of one line of text [and ``</s>``] [from ``<s>``]; each word's ln p, oov
+        flag and matched length into ``out``/``oov``/``lengths`` where not NULL; the number of values and
+        of unknown words added to ``count`` and ``unknown``.  The words are hashed and their table slots
+        fetched all at once before they are looked up, so the lookups overlap."""
+        cdef int64_t* ids = self.id_buffer(size // 2 + 1)
+        cdef Py_ssize_t i = 0, j, k, nw = 0
+        cdef uint64_t h
+        while rd.next_word(s, size, &i, &j):
+            h = hash_bytes(s + i, j - i)
+            rd.fetch(h)
+            ids[nw] = <int64_t>h
+            nw += 1
+            i = j
+        for k in range(nw):
+            ids[k] = rd.find_hash(<uint64_t>ids[k])
+            if ids[k] == rd.unknown:
+                unknown[0] += 1
+                if oov != NULL:
+                    oov[count[0] + k] = 1
+        return self.ids_c(ids, nw, bos, eos, out, lengths, count)
 
     def score_text(self, Reader rd, sentence, bint bos=True, bint eos=True):
         """Total log p (ln, times ``rd.scale``) of the words of ``sentence`` (str or UTF-8 bytes, split at
@@ -575,24 +645,15 @@ cdef class Querier:
 
     def score_flat(self, const int64_t[::1] ids, const int64_t[::1] lengths):
         """:meth:`score_lines` of lines given as flat ``ids`` and each line's ``lengths`` (NGramLM.score_flat)."""
-        cdef Py_ssize_t total = ids.shape[0] + lengths.shape[0], p = 0, i = 0, line, k
+        cdef Py_ssize_t total = ids.shape[0] + lengths.shape[0], p = 0, i = 0, line
         out = np.empty(total, dtype=np.float64)
         cdef double[::1] o = out
-        cdef int64_t r[MAX_ORDER]
-        cdef int64_t tok
-        cdef int n, matched
         if sum(lengths) != ids.shape[0]:
             raise ValueError("the lengths do not add up to the ids")
+        for line in range(ids.shape[0]):
+            if ids[line] < 0 or ids[line] >= self.V:
+                raise IndexError(ids[line])
         for line in range(lengths.shape[0]):
-            n = self.begin_sentence(r)
-            for k in range(lengths[line]):
-                tok = ids[i]
-                i += 1
-                if tok < 0 or tok >= self.V:
-                    raise IndexError(tok)
-                o[p] = self.step_c(r, &n, tok, &matched)
-                p += 1
-            o[p] = self.step_c(r, &n, self.eos, &matched)
-            p += 1
+            self.ids_c(&ids[i] if lengths[line] else NULL, lengths[line], True, True, &o[0], NULL, &p)
+            i += lengths[line]
         return out
-

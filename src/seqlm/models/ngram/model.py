@@ -26,6 +26,7 @@ import numpy as np
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_dir, write_config
+from seqlm.io.memory import last_level_cache
 from seqlm.models.interface import LanguageModel, State, check_mode
 from seqlm.models.ngram.counts import pad_stream
 from seqlm.models.ngram.smoothing import Tables
@@ -170,7 +171,9 @@ class NGramLM(LanguageModel):
                               RuntimeWarning, stacklevel=2)
                 self._querier = False
             else:
-                self._querier = Querier(self.trie, BOS_ID, EOS_ID)
+                # the words ahead are fetched while one is scored where the trie does not fit in cache: there
+                # it pays (1.2x on a 267 MB model), in cache it only costs (0.9x on PTB's 23 MB)
+                self._querier = Querier(self.trie, BOS_ID, EOS_ID, lookahead=self.trie.nbytes() > last_level_cache())
         return self._querier or None
 
     # -- batched scoring ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Evaluating a file (tasks/evaluate.evaluate_file: blocks encoded without a Python object per token, scored
-flat) gives evaluate's figures on the file's lines, for n-gram and neural models, and the score command's
+"""Evaluating a file (tasks/evaluate.evaluate_file: read a block at a time, an n-gram model reading the text
+itself) gives evaluate's figures on the file's lines, for n-gram and neural models, and the score command's
 corpus totals are the same."""
 
 import numpy as np
@@ -28,6 +28,17 @@ def test_a_file_evaluates_as_its_lines(text_file, toy_lines, mode, lstm):
             assert a[key] == b[key], key
         assert a["log_prob"] == pytest.approx(b["log_prob"], rel=1e-9)
         assert a["perplexity_without_oov"] == pytest.approx(b["perplexity_without_oov"], rel=1e-9)
+
+
+@pytest.mark.parametrize("content,message", [(b"", "is empty"), (b"\n \n", "is empty"), (b"a\n\xff\n", "not UTF-8"),
+                                             (b"ok\x00\n", "NUL")])
+def test_evaluating_bad_files(tmp_path, toy_lines, content, message):
+    from seqlm.errors import SeqlmError
+
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(SeqlmError, match=message):
+        evaluate_file(train_ngram(toy_lines[0][:100], order=2), path)
 
 
 def test_flat_scoring_equals_lines_and_the_reference(toy_lines):

@@ -53,33 +53,6 @@ def test_bulk_bad_files(tmp_path, content, message):
 
 
 
-@pytest.mark.parametrize("tokenizer", [Tokenizer(), Tokenizer(lowercase=True), Tokenizer("char")], ids=str)
-@pytest.mark.parametrize("block", [7, 1 << 20])
-def test_encoding_a_file_for_a_vocabulary_is_the_encoder(tmp_path, tokenizer, block):
-    from seqlm.text.bulk import encode_file
-    from seqlm.text.encode import encode_lines
-
-    path = tmp_path / "t.txt"
-    path.write_text(TRICKY + "\nwords <s> </s> <unk> unseen " * 3, encoding="utf-8")
-    vocab, _ = build_vocab(read_lines(path)[:3], tokenizer)  # later lines hold unknown words
-    blocks = list(encode_file(path, vocab, block=block))
-    ids, lengths, oov = (np.concatenate(parts) for parts in zip(*blocks))
-    enc = encode_lines(vocab, read_lines(path))
-    assert np.array_equal(lengths, enc.lengths) and np.array_equal(ids, enc.flat())
-    assert np.array_equal(oov, np.concatenate(enc.oov)) and oov.any() and not (ids == 0).all()
-
-
-@pytest.mark.parametrize("content,message", [(b"", "is empty"), (b"\n \n", "is empty"), (b"a\n\xff\n", "not UTF-8")])
-def test_encoding_bad_files(tmp_path, content, message):
-    from seqlm.text.bulk import encode_file
-
-    path = tmp_path / "bad.txt"
-    path.write_bytes(content)
-    vocab, _ = build_vocab(["a b"], Tokenizer())
-    with pytest.raises(SeqlmError, match=message):
-        list(encode_file(path, vocab))
-
-
 def test_the_whitespace_rules():
     line = "a b\tc\rd\u00a0e\x0bf\u3000g\x1ch"
     assert Tokenizer().tokenize(line) == ["a", "b", "c", "d\u00a0e\x0bf\u3000g\x1ch"]  # lmplz's

@@ -45,31 +45,46 @@ def build(keys: np.ndarray, size: int | None = None) -> np.ndarray:
 
 def build_batches(n: int, batches, size: int | None = None) -> np.ndarray:
     """The hash table of ``n`` distinct keys given in consecutive batches of :data:`BATCH` (the last may
-    be shorter): keys are placed a batch at a time, so the build needs memory for one batch, and the
-    table is the same whether the keys come from memory or from a file."""
+    be shorter), each key's position its place in the sequence: keys are placed a batch at a time, so the
+    build needs memory for one batch, and the table is the same whether the keys come from memory or from
+    a file."""
+    def pairs():
+        offset = 0
+        for batch in batches:
+            batch = np.asarray(batch, dtype=np.int64)
+            yield batch, np.arange(offset, offset + len(batch), dtype=np.int64)
+            offset += len(batch)
+
+    return build_pairs(n, pairs(), size)
+
+
+def build_pairs(n: int, batches, size: int | None = None) -> np.ndarray:
+    """The hash table of ``n`` distinct keys given as batches of ``(keys, positions)``: each key's slot
+    holds its position + 1 (a selection of an array's keys, as the trie indexes its long runs)."""
     if n >= np.iinfo(np.int32).max:
         raise ValueError("too many n-grams of one order for an int32 index")
     size = size or 1 << table_bits(n)
     if size <= n:
         raise ValueError(f"a table of {size} slots cannot hold {n} keys")
     table = np.zeros(size, dtype=np.int32)
-    offset = 0
-    for batch in batches:
+    placed = 0
+    for batch, positions in batches:
         batch = np.asarray(batch, dtype=np.int64)
+        value = (np.asarray(positions, dtype=np.int64) + 1).astype(np.int32)
         pending = np.arange(len(batch), dtype=np.int64)
         slot = _home(batch, size)
         while len(pending):
             s = slot[pending]
             free = table[s] == 0
             cand, cs = pending[free], s[free]
-            table[cs] = (cand + offset + 1).astype(np.int32)  # several keys for one free slot: one of them wins
+            table[cs] = value[cand]  # several keys for one free slot: one of them wins
             won = np.zeros(len(pending), dtype=bool)
-            won[np.flatnonzero(free)[table[cs] == cand + offset + 1]] = True
+            won[np.flatnonzero(free)[table[cs] == value[cand]]] = True
             pending = pending[~won]
             slot[pending] = _next(slot[pending], size)
-        offset += len(batch)
-    if offset != n:
-        raise ValueError(f"the index was given {offset} keys for {n}")
+        placed += len(batch)
+    if placed != n:
+        raise ValueError(f"the index was given {placed} keys for {n}")
     return table
 
 

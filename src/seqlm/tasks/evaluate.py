@@ -105,19 +105,12 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
 
 
 def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
-    """:func:`evaluate` on a text file's non-blank lines, read and encoded a block at a time without a Python
-    object per token (text/bulk.py), scored by :meth:`LanguageModel.score_flat`: the same figures."""
-    from seqlm.text.bulk import encode_file
+    """:func:`evaluate` on a text file's non-blank lines, read a block at a time (memory stays flat): a model
+    that reads text itself (an n-gram model's compiled reader) makes no Python object per token."""
+    from seqlm.text.corpora import iter_lines
 
     check_model(model, "evaluate")
-    check_mode(mode)
-    totals, state = Totals(), None
-    for ids, lengths, oov in encode_file(path, model.vocab):
-        logp, state = model.score_flat(ids, lengths, mode, state)
-        scored = np.zeros(len(logp), dtype=bool)  # each line's tokens, then its </s> (never OOV)
-        scored[np.arange(len(ids)) + np.repeat(np.arange(len(lengths)), lengths)] = oov
-        totals.add(logp, scored, len(lengths))
-    return totals.result(model, mode)
+    return evaluate(model, iter_lines(path), mode=mode)
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:

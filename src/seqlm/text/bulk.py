@@ -197,31 +197,6 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
     return TokenFile(vocab, ids_file, int(line_ends[-1]), line_ends, int(lengths.sum()))
 
 
-def encode_file(path: str | Path, vocab: Vocab, block: int = 1 << 20):
-    """The ids of a text file's non-blank lines for ``vocab``, a block of whole lines at a time, with no Python
-    object per token (word level): yields ``(ids, lengths, oov)``, the block's tokens as flat int64 ids
-    (unknown ones, and a literal ``<s>``/``</s>``, are ``<unk>``), each line's token count, and which tokens
-    are out of the vocabulary (scored as ``<unk>``, a literal ``<unk>`` too).  The same tokens and errors as
-    :func:`seqlm.text.corpora.iter_lines` then :meth:`Tokenizer.tokenize`."""
-    path = Path(path)
-    name, tokenizer = str(path), vocab.tokenizer
-    words = list(vocab.text_stoi)
-    hashes = textbytes.hash_words(words).view(np.int64) if words else np.zeros(0, np.int64)
-    table = ngram_index.build(hashes)
-    word_ids = np.array([vocab.text_stoi[w] for w in words], dtype=np.int64)
-    seen = False
-    for offset, data in line_blocks(path, block):
-        h, lengths, _ = _tokenize_block(data, name, offset, tokenizer)
-        if not len(lengths):
-            continue
-        seen = True
-        at, known = ngram_index.find(table, hashes, h.view(np.int64))
-        ids = np.where(known, word_ids[at] if len(word_ids) else UNK_ID, UNK_ID)
-        yield ids, lengths, ids == UNK_ID
-    if not seen:
-        raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
-
-
 def read_raw(path: Path, dtype, start: int = 0, count: int = -1) -> np.ndarray:
     """Elements ``start .. start + count`` of a raw array file (read, not mapped: the pages stay in the
     page cache, not in the process)."""

@@ -40,6 +40,7 @@ cdef struct Order:
     const float* bcent
     const uint8_t* index  # the hash index of a long-run order (trie.py), or NULL
     uint64_t isize
+    uint64_t irun  # the index holds the records of the runs longer than this (0: every record)
     int ibits
     uint64_t rbits
     int wbits, pbits, bbits, cbits, blog
@@ -326,6 +327,7 @@ cdef class Querier:
             self.o[j].pmode, self.o[j].bmode = modes[lay["prob"]], modes[lay["bow"]]
             self.o[j].index = NULL
             self.o[j].isize, self.o[j].ibits = lay["index_size"], lay["index_bits"]
+            self.o[j].irun = lay.get("index_run", 0)
             if trie.index[j] is not None:
                 u8 = trie.index[j]
                 self.o[j].index = &u8[0]
@@ -400,6 +402,7 @@ cdef class Querier:
         cdef uint64_t lo[MAX_ORDER]
         cdef uint64_t end[MAX_ORDER]
         cdef uint64_t slot[MAX_ORDER]
+        cdef bint hashed[MAX_ORDER]
         cdef uint64_t first, last, span
         cdef int q
         cdef int j = 0, k, m = n[0]
@@ -415,7 +418,8 @@ cdef class Querier:
             lo[k] = self.begin(k, ranks[k])
             end[k] = self.begin(k, ranks[k] + 1)
             o = &self.o[k + 1]
-            if o.index != NULL:
+            hashed[k] = o.index != NULL and (o.irun == 0 or end[k] - lo[k] > o.irun)
+            if hashed[k]:
                 slot[k] = self.home(k + 1, ranks[k], word)
                 SEQLM_PREFETCH(o.index + ((slot[k] * o.ibits) >> 3))
             else:  # the run's records: all of a short run, the first probes' of a long one
@@ -430,7 +434,7 @@ cdef class Querier:
                     for q in range(1, 4):
                         SEQLM_PREFETCH(o.data + (((lo[k] + span * q // 4) * o.rbits) >> 3))
         while j < m:
-            if self.o[j + 1].index != NULL:
+            if hashed[j]:
                 idx = self.probe(j + 1, slot[j], lo[j], end[j], word)
             else:
                 idx = self.search(j + 1, lo[j], end[j], word)
@@ -520,13 +524,14 @@ cdef class Querier:
             if o.index != NULL:
                 SEQLM_PREFETCH(o.index + ((self.home(1, a, b) * o.ibits) >> 3))
             return
-        if o.index != NULL:
+        first, last = self.begin(0, a), self.begin(0, a + 1)
+        if o.index != NULL and (o.irun == 0 or last - first > o.irun):
             t = bits_at(o.index, self.home(1, a, b) * o.ibits, o.ibits)
             if t:
                 SEQLM_PREFETCH(o.data + (((t - 1) * o.rbits) >> 3))
             return
-        first = (self.begin(0, a) * o.rbits) >> 3
-        last = (self.begin(0, a + 1) * o.rbits + 7) >> 3
+        first = (first * o.rbits) >> 3
+        last = (last * o.rbits + 7) >> 3
         if last > first + 64 * PREFETCH_LINES:
             last = first + 64 * PREFETCH_LINES
         while first < last:

@@ -11,7 +11,7 @@ except ImportError:  # building without Cython: the Python reference only
     extensions = []
 else:
     extensions = cythonize([Extension("seqlm.models.ngram.fastquery", ["src/seqlm/models/ngram/fastquery.pyx"],
-                                      extra_compile_args=["-O2"], optional=True)],
+                                      extra_compile_args=["-O3"], optional=True)],
                            compiler_directives={"language_level": "3"}, quiet=True)
 
 setup(ext_modules=extensions)

@@ -280,18 +280,18 @@ def test_batched_scoring_through_the_compiled_loop_equals_the_vectorized_referen
         lm.score_lines([np.array([len(lm.vocab)])])
 
 
-@pytest.mark.parametrize("long_run", [0, 10**9], ids=["hash-indexed", "searched"])
-def test_looking_ahead_changes_no_number(toy_lines, texts, monkeypatch, long_run):
+@pytest.mark.parametrize("index_run", [0, 10**9], ids=["hash-indexed", "searched"])
+def test_looking_ahead_changes_no_number(toy_lines, texts, monkeypatch, index_run):
     from seqlm.models.ngram import trie as trie_module
     from seqlm.text.vocab import BOS_ID, EOS_ID
 
-    monkeypatch.setattr(trie_module, "LONG_RUN", long_run)
+    monkeypatch.setattr(trie_module, "INDEX_RUN", index_run)
     lm = train_ngram(toy_lines[0][:1500], order=4)
     if lm.querier() is None:
         pytest.skip("the compiled query loop is not built here")
     from seqlm.models.ngram.fastquery import Querier
 
-    assert (lm.trie.index[1] is not None) == (long_run == 0)
+    assert (lm.trie.index[1] is not None) == (index_run == 0)
     ahead, plain = (Querier(lm.trie, BOS_ID, EOS_ID, lookahead=look) for look in (True, False))
     reader = lm.reader(b" ")
     lines = texts[:80] + ["", "one", "the the the the"]

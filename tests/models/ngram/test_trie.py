@@ -77,16 +77,14 @@ def test_long_runs_get_a_hash_index_and_short_ones_none(toy_lines, monkeypatch):
     monkeypatch.setattr(trie_mod, "INDEX_RUN", 6)
     trie = train_ngram(toy_lines[0], order=4).trie
     lay = trie.layout
-    ratios = [lay[k]["n"] / lay[k - 1]["n"] for k in range(1, 4)]
-    for k in range(1, 4):  # a whole order indexed where its runs are long on average
-        assert (lay[k]["index_bits"] > 0 and lay[k]["index_run"] == 0) == (ratios[k - 1] > trie_mod.LONG_RUN)
-    assert lay[1]["index_bits"] > 0  # the bigrams after each word: long runs
-    for k in range(2, 4):  # elsewhere, the records of the runs longer than INDEX_RUN, and only they
-        if lay[k]["index_run"]:
-            lo, hi = trie.children(k, np.arange(lay[k - 1]["n"]))
-            long = (hi - lo)[hi - lo > 6].sum()
-            assert lay[k]["index_size"] == long + long // 2 + 1
-    assert any(lay[k]["index_run"] == 6 for k in range(2, 4))
+    assert lay[0]["index_bits"] == 0  # order 1: word i is record i
+    for k in range(1, 4):  # the records of the runs longer than INDEX_RUN, and only they
+        lo, hi = trie.children(k, np.arange(lay[k - 1]["n"]))
+        long = int((hi - lo)[hi - lo > 6].sum())
+        assert (lay[k]["index_bits"] > 0) == (long > 0)
+        if long:
+            assert lay[k]["index_run"] == 6 and lay[k]["index_size"] == long + long // 2 + 1
+    assert lay[1]["index_bits"] > 0  # the bigrams after frequent words: long runs
 
 
 def compiled_equals_reference(lm, lines):
@@ -106,15 +104,12 @@ def compiled_equals_reference(lm, lines):
     assert np.array_equal(lm.score_lines(enc)[0], reference)
 
 
-@pytest.mark.parametrize("long_run,index_run", [(0, 32), (10**9, 2), (10**9, 10**9)],
-                         ids=["every order hash-indexed", "long runs hash-indexed", "none"])
-def test_compiled_search_equals_the_reference_on_wide_words(wide, monkeypatch, long_run, index_run):
-    monkeypatch.setattr(trie_mod, "LONG_RUN", long_run)
+@pytest.mark.parametrize("index_run", [0, 2, 10**9], ids=["every record hash-indexed", "long runs", "none"])
+def test_compiled_search_equals_the_reference_on_wide_words(wide, monkeypatch, index_run):
     monkeypatch.setattr(trie_mod, "INDEX_RUN", index_run)
     lm = NGramLM(wide.vocab, wide.tables, {})
-    indexed = [bool(lay["index_bits"]) for lay in lm.trie.layout]
-    assert indexed == [False] + [index_run < 10**9] * 3
-    assert [lay["index_run"] for lay in lm.trie.layout[1:]] == [index_run if 0 < long_run and index_run < 10**9 else 0] * 3
+    assert [bool(lay["index_bits"]) for lay in lm.trie.layout] == [False] + [index_run < 10**9] * 3
+    assert [lay["index_run"] for lay in lm.trie.layout[1:]] == [index_run if index_run < 10**9 else 0] * 3
     lines = zipf_lines(14000, 10**6, 0)
     compiled_equals_reference(lm, lines[:150] + zipf_lines(100, 10**6, 4))
 

@@ -18,6 +18,7 @@ import numpy as np
 DEF MAX_ORDER = 32
 DEF SCAN = 8  # runs this short are scanned, longer ones binary-searched (interpolation measured slower: the
 # ids of frequent words, which most runs hold, are small)
+DEF PROBE_RUN = 32  # runs longer than this are searched by the hash index where there is one: trie.INDEX_RUN
 DEF PREFETCH_LINES = 4  # a run of children up to this many cache lines is fetched whole before it is searched
 cdef uint64_t MULT = 0x9E3779B97F4A7C15  # io/hashindex.py's
 cdef uint64_t SEED = 0x243F6A8885A308D3  # a word hash's start (any odd constant)
@@ -46,6 +47,13 @@ cdef struct Order:
     int wbits, pbits, bbits, cbits, blog
     int poff, boff, coff
     int pmode, bmode  # 0: float32 without its sign (ln p <= 0), 1: float32, 2: code into the table; bow 3: none
+
+
+cdef inline bint probes(const Order* o, uint64_t run) noexcept nogil:
+    """Whether a run of ``run`` records of order ``o`` is searched by its hash index: where the order has one
+    and holds this run (all runs, or those longer than ``irun``), and the run is longer than ``PROBE_RUN`` (a
+    shorter run is binary-searched faster than the index's two reads one after the other: measured)."""
+    return o.index != NULL and run > (o.irun if o.irun > PROBE_RUN else PROBE_RUN)
 
 
 cdef inline uint64_t bits_at(const uint8_t* data, uint64_t pos, int width) noexcept nogil:
@@ -418,7 +426,7 @@ cdef class Querier:
             lo[k] = self.begin(k, ranks[k])
             end[k] = self.begin(k, ranks[k] + 1)
             o = &self.o[k + 1]
-            hashed[k] = o.index != NULL and (o.irun == 0 or end[k] - lo[k] > o.irun)
+            hashed[k] = probes(o, end[k] - lo[k])
             if hashed[k]:
                 slot[k] = self.home(k + 1, ranks[k], word)
                 SEQLM_PREFETCH(o.index + ((slot[k] * o.ibits) >> 3))
@@ -525,7 +533,7 @@ cdef class Querier:
                 SEQLM_PREFETCH(o.index + ((self.home(1, a, b) * o.ibits) >> 3))
             return
         first, last = self.begin(0, a), self.begin(0, a + 1)
-        if o.index != NULL and (o.irun == 0 or last - first > o.irun):
+        if probes(o, last - first):
             t = bits_at(o.index, self.home(1, a, b) * o.ibits, o.ibits)
             if t:
                 SEQLM_PREFETCH(o.data + (((t - 1) * o.rbits) >> 3))

@@ -17,10 +17,9 @@ A record of order k is found from its context's record by a binary search over t
 children, all in one array: the context's record (read in the step before) gives the run, and the record
 found holds ln p, the backoff and its own run.  A hash index (``index{k}.npy``: the record of each key
 ``context * V + word`` in a table half again as large as the keys, bit-packed, io/hashindex.py's hashing)
-replaces the search where runs are long: over a whole order whose runs average more than ``LONG_RUN``
-records (the bigrams after each word), else over the records of the runs longer than ``INDEX_RUN`` (the
-frequent contexts, which queries meet most; the layout's ``index_run``), for a few bits per n-gram.  The
-compiled search probes it for those runs; the Python reference always searches.  Field ``f`` of record ``i`` is the ``width(f)``
+holds the records of the runs longer than ``INDEX_RUN`` (the frequent contexts, which queries meet most;
+the layout's ``index_run``), a few bits per n-gram: the compiled search probes it for those runs instead of
+a binary search; the Python reference always searches.  Field ``f`` of record ``i`` is the ``width(f)``
 bits at bit ``i * record_bits + offset(f)``, read as an unaligned 64-bit word (every array ends with 8
 bytes of padding).
 
@@ -43,9 +42,9 @@ from seqlm.io import hashindex
 FIELDS = ("word", "prob", "bow", "child")
 PAD = 8  # bytes after the last record: every field is read as a 64-bit word
 BATCH = 1 << 20  # records packed at a time (a multiple of 8: batches start on a byte)
-LONG_RUN = 8  # an order whose runs average more records than this gets a hash index
-INDEX_RUN = 32  # in the other orders, the records of the runs longer than this get one (the runs of frequent
-# contexts, which queries meet most: a binary search there is several reads one after the other)
+INDEX_RUN = 32  # the records of the runs longer than this get a hash index (the runs of frequent contexts, which
+# queries meet most: a binary search there is several reads one after the other); the compiled search's
+# PROBE_RUN (fastquery.pyx), the run from which probing the index beats a binary search (measured)
 
 
 def bit_length(n: int) -> int:
@@ -312,7 +311,7 @@ def pack(vocab_size: int, keys: list, logprob: list, logbow: list, quantize: int
             for row, tab in enumerate(cent):
                 if tab is not None:
                     c[row, :len(tab)] = tab
-        table = _index(lay, keys[j], n, layout[-1]["n"] if layout else 0, runs_below)
+        table = _index(lay, keys[j], n, runs_below)
         layout.append(lay)
         index.append(table)
         data.append(out)
@@ -327,36 +326,31 @@ def pack(vocab_size: int, keys: list, logprob: list, logbow: list, quantize: int
     return trie
 
 
-def _index(lay: dict, keys, n: int, contexts: int, runs_below) -> np.ndarray | None:
-    """The bit-packed hash index of an order (``lay`` gets its size, bits and ``index_run``): of every
-    record where the runs are long on average (> ``LONG_RUN``), else of the records of the runs longer than
-    ``INDEX_RUN`` (``index_run``: the compiled search probes the index for a run longer than this, 0: all),
-    else None."""
+def _index(lay: dict, keys, n: int, runs_below) -> np.ndarray | None:
+    """The bit-packed hash index of an order's records in runs longer than ``INDEX_RUN``, or None where
+    there are none (``lay`` gets its size, bits and ``index_run``; folders of an earlier layout index every
+    record of an order, ``index_run`` 0)."""
     lay["index_size"] = lay["index_bits"] = lay["index_run"] = 0
     if runs_below is None or n == 0:
         return None
-    if n > LONG_RUN * max(contexts, 1):
-        count, batches = n, ((np.asarray(keys[s:s + hashindex.BATCH]), np.arange(s, min(s + hashindex.BATCH, n)))
-                             for s in range(0, n, hashindex.BATCH))
-    else:
-        runs = np.diff(runs_below)
-        long = np.flatnonzero(runs > INDEX_RUN)
-        count = int(runs[long].sum())
-        if not count:
-            return None
-        lay["index_run"] = INDEX_RUN
-        starts, lengths = runs_below[long].astype(np.int64), runs[long].astype(np.int64)
-        first = np.cumsum(lengths) - lengths  # where each run starts among the selected records
+    runs = np.diff(runs_below)
+    long = np.flatnonzero(runs > INDEX_RUN)
+    count = int(runs[long].sum())
+    if not count:
+        return None
+    lay["index_run"] = INDEX_RUN
+    starts, lengths = runs_below[long].astype(np.int64), runs[long].astype(np.int64)
+    first = np.cumsum(lengths) - lengths  # where each run starts among the selected records
 
-        def batches():
-            for s in range(0, count, hashindex.BATCH):
-                at = np.arange(s, min(s + hashindex.BATCH, count), dtype=np.int64)
-                run = np.searchsorted(first, at, side="right") - 1
-                positions = starts[run] + (at - first[run])
-                yield np.asarray(keys)[positions], positions
-        batches = batches()
+    def batches():
+        for s in range(0, count, hashindex.BATCH):
+            at = np.arange(s, min(s + hashindex.BATCH, count), dtype=np.int64)
+            run = np.searchsorted(first, at, side="right") - 1
+            positions = starts[run] + (at - first[run])
+            yield np.asarray(keys)[positions], positions
+
     lay["index_size"], lay["index_bits"] = count + count // 2 + 1, bit_length(n)
-    slots = hashindex.build_pairs(count, batches, lay["index_size"])
+    slots = hashindex.build_pairs(count, batches(), lay["index_size"])
     table = np.zeros(_index_bytes(lay), dtype=np.uint8)
     for s in range(0, len(slots), BATCH):
         packed = _pack_bits([(slots[s:s + BATCH].astype(np.uint64), lay["index_bits"])])

@@ -53,6 +53,21 @@ def check_quantize(bits) -> None:
                          f"choice), or leave it out for float32")
 
 
+def check_entropy(threshold, max_ngrams) -> None:
+    """The options of entropy pruning (models/ngram/prune.py): a threshold >= 0 or a size >= 1, not both."""
+    import math
+
+    if threshold is not None and max_ngrams is not None:
+        raise SeqlmError("give --prune-entropy or --max-ngrams, not both (a size chooses its own threshold)")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not math.isfinite(threshold) or threshold < 0):
+        raise SeqlmError(f"--prune-entropy {threshold}: give a relative perplexity change >= 0, e.g. 1e-8 "
+                         f"(model.prune_entropy)")
+    if max_ngrams is not None and (isinstance(max_ngrams, bool) or not isinstance(max_ngrams, int)
+                                   or max_ngrams < 1):
+        raise SeqlmError(f"--max-ngrams {max_ngrams}: give a number of n-grams >= 1 (model.max_ngrams)")
+
+
 @dataclass
 class ModelConfig:
     kind: str = "kn"  # any n-gram or neural row of the table of kinds (kinds.py; the kinds reference page)
@@ -65,6 +80,9 @@ class ModelConfig:
     temp_dir: str | None = None  # folder for the scratch files (default the system's temp folder)
     quantize: int | None = None  # bits of ln p and ln backoff above order 1 (as KenLM's build_binary -q -b);
     #   default float32
+    prune_entropy: float | None = None  # entropy pruning (Stolcke; SRILM -prune): drop the n-grams whose removal
+    #   changes the perplexity by less than this, relative (e.g. 1e-8); see models/ngram/prune.py
+    max_ngrams: int | None = None  # entropy pruning to a size: at most this many n-grams (all orders)
     # neural models
     backend: str = "auto"  # fused (torch.nn.LSTM/GRU/RNN: cuDNN / oneDNN) | reference (cells.py) | auto (fused
     #   where the kind has it, else reference)
@@ -173,7 +191,7 @@ class RunConfig:
 
     def _check_applicable(self, kind) -> None:
         defaults = {"model": ModelConfig(kind=kind.name), "train": TrainConfig()}
-        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir", "quantize"}
+        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir", "quantize", "prune_entropy", "max_ngrams"}
         for section, default in defaults.items():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):
@@ -214,6 +232,10 @@ class RunConfig:
             parse_memory(m.memory)
         if m.quantize is not None:
             check_quantize(m.quantize)
+        if m.prune_entropy is not None or m.max_ngrams is not None:
+            check_entropy(m.prune_entropy, m.max_ngrams)
+            if kind.canonical == "add-k":
+                raise SeqlmError("an add-k model has no backoff form: entropy pruning needs one (use kn, wb or mle)")
 
     def check_neural(self, kind) -> None:
         m, t = self.model, self.train

@@ -32,6 +32,11 @@ def register(sub) -> None:
     g.add_argument("--k", help="pseudo-count for add-k (model.k, default 1)")
     g.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times "
                    "or less (model.prune)")
+    g.add_argument("--prune-entropy", metavar="THRESHOLD", help="entropy pruning (Stolcke, as SRILM -prune): drop the "
+                   "n-grams whose removal changes the perplexity by less than THRESHOLD, relative, e.g. 1e-8 "
+                   "(model.prune_entropy)")
+    g.add_argument("--max-ngrams", metavar="N", help="entropy pruning to a size: keep at most N n-grams, all orders "
+                   "(model.max_ngrams)")
     g.add_argument("--memory", metavar="SIZE", help="memory budget for estimating from a file, e.g. 4G or 50%% "
                    "(model.memory, default half the available RAM): beyond it, work spills to --temp-dir")
     g.add_argument("--temp-dir", metavar="DIR", help="folder for the scratch files of estimation (model.temp_dir, "

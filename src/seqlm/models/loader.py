@@ -57,14 +57,17 @@ def load(path: str | Path, device: str = "auto", level: str | None = None) -> La
 
 @locks_output
 def convert(source: str | Path, out: str | Path, quantize: int | None = None, overwrite: bool = False,
-            level: str | None = None) -> LanguageModel:
+            level: str | None = None, prune_entropy: float | None = None, max_ngrams: int | None = None) -> LanguageModel:
     """``seqlm convert``: the n-gram model ``source`` (a model folder of any seqlm format, or an ARPA file)
-    written as a model folder of this format at ``out``, its values float32 or ``quantize``-bit codes."""
+    written as a model folder of this format at ``out``, its values float32 or ``quantize``-bit codes, and
+    entropy-pruned where ``prune_entropy`` or ``max_ngrams`` is given (models/ngram/prune.py)."""
+    from seqlm.config import check_entropy
     from seqlm.io.files import check_output_folder
     from seqlm.models.ngram.model import NGramLM
     from seqlm.models.ngram.smoothing import Tables
 
     out = Path(out)
+    check_entropy(prune_entropy, max_ngrams)
     check_output_folder(out, "ngram", overwrite=overwrite)
     if Path(source).resolve() == out.resolve():
         raise SeqlmError(f"convert {source} into another folder: --out is the source itself")
@@ -77,7 +80,12 @@ def convert(source: str | Path, out: str | Path, quantize: int | None = None, ov
                                                              "config_sha256", "format")}
     if quantize is not None:
         config["quantize"] = quantize
-    converted = NGramLM(lm.vocab, Tables(lm.trie.V, lm.tables.keys, lm.tables.logprob, lm.tables.logbow,
-                                         lm.tables.unseen, lm.tables.info), config)
+    if prune_entropy is not None or max_ngrams is not None:
+        from seqlm.models.ngram.prune import prune_model
+
+        converted = prune_model(lm, prune_entropy, max_ngrams, config)
+    else:
+        converted = NGramLM(lm.vocab, Tables(lm.trie.V, lm.tables.keys, lm.tables.logprob, lm.tables.logbow,
+                                             lm.tables.unseen, lm.tables.info), config)
     converted.save(out)
     return converted

@@ -69,7 +69,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
 
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
 SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
-         "quantize": "model.quantize",
+         "quantize": "model.quantize", "prune_entropy": "model.prune_entropy", "max_ngrams": "model.max_ngrams",
          "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
@@ -231,14 +231,19 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     if corpus is None:
         corpus = run_corpus(d, lazy=("train",))
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
+    entropy = m.prune_entropy is not None or m.max_ngrams is not None
     if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
-        lm = _estimate_file(corpus, m, d, tokenizer, out)
+        lm = _estimate_file(corpus, m, d, tokenizer, None if entropy else out)
     else:
         lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
                          tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize)
         lm.config["corpus"] = corpus.describe()
-        if out is not None:
-            lm.save(out)
+    if entropy:  # the estimated model, pruned (models/ngram/prune.py)
+        from seqlm.models.ngram.prune import prune_model
+
+        lm = prune_model(lm, m.prune_entropy, m.max_ngrams)
+    if out is not None and (entropy or "train" not in corpus.lazy):
+        lm.save(out)
     if out is not None:
         log.info("saved %s", out)
     if arpa is not None:

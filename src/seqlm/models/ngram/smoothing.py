@@ -172,7 +172,7 @@ def estimate(
     if smoothing == "mle" and any(x > 0 for x in prune):
         log.warning("pruned MLE backs off with the raw freed mass: distributions over the pruned "
                     "contexts are not renormalized")
-    keys = _apply_pruning(counts, keep, V)
+    keys = reindex([c.keys for c in counts], keep, V)
     logprob = [safe_log(p[m]) for p, m in zip(probs, keep)]
     logbow = [safe_log(b[m]) for b, m in zip(bows, keep)]
     logprob[0][BOS_ID] = -np.inf
@@ -296,16 +296,16 @@ def order_step(smoothing: str, raw: np.ndarray, adjusted: np.ndarray, ctx: np.nd
     return p, np.where(denom > 0, gamma, 1.0), kept
 
 
-def _apply_pruning(counts: list[OrderCounts], keep: list[np.ndarray], V: int) -> list[np.ndarray]:
-    """Keys of the kept n-grams, re-ranked: context ranks refer to the kept n-grams of the order below."""
-    keys = [counts[0].keys]
-    remap = None  # old rank -> new rank, for the previous order
-    for k in range(2, len(counts) + 1):
-        c = counts[k - 1]
+def reindex(keys: list[np.ndarray], keep: list[np.ndarray], V: int) -> list[np.ndarray]:
+    """Keys of the kept n-grams of every order, re-ranked: context ranks refer to the kept n-grams of the
+    order below (count pruning here, entropy pruning in prune.py)."""
+    out = [keys[0][keep[0]]]
+    remap = None if keep[0].all() else np.cumsum(keep[0]) - 1  # old rank -> new rank, for the previous order
+    for k in range(2, len(keys) + 1):
         m = keep[k - 1]
-        kk = c.keys[m]
+        kk = keys[k - 1][m]
         if remap is not None:
             kk = remap[kk // V] * V + kk % V
-        keys.append(kk)
+        out.append(kk)
         remap = None if m.all() else np.cumsum(m) - 1
-    return keys
+    return out

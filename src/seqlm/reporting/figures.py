@@ -39,6 +39,33 @@ def plot_scale(res: dict, target: Path) -> None:
     plt.close(fig)
 
 
+def plot_prune(res: dict, target: Path) -> None:
+    """Test perplexity against n-grams kept, one panel per corpus: count pruning, entropy pruning (both
+    histories) and the entropy threshold sweep (bench/prune.py)."""
+    from seqlm.reporting.tables import PRUNE_METHODS
+
+    _, plt = _plt()
+    corpora = list(dict.fromkeys(r["corpus"] for r in res["rows"]))
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5.5 * len(corpora), 4), squeeze=False)
+    styles = {"count": "o-", "entropy": "s-", "entropy-srilm": "^--", "entropy-threshold": "x:"}
+    names = {**PRUNE_METHODS, "entropy-threshold": "entropy thresholds 1e-9..1e-6 (histories by counts)"}
+    for ax, corpus in zip(axes[0], corpora):
+        rows = [r for r in res["rows"] if r["corpus"] == corpus]
+        for method, style in styles.items():
+            pts = sorted((r["ngrams"], r["test_perplexity"]) for r in rows if r["method"] == method)
+            if pts:
+                ax.plot(*zip(*pts), style, label=names[method], ms=4)
+        full = next(r for r in rows if r["method"] == "none")
+        ax.axhline(full["test_perplexity"], color="black", lw=0.8, ls=":", label="unpruned")
+        ax.set_xscale("log")
+        ax.set_xlabel("n-grams kept")
+        ax.set_ylabel("test perplexity")
+        ax.set_title(f"{corpus}: modified-KN {res['order']}-gram")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, plt, target)
+
+
 def _plt():
     import matplotlib
 
@@ -202,7 +229,7 @@ def analysis_figures(results_dir: Path, out_dir: Path) -> list[Path]:
     from seqlm.analysis import gradients, probe
 
     written = []
-    draw = {"gradients": gradients.plot, "probe": probe.plot, "ngram-scale": plot_scale}
+    draw = {"gradients": gradients.plot, "probe": probe.plot, "ngram-scale": plot_scale, "prune": plot_prune}
     for path, res in read_results(results_dir, *draw):
         target = out_dir / f"{path.stem}.png"
         draw[res["type"]](res, target)

@@ -16,6 +16,7 @@ TYPES = {
     "gradients": "seqlm diagnose gradients --out",
     "probe": "seqlm diagnose recall --out",
     "ngram-ptb": "bench/ngram.py",
+    "prune": "bench/prune.py",
     "ngram-scale": "bench/ngram.py --scale",
     "kenlm-api": "bench/kenlm_api.py",
     "asr": "bench/asr.py",

@@ -237,6 +237,38 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
     return out[:-1]
 
 
+PRUNE_METHODS = {"count": "count pruning (`--prune`)", "entropy": "entropy, histories by counts (`seqlm train --max-ngrams`)",
+                 "entropy-srilm": "entropy, SRILM's chain rule (`seqlm convert --max-ngrams`)"}
+
+
+def prune_table(res: dict, source: str) -> list[str]:
+    """Perplexity at equal sizes: count pruning against entropy pruning, per corpus (bench/prune.py)."""
+    hw = res.get("hardware", {})
+    out: list[str] = []
+    for corpus in dict.fromkeys(r["corpus"] for r in res["rows"]):
+        rows = [r for r in res["rows"] if r["corpus"] == corpus]
+        full = next(r for r in rows if r["method"] == "none")
+        counted = [r for r in rows if r["method"] == "count"]
+        lines = []
+        for c in counted:
+            same = {r["method"]: r for r in rows if isinstance(r["setting"], dict)
+                    and r["setting"].get("max_ngrams") == c["ngrams"]}
+            cells = [f"{c['ngrams']:,}", f"{c['bytes'] / 1e6:.1f} MB", ",".join(map(str, c["setting"]))]
+            best = min([c["test_perplexity"]] + [r["test_perplexity"] for r in same.values()])
+            for method in PRUNE_METHODS:
+                r = c if method == "count" else same.get(method)
+                text = number(r["test_perplexity"]) if r else "–"
+                cells.append(f"**{text}**" if r and r["test_perplexity"] == best else text)
+            lines.append(cells)
+        out += _table(f"**Pruning to a size, {corpus}** (modified-KN {res['order']}-gram; unpruned: {full['ngrams']:,} "
+                      f"n-grams, {full['bytes'] / 1e6:.1f} MB, test perplexity {number(full['test_perplexity'])}; "
+                      f"each row one size, every method pruned to it; best in bold; `python bench/prune.py`, from "
+                      f"`{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
+                      ["n-grams", "bytes", "count thresholds"] + [f"test perplexity: {m}" for m in PRUNE_METHODS],
+                      lines) + [""]
+    return out[:-1]
+
+
 def asr_table(res: dict, source: str) -> list[str]:
     """CTC decoding with each language model (bench/asr.py)."""
     hw = res.get("hardware", {})
@@ -286,7 +318,8 @@ def render(results_dir: Path) -> str:
     blocks: list[list[str]] = []
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
-                 "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table}
+                 "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
+                 "prune": prune_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

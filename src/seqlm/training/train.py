@@ -34,9 +34,11 @@ def build_vocab(lines: Sequence[str], tokenizer: Tokenizer, min_count: int = 1,
 
 def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3, k: float = 1.0,
                 prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
-                max_size: int | None = None, vocab: Vocab | None = None, quantize: int | None = None) -> LanguageModel:
+                max_size: int | None = None, vocab: Vocab | None = None, quantize: int | None = None,
+                prune_entropy: float | None = None, max_ngrams: int | None = None) -> LanguageModel:
     """Estimate an n-gram model from training ``lines`` (vocabulary from these lines unless given);
-    ``quantize``: bits of its stored values above order 1 (default float32, see models/ngram/trie.py)."""
+    ``quantize``: bits of its stored values above order 1 (default float32, see models/ngram/trie.py);
+    ``prune_entropy`` / ``max_ngrams``: entropy pruning of the estimate (models/ngram/prune.py)."""
     from seqlm.models.ngram import NGramLM, count_ngrams, estimate
 
     if not isinstance(order, int) or order < 1:
@@ -55,6 +57,10 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     counts = count_ngrams(ids, lengths, order, len(vocab))
     t2 = time.perf_counter()
     tables = estimate(counts, len(vocab), smoothing, k=k, prune=prune)
+    if prune_entropy is not None or max_ngrams is not None:
+        from seqlm.models.ngram.prune import entropy_prune
+
+        tables = entropy_prune(tables, prune_entropy, max_ngrams, [c.counts for c in counts[:-1]], prune)
     t3 = time.perf_counter()
     log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs)", order, smoothing,
              "/".join(map(str, tables.sizes())), t1 - t0, t2 - t1, t3 - t2)
@@ -64,6 +70,10 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
         config["k"] = k
     if quantize is not None:
         config["quantize"] = quantize
+    if prune_entropy is not None or max_ngrams is not None:
+        from seqlm.models.ngram.prune import pruned_config
+
+        config.update(pruned_config(tables.info, max_ngrams))
     return NGramLM(vocab, tables, config)
 
 
@@ -211,6 +221,7 @@ def _estimate_file(corpus: Corpus, m, d, tokenizer: Tokenizer, out) -> LanguageM
 
     options = dict(order=m.order, smoothing=m.kind, k=m.k, prune=m.prune or None, tokenizer=tokenizer,
                    min_count=d.min_count, max_size=d.max_size, memory=m.memory, temp_dir=m.temp_dir,
+                   prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams,
                    config={"corpus": corpus.describe(), **({"quantize": m.quantize} if m.quantize else {})})
     path = corpus.lazy["train"]
     if out is not None:
@@ -231,19 +242,15 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     if corpus is None:
         corpus = run_corpus(d, lazy=("train",))
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
-    entropy = m.prune_entropy is not None or m.max_ngrams is not None
     if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
-        lm = _estimate_file(corpus, m, d, tokenizer, None if entropy else out)
+        lm = _estimate_file(corpus, m, d, tokenizer, out)
     else:
         lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
-                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize)
+                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize,
+                         prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams)
         lm.config["corpus"] = corpus.describe()
-    if entropy:  # the estimated model, pruned (models/ngram/prune.py)
-        from seqlm.models.ngram.prune import prune_model
-
-        lm = prune_model(lm, m.prune_entropy, m.max_ngrams)
-    if out is not None and (entropy or "train" not in corpus.lazy):
-        lm.save(out)
+        if out is not None:
+            lm.save(out)
     if out is not None:
         log.info("saved %s", out)
     if arpa is not None:

@@ -147,12 +147,13 @@ def test_the_commands_prune(tmp_path, toy_files, capsys):
     small = json.loads(capsys.readouterr().out)
     assert sum(small["model"]["ngrams"]) < sum(full["model"]["ngrams"])
     config = json.loads((tmp_path / "small" / "config.json").read_text())
-    assert config["prune_entropy"] == 1e-5
+    assert config["prune_entropy"] == 1e-5 and config["prune_history"] == "counts"
     target = sum(full["model"]["ngrams"]) // 2
     assert main(["-q", "convert", str(tmp_path / "full"), str(tmp_path / "half"), "--max-ngrams", str(target)]) == 0
     capsys.readouterr()
     half = json.loads((tmp_path / "half" / "config.json").read_text())
     assert half["max_ngrams"] == target and sum(half["trie"][k]["n"] for k in range(3)) <= target
+    assert half["prune_history"] == "model"  # a model without its counts: SRILM's chain rule
     # the pruned ARPA file reads back as the same model
     assert main(["-q", "convert", str(tmp_path / "small.arpa"), str(tmp_path / "again")]) == 0
     capsys.readouterr()
@@ -164,3 +165,27 @@ def test_the_commands_prune(tmp_path, toy_files, capsys):
     code = main(["-q", "train", "--train", str(toy_files["train"]), "--model", "add-k", "--order", "2",
                  "--out", str(tmp_path / "addk"), "--prune-entropy", "1e-5"])
     assert code == 2 and "no backoff form" in capsys.readouterr().err
+
+
+def test_the_file_estimator_prunes_as_the_in_memory_one(tmp_path, toy_files, toy_lines):
+    from seqlm.models.ngram.external import estimate_file
+
+    for options in ({"prune_entropy": 3e-5}, {"max_ngrams": 2000}, {"prune_entropy": 3e-5, "prune": [0, 1, 1]}):
+        memory = train_ngram(toy_lines[0], order=3, **options)
+        out = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        config = estimate_file(toy_files["train"], out, order=3, memory="64M", **options)
+        on_disk = NGramLM.load(out, config)
+        assert on_disk.trie.sizes() == memory.trie.sizes() < train_ngram(toy_lines[0], order=3).trie.sizes()
+        for k in range(3):
+            assert np.array_equal(np.asarray(on_disk.tables.keys[k]), np.asarray(memory.tables.keys[k]))
+            assert np.array_equal(np.asarray(on_disk.tables.logprob[k]), np.asarray(memory.tables.logprob[k]))
+        assert config["prune_history"] == memory.config["prune_history"] == ("model" if "prune" in options else "counts")
+
+
+def test_the_history_from_counts_is_their_relative_frequency(toy_lines):
+    counts = [np.array([0, 3, 5, 2, 0]), np.array([1, 2, 2])]
+    first, second = P.history_from_counts(counts)
+    total = 5 + 2  # the tokens predicted: </s> (id 2) and word 3; <s> (id 1) counts as </s>
+    assert np.allclose(np.exp(first[1:4]), [5 / total, 5 / total, 2 / total]) and first[4] == -np.inf
+    assert np.allclose(np.exp(second), np.array([1, 2, 2]) / total)

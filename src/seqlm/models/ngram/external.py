@@ -45,6 +45,7 @@ from seqlm.io.memory import parse_memory
 from seqlm.io.runtime import Progress
 from seqlm.models.ngram.external_count import SHARE, THREADS, NpyWriter, Order, Work, count_file
 from seqlm.models.ngram.smoothing import (
+    Tables,
     canonical,
     check_k,
     check_prune,
@@ -90,9 +91,11 @@ def _runs(o: Order, V: int, size: int):
 def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "mkn", k: float = 1.0,
                   prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
                   max_size: int | None = None, vocab: Vocab | None = None, memory: str | int | None = None,
-                  temp_dir: str | Path | None = None, config: dict | None = None) -> dict:
+                  temp_dir: str | Path | None = None, config: dict | None = None, prune_entropy: float | None = None,
+                  max_ngrams: int | None = None) -> dict:
     """Estimate an n-gram model from the text file ``path`` within ``memory`` and write its model folder
-    into the (existing, empty) folder ``out``.  Returns the model's config (also written)."""
+    into the (existing, empty) folder ``out``.  Returns the model's config (also written).  Entropy pruning
+    (``prune_entropy`` / ``max_ngrams``, models/ngram/prune.py) holds the columns of every order in memory."""
     from seqlm.models.ngram.model import TRIE, write_folder
 
     smoothing = canonical(smoothing)
@@ -111,9 +114,17 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
             uni, orders = count_file(tf, order, work, budget, pool)
             t2 = time.perf_counter()
             tf.ids.unlink()
-            info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool)
+            entropy = prune_entropy is not None or max_ngrams is not None
+            info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool, keep_counts=entropy)
             columns = [[np.load(out / COLUMNS / f"{name}{j}.npy", mmap_mode="r") for j in range(1, order + 1)]
                        for name in ("keys", "logprob", "logbow")]
+            if entropy:
+                from seqlm.models.ngram.prune import entropy_prune
+
+                counts = [uni] + [_read(o.counts, np.int64, 0, o.size) for o in orders[:-1]]
+                pruned = entropy_prune(Tables(V, *columns, "uniform" if smoothing == "add-k" else "backoff", info),
+                                       prune_entropy, max_ngrams, counts, prune)
+                columns, info, sizes = [pruned.keys, pruned.logprob, pruned.logbow], pruned.info, pruned.sizes()
             trie = pack(V, *columns, quantize=(config or {}).get("quantize"), folder=out / TRIE)
             del columns
             shutil.rmtree(out / COLUMNS)
@@ -127,14 +138,21 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
            "train_tokens": tf.tokens, "train_lines": tf.lines}
     if smoothing == "add-k":
         cfg["k"] = k
+    if prune_entropy is not None or max_ngrams is not None:
+        from seqlm.models.ngram.prune import pruned_config
+
+        cfg.update(pruned_config(info, max_ngrams))
     cfg["external"] = {"memory_bytes": budget, "chunks": orders[0].chunks if orders else 1,
                        "buckets": [o.buckets for o in orders]}  # how it was spilled, for the record
     cfg.update(config or {})
     return write_folder(out, tf.vocab, cfg, trie.layout, "uniform" if smoothing == "add-k" else "backoff", info)
 
 
-def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor):
-    """Adjusted counts, discounts and the columns of every order, written into ``out/columns``."""
+def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor,
+              keep_counts: bool = False):
+    """Adjusted counts, discounts and the columns of every order, written into ``out/columns``; the scratch
+    files of each order are removed once used (but the raw counts of the orders below the highest with
+    ``keep_counts``: entropy pruning weighs histories by them)."""
     N = len(orders) + 1
     kn = smoothing in ("mkn", "ikn")
     held = _held_bytes([V] + [o.size for o in orders])
@@ -246,7 +264,7 @@ def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, po
             bow_writer = NpyWriter(tables / f"logbow{k}.npy", np.float64, kept_n[k - 1])
             remap = None if keep.all() else np.cumsum(keep) - 1
             kept_prev, lower = keep, probs
-            for f in (o.keys, o.counts, o.suffix, adjusted_files[j]):
+            for f in (o.keys, o.suffix, adjusted_files[j]) + (() if keep_counts and k < N else (o.counts,)):
                 f.unlink()
     bow_writer.write(np.zeros(kept_n[-1]))
     bow_writer.close()

@@ -8,8 +8,14 @@ h.  The relative entropy between the model and the model without (h, w) is
 
     dH = -P(h) [ p(w|h) (ln p(w|h') + ln bow'(h) - ln p(w|h)) + N(h) (ln bow'(h) - ln bow(h)) ]
 
-with P(h) the probability of the history by the chain rule (a leading ``<s>`` counts as p(``</s>``), as
-SRILM's ``computeContextProb``), and the relative change of the model's perplexity is exp(dH) - 1.  Every
+with P(h) the probability of the history, and the relative change of the model's perplexity is exp(dH) - 1.
+SRILM computes P(h) by the model's own chain rule (a leading ``<s>`` counts as p(``</s>``)), what
+:func:`prune_model` does for any model; where the training counts are at hand (``seqlm train``), P(h) is
+their relative frequency c(h) / N instead (:func:`history_from_counts`; SRILM's ``-prune-history-lm`` takes a
+separate model for it).  A Kneser-Ney model's lower orders are continuation distributions, poor estimates of
+how often a history occurs (Chelba et al. 2010 show entropy pruning of KN models degrading under heavy
+pruning): with the counts' P(h), entropy pruning beats count pruning at equal size on PTB where the chain
+rule's loses (bench/prune.py).  Every
 n-gram's change is computed against the unpruned model, all at once (SRILM computes each context's against
 the model before any of its n-grams are dropped: the same), and an n-gram is dropped when its change is
 below the threshold, unless a longer n-gram that is kept needs it: as its context (SRILM keeps those too)
@@ -39,9 +45,12 @@ log = logging.getLogger(__name__)
 BISECTIONS = 60  # halvings of the threshold's range (in log space) when pruning to a size
 
 
-def prune_tables(tables: Tables, threshold: float | None = None, max_ngrams: int | None = None) -> Tables:
+def prune_tables(tables: Tables, threshold: float | None = None, max_ngrams: int | None = None,
+                 history: list[np.ndarray] | None = None) -> Tables:
     """``tables`` without the n-grams whose removal changes the perplexity by less than ``threshold``
-    (relative), or pruned to at most ``max_ngrams`` n-grams; backoff weights recomputed (module docstring)."""
+    (relative), or pruned to at most ``max_ngrams`` n-grams; backoff weights recomputed (module docstring).
+    ``history``: ln P(h) of the records of orders 1..n-1 (:func:`history_from_counts`), default the model's
+    own chain rule."""
     check_entropy(threshold, max_ngrams)
     if tables.unseen != "backoff":
         raise SeqlmError("an add-k model has no backoff form: entropy pruning needs one (use kn, wb or mle)")
@@ -54,7 +63,7 @@ def prune_tables(tables: Tables, threshold: float | None = None, max_ngrams: int
         info["prune_entropy"] = threshold
         return Tables(V, keys, logp, logbow, tables.unseen, info)
     suffix = _suffixes(keys, V)
-    change = _changes(keys, logp, logbow, suffix, V)
+    change = _changes(keys, logp, logbow, suffix, V, history)
     if max_ngrams is not None:
         threshold = _threshold_for(max_ngrams, change, keys, suffix, V)
     keep = _select(threshold, change, keys, suffix, V)
@@ -66,7 +75,25 @@ def prune_tables(tables: Tables, threshold: float | None = None, max_ngrams: int
     log.info("entropy pruning (threshold %.3g): %d of %d n-grams kept (%s)", threshold, sum(len(k) for k in keys),
              before, "/".join(str(len(k)) for k in keys))
     info["prune_entropy"] = float(threshold)
+    info["prune_history"] = "model" if history is None else "counts"
     return Tables(V, keys, logp, logbow, tables.unseen, info)
+
+
+def entropy_prune(tables: Tables, threshold: float | None, max_ngrams: int | None, counts: list[np.ndarray],
+                  count_prune: list[int] | None) -> Tables:
+    """What an estimator calls: :func:`prune_tables` with P(h) from the training ``counts`` of orders 1..n-1
+    (in the tables' key order), or from the model's chain rule where count pruning dropped n-grams (the
+    counts no longer line up with the records)."""
+    aligned = not any(count_prune or [])
+    return prune_tables(tables, threshold, max_ngrams, history_from_counts(counts) if aligned else None)
+
+
+def pruned_config(info: dict, max_ngrams: int | None) -> dict:
+    """What an entropy-pruned model's config records (from its tables' ``info``; nothing for another)."""
+    if "prune_entropy" not in info:
+        return {}
+    out = {"prune_entropy": info["prune_entropy"], "prune_history": info.get("prune_history", "model")}
+    return {**out, "max_ngrams": max_ngrams} if max_ngrams is not None else out
 
 
 def prune_model(lm, threshold: float | None = None, max_ngrams: int | None = None, config: dict | None = None):
@@ -79,10 +106,7 @@ def prune_model(lm, threshold: float | None = None, max_ngrams: int | None = Non
     if config is None:
         config = {k: v for k, v in lm.config.items() if k not in ("trie", "table_bytes", "files", "config_sha256",
                                                                  "format")}
-    config = {**config, "prune_entropy": pruned.info["prune_entropy"]}
-    if max_ngrams is not None:
-        config["max_ngrams"] = max_ngrams
-    return NGramLM(lm.vocab, pruned, config)
+    return NGramLM(lm.vocab, pruned, {**config, **pruned_config(pruned.info, max_ngrams)})
 
 
 def _suffixes(keys: list[np.ndarray], V: int) -> list:
@@ -99,6 +123,17 @@ def _suffixes(keys: list[np.ndarray], V: int) -> list:
     return out
 
 
+def history_from_counts(counts: list[np.ndarray]) -> list[np.ndarray]:
+    """ln P(h) of the records of orders 1..n-1 from their raw training counts (``counts[j]``: order j + 1's, in
+    key order): c(h) / N, N the tokens predicted (``</s>`` included), a leading ``<s>`` counted as ``</s>``
+    (SRILM's ``-prune-history-lm`` gives a separate model for P(h); the counts are the most direct one)."""
+    first = np.asarray(counts[0], dtype=np.float64).copy()
+    first[BOS_ID] = first[EOS_ID]
+    total = first.sum() - first[BOS_ID]
+    with np.errstate(divide="ignore"):  # a word never seen in training has no history weight
+        return [np.log(first / total)] + [np.log(np.asarray(c, dtype=np.float64) / total) for c in counts[1:]]
+
+
 def _history_logprob(keys: list[np.ndarray], logp: list[np.ndarray], V: int) -> list[np.ndarray]:
     """ln P(h) of every record of the orders below the highest, by the chain rule (a leading ``<s>`` as
     ``</s>``: p(``<s>``) is 0 in an n-gram model, and a sentence starts as often as one ends)."""
@@ -110,10 +145,10 @@ def _history_logprob(keys: list[np.ndarray], logp: list[np.ndarray], V: int) -> 
     return out
 
 
-def _changes(keys, logp, logbow, suffix, V) -> list:
+def _changes(keys, logp, logbow, suffix, V, history=None) -> list:
     """For each order k >= 2 (index k - 1), each n-gram's relative change of perplexity if it alone were
-    dropped (module docstring)."""
-    history = _history_logprob(keys, logp, V)
+    dropped (module docstring); ``history``: ln P(h) per order, default the chain rule."""
+    history = _history_logprob(keys, logp, V) if history is None else history
     out = [None]
     for j in range(1, len(keys)):
         ctx = keys[j] // V

@@ -36,8 +36,9 @@ from seqlm.training.train import train
 from seqlm.version import __version__ as __version__
 from seqlm.workflows.adapt import adapt
 from seqlm.workflows.diagnose import diagnose
+from seqlm.workflows.interpolate import interpolate
 from seqlm.workflows.mix import mix
 
 __all__ = ["train", "evaluate", "score", "predict", "generate", "beam_search", "export", "load", "neighbours", "report", "mix",
-           "adapt", "diagnose", "rescore", "serve", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
+           "adapt", "diagnose", "rescore", "serve", "interpolate", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
            "SeqlmError"]

@@ -20,6 +20,20 @@ class Terminated(KeyboardInterrupt):
     one does (the CLI then exits 143 instead of 130)."""
 
 
+# the SIGINT/SIGTERM the command line received (its handlers record them before raising): a long loop checks
+# it at each step, so a signal whose KeyboardInterrupt was swallowed (raised inside a finalizer, which Python
+# only prints) still stops it at the next step
+SIGNALS: list[int] = []
+
+
+def check_signals() -> None:
+    """Raise KeyboardInterrupt (Terminated for SIGTERM) where a signal was received and not yet acted on."""
+    import signal
+
+    if SIGNALS:
+        raise Terminated() if SIGNALS[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def explain(e: BaseException) -> str | None:
     """The one-line fix for a failure of the machine (out of memory, a full disk), None for anything else."""
     if isinstance(e, MemoryError):

@@ -265,3 +265,18 @@ def test_token_cross_entropy_equals_torch(dtype):
     (gb,) = torch.autograd.grad(b, logits)
     torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-7)
+
+
+def test_a_signal_whose_exception_was_lost_still_stops_training(tmp_path, small_files, monkeypatch):
+    # the command line records every SIGINT/SIGTERM (errors.SIGNALS) before raising; if the KeyboardInterrupt
+    # is lost (raised inside a finalizer, which Python only prints), the next training step raises it again
+    import signal
+
+    from seqlm import errors
+
+    monkeypatch.setattr(errors, "SIGNALS", [signal.SIGINT])
+    lm, summary = tiny_run(tmp_path, small_files, extra=["train.max_steps=50"])
+    assert summary["interrupted"] and summary["stop"] == "interrupted"
+    errors.SIGNALS[:] = [signal.SIGTERM]
+    with pytest.raises(errors.Terminated):
+        errors.check_signals()

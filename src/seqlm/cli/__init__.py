@@ -14,7 +14,7 @@ from typing import Sequence
 
 from seqlm.cli import analysis, demo, evaluate, export, generate, rescore, serve, train, workflows
 from seqlm.cli.common import Parser
-from seqlm.errors import SeqlmError, Terminated, explain
+from seqlm.errors import SIGNALS, SeqlmError, Terminated, explain
 
 # the order of the commands in ``seqlm --help``
 GROUPS = (train, evaluate, generate, export, analysis, demo, workflows, serve, rescore)
@@ -36,14 +36,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    terminated: list[int] = []  # SIGTERM seen (the handler's only state, local to this call)
+    del SIGNALS[:]  # SIGINT/SIGTERM seen during this call (errors.SIGNALS: long loops check it every step)
 
-    def on_sigterm(signum, frame):
-        terminated.append(signum)
-        raise Terminated()
+    def on_signal(signum, frame):
+        SIGNALS.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     # first of all: a SIGTERM while the commands' modules load is handled as one later is
-    previous = _handle(signal.SIGTERM, on_sigterm)
+    previous = [(s, _handle(s, on_signal)) for s in (signal.SIGTERM, signal.SIGINT)]
     args = None
     try:
         p = parser()
@@ -55,11 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.print_help(sys.stderr)
             return 2
         code = args.run(args) or 0
-        return 143 if terminated else code
+        return 143 if signal.SIGTERM in SIGNALS else code
     except SeqlmError as e:
         print(f"seqlm: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated) or signal.SIGTERM in SIGNALS
         print("seqlm: terminated (SIGTERM)" if terminated else "seqlm: interrupted", file=sys.stderr)
         return 143 if terminated else 130
     except BrokenPipeError:
@@ -67,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
         return _unexpected(e, bool(args is not None and args.verbose))
     finally:
-        _handle(signal.SIGTERM, previous)
+        for signum, handler in previous:
+            _handle(signum, handler)
 
 
 def _handle(signum, handler):

@@ -1,5 +1,6 @@
-"""Models built from saved models: ``seqlm mix`` (a mixture, weights by EM) and ``seqlm adapt`` (dynamic
-evaluation or a cache), over seqlm.mix and seqlm.adapt."""
+"""Models built from saved models: ``seqlm mix`` (a mixture, weights by EM), ``seqlm interpolate`` (one n-gram
+model from several) and ``seqlm adapt`` (dynamic evaluation or a cache), over seqlm.mix, seqlm.interpolate
+and seqlm.adapt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ MIX = """
   seqlm mix runs/kn5 runs/lstm --out runs/mix --test        # weights fitted by EM on the corpus's valid split
   seqlm mix runs/kn5 runs/lstm --weights 0.3,0.7 --out runs/mix-fixed
   seqlm evaluate runs/mix --corpus ptb                        # then use it as any model
+"""
+INTERPOLATE = """
+  seqlm interpolate runs/news-kn5 runs/web-kn5 --fit valid.txt --out runs/both-kn5     # weights by EM on valid.txt
+  seqlm interpolate a.arpa b.arpa --weights 0.7,0.3 --out runs/ab --arpa ab.arpa        # one ARPA file from two
 """
 ADAPT = """
   seqlm adapt runs/lstm --method cache --out runs/lstm-cache            # tuned on the model's corpus's valid split
@@ -52,6 +57,37 @@ def register(sub) -> None:
     mx.add_argument("--out", required=True, help="mixture folder to write (usable wherever a model is)")
     mx.add_argument("--results", help="write the weights and perplexities as JSON here")
     add_json(mx, "print the result JSON")
+
+    ip = command(sub, "interpolate", "one n-gram model that interpolates n-gram models at the n-gram level (as SRILM "
+                 "-mix-lm), weights given or fitted by EM", INTERPOLATE, interpolate)
+    ip.add_argument("models", nargs="+", help="two or more n-gram model folders or ARPA files (one tokenizer; "
+                    "vocabularies may differ)")
+    ip.add_argument("--weights", help="comma-separated weights, one per model")
+    ip.add_argument("--fit", metavar="FILE", help="fit the weights by EM on this text file instead")
+    ip.add_argument("--out", required=True, help="model folder to write")
+    ip.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")
+    ip.add_argument("--quantize", type=int, metavar="BITS", help="store ln p and ln backoff above order 1 in BITS-bit "
+                    "codes (default float32)")
+    ip.add_argument("--overwrite", action="store_true", help="replace the n-gram model already in --out")
+    add_json(ip, "print the result JSON")
+
+
+def interpolate(args) -> int:
+    from seqlm.workflows.interpolate import interpolate
+
+    result = interpolate(args.models, out=args.out, weights=args.weights, fit=args.fit, arpa=args.arpa,
+                         quantize=args.quantize, overwrite=args.overwrite)
+    if args.json:
+        print_json(result)
+    else:
+        fit = result.get("fit")
+        for i, (p, w) in enumerate(zip(result["parts"], result["weights"])):
+            print(f"  {p['model']}: weight {w:.4f}" + (f", perplexity {fmt(fit['part_perplexity'][i])}" if fit else ""))
+        n = sum(result["ngrams"])
+        print(f"one {len(result['ngrams'])}-gram model, {n:,} n-grams" + (
+            f", perplexity {fmt(fit['perplexity'])} on {fit['file']} (token-by-token mixture: "
+            f"{fmt(fit['token_mixture_perplexity'])})" if fit else "") + f" -> {args.out}")
+    return 0
 
 
 def adapt(args) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from seqlm.config import RunConfig
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, check_signals
 from seqlm.io import distributed
 from seqlm.io.files import write_json
 from seqlm.io.records import record
@@ -224,6 +224,7 @@ class Run:
         bar.n = min(progress["pos"], width) * t.batch_size
         stop = None
         while progress["pos"] < width:
+            check_signals()  # a Ctrl-C or SIGTERM whose exception was lost (errors.SIGNALS) stops here
             p = progress["pos"]
             length = window_length(t, progress["step"])
             x = self.x_all[:, p:p + length]

@@ -57,7 +57,7 @@ def test_the_change_is_the_exact_relative_entropy_of_dropping_one_bigram(toy_lin
     lm = train_ngram(toy_lines[0][:400], order=2)
     t = tables_of(lm)
     V = t.vocab_size
-    change = P._changes(t.keys, t.logprob, t.logbow, P._suffixes(t.keys, V), V)[1]
+    change = P._changes(t.keys, t.logprob, t.logbow, P.suffixes(t.keys, V), V)[1]
     rng = np.random.default_rng(0)
     picks = rng.choice(len(t.keys[1]), 25, replace=False)
     for i in picks:
@@ -76,7 +76,7 @@ def test_the_change_of_a_trigram_weighs_its_history_by_the_chain_rule(toy_lines)
     lm = train_ngram(toy_lines[0][:400], order=3)
     t = tables_of(lm)
     V = t.vocab_size
-    change = P._changes(t.keys, t.logprob, t.logbow, P._suffixes(t.keys, V), V)[2]
+    change = P._changes(t.keys, t.logprob, t.logbow, P.suffixes(t.keys, V), V)[2]
     for i in np.random.default_rng(1).choice(len(t.keys[2]), 15, replace=False):
         h = context_words(lm, 2, int(t.keys[2][i] // V))
         pruned = without(lm, 3, i)
@@ -100,7 +100,7 @@ def test_a_pruned_model_normalises_and_keeps_what_its_ngrams_need(kn4, toy_lines
     V = small.trie.V
     keys = [np.asarray(k) for k in small.tables.keys]
     for k in range(2, small.order + 1):  # every kept n-gram's suffix is kept (its context is, by the trie)
-        suffix = P._suffixes(keys, V)[k - 1]
+        suffix = P.suffixes(keys, V)[k - 1]
         assert len(suffix) == len(keys[k - 1])
     rng = np.random.default_rng(2)
     for k in range(1, small.order):

@@ -269,6 +269,41 @@ class NGramLM(LanguageModel):
             raise SeqlmError("token ids outside the vocabulary: encode text with the model's vocabulary") from None
         return logp, (self.start() if mode == "stream" else None)
 
+    def ngram_logprobs(self, words) -> np.ndarray:
+        """ln p(last word | the words before it) of each row of ``words`` (N, k ids), by the ARPA backoff rule
+        with the context cut to the model's last order - 1 words: all rows at once, one search per order
+        and context length."""
+        words = np.asarray(words, dtype=np.int64)
+        if words.ndim != 2 or words.shape[1] < 1:
+            raise ValueError("words: one n-gram per row")
+        n, k = words.shape
+        c = min(k - 1, self.order - 1)
+        ctx, w = words[:, k - 1 - c:k - 1], words[:, -1]
+        trie = self.trie
+        lp = self._unigram[w].copy()
+        if self._uniform:
+            raise SeqlmError("an add-k model has no backoff form for n-gram queries")
+        # rec[m], ok[m]: the record of the context's last m words (order m) and whether it is stored
+        rec, ok = {0: None}, {0: np.ones(n, dtype=bool)}
+        for m in range(1, c + 1):
+            r, found = ctx[:, c - m].copy(), np.ones(n, dtype=bool)  # its first word (order 1: record = id)
+            for j in range(1, m):
+                idx, hit = trie.find(j + 1, r, ctx[:, c - m + j])
+                found &= hit
+                r = np.where(found, idx, 0)
+            rec[m], ok[m] = r, found
+        matched = np.zeros(n, dtype=np.int64)
+        for m in range(1, c + 1):  # the longest stored (context suffix, word)
+            idx, hit = trie.find(m + 1, rec[m], w)
+            hit &= ok[m]
+            lp = np.where(hit, trie.prob(m + 1, np.where(hit, idx, 0)), lp)
+            matched = np.where(hit, m, matched)
+        for m in range(1, c + 1):  # the backoff weights of the stored contexts longer than the match
+            add = ok[m] & (m > matched)
+            if add.any():
+                lp = lp + np.where(add, trie.bow(m, np.where(add, rec[m], 0)), 0.0)
+        return lp
+
     def score_stream(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ln p of every token and every ``</s>`` of the lines given as flat ``ids`` + ``lengths``."""
         trie = self.trie

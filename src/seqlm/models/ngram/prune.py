@@ -62,7 +62,7 @@ def prune_tables(tables: Tables, threshold: float | None = None, max_ngrams: int
     if order == 1 or (threshold is not None and threshold == 0):
         info["prune_entropy"] = threshold
         return Tables(V, keys, logp, logbow, tables.unseen, info)
-    suffix = _suffixes(keys, V)
+    suffix = suffixes(keys, V)
     change = _changes(keys, logp, logbow, suffix, V, history)
     if max_ngrams is not None:
         threshold = _threshold_for(max_ngrams, change, keys, suffix, V)
@@ -109,7 +109,7 @@ def prune_model(lm, threshold: float | None = None, max_ngrams: int | None = Non
     return NGramLM(lm.vocab, pruned, {**config, **pruned_config(pruned.info, max_ngrams)})
 
 
-def _suffixes(keys: list[np.ndarray], V: int) -> list:
+def suffixes(keys: list[np.ndarray], V: int) -> list:
     """For each order k >= 2 (index k - 1), the record of order k - 1 that is each n-gram's suffix (its
     words but the first)."""
     out = [None, keys[1] % V]  # the suffix of a bigram (h, w) is the unigram w, record w

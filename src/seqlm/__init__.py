@@ -32,7 +32,7 @@ from seqlm.tasks.score import score
 from seqlm.text.corpora import load_corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
-from seqlm.training.train import train
+from seqlm.training.train import count, train
 from seqlm.version import __version__ as __version__
 from seqlm.workflows.adapt import adapt
 from seqlm.workflows.diagnose import diagnose
@@ -40,5 +40,5 @@ from seqlm.workflows.interpolate import interpolate
 from seqlm.workflows.mix import mix
 
 __all__ = ["train", "evaluate", "score", "predict", "generate", "beam_search", "export", "load", "neighbours", "report", "mix",
-           "adapt", "diagnose", "rescore", "serve", "interpolate", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
+           "adapt", "diagnose", "rescore", "serve", "interpolate", "count", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",
            "SeqlmError"]

@@ -42,6 +42,8 @@ class DataConfig:
     whitespace: str = "kenlm"  # word level: kenlm (lmplz's separators: space, tab, CR) | unicode (str.split)
     min_count: int = 1  # vocabulary: keep tokens seen this often in train
     max_size: int | None = None  # vocabulary: keep at most this many tokens
+    counts: list[str] = field(default_factory=list)  # n-gram models: estimate from these counts folders (seqlm
+    #   count), merged, instead of a training text
 
 
 MAX_QUANTIZE = 16  # bits of a quantized n-gram model's codes (models/ngram/trie.py)
@@ -207,6 +209,8 @@ class RunConfig:
 
     def _check_data(self) -> None:
         d = self.data
+        if d.counts and self.family != "ngram":
+            raise SeqlmError("data.counts (--counts) holds n-gram counts: a neural model trains on text (--train)")
         if d.level not in (None, "word", "char"):
             raise SeqlmError(f"data.level must be word or char (got {d.level!r})")
         if d.whitespace not in ("kenlm", "unicode"):

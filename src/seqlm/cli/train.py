@@ -1,11 +1,12 @@
-"""``seqlm train``: any kind, from a recipe, a corpus or text files (seqlm.train)."""
+"""``seqlm train``: any kind, from a recipe, a corpus or text files (seqlm.train); ``seqlm count``: a text's
+n-gram counts, for ``seqlm train --counts`` (seqlm.count)."""
 
 from __future__ import annotations
 
 import sys
 
 from seqlm import kinds
-from seqlm.cli.common import add_data, command, fmt, metrics_text, print_json
+from seqlm.cli.common import add_data, add_json, command, fmt, metrics_text, print_json
 
 EXAMPLES = """
   SEQLM_DATA=../shared/data seqlm train --corpus ptb --model kn --order 5 --out runs/kn5
@@ -20,6 +21,11 @@ EXAMPLES = """
 
 
 def register(sub) -> None:
+    register_train(sub)
+    register_count(sub)
+
+
+def register_train(sub) -> None:
     t = command(sub, "train", "train any model (n-gram or neural) and save it as a folder", EXAMPLES, run)
     t.add_argument("recipe", nargs="?", help="a recipe (TOML) for any kind, e.g. recipes/ptb/kn5.toml")
     add_data(t, files=True)
@@ -32,6 +38,8 @@ def register(sub) -> None:
     g.add_argument("--k", help="pseudo-count for add-k (model.k, default 1)")
     g.add_argument("--prune", help="count thresholds per order, e.g. 0,0,1: drop n-grams seen that many times "
                    "or less (model.prune)")
+    g.add_argument("--counts", nargs="+", metavar="COUNTS", help="estimate from these counts folders (seqlm count), "
+                   "merged, instead of a training text (data.counts)")
     g.add_argument("--prune-entropy", metavar="THRESHOLD", help="entropy pruning (Stolcke, as SRILM -prune): drop the "
                    "n-grams whose removal changes the perplexity by less than THRESHOLD, relative, e.g. 1e-8 "
                    "(model.prune_entropy)")
@@ -60,6 +68,38 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="model folder (n-gram) or run folder (neural) to write")
     t.add_argument("--results", help="also write the run's summary JSON here (results/NAME.json)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+COUNT_EXAMPLES = """
+  seqlm count part1.txt --order 5 --out counts/part1     # each shard counted alone (in parallel, anywhere)
+  seqlm count part2.txt --order 5 --out counts/part2
+  seqlm train --counts counts/part1 counts/part2 --model kn --order 5 --out runs/kn5   # = training on both texts
+"""
+
+
+def register_count(sub) -> None:
+    c = command(sub, "count", "count the n-grams of a text into a counts folder, for seqlm train --counts",
+                COUNT_EXAMPLES, run_count)
+    c.add_argument("text", help="text file, one sentence per line")
+    c.add_argument("--order", type=int, required=True, help="count n-grams of orders 1..N")
+    c.add_argument("--out", required=True, help="counts folder to write")
+    c.add_argument("--level", choices=("word", "char"), help="word (default) or char tokens")
+    c.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    c.add_argument("--whitespace", choices=("kenlm", "unicode"), default="kenlm", help="what separates words")
+    add_json(c, "print the counts' description as JSON")
+
+
+def run_count(args) -> int:
+    from seqlm.training.train import count
+
+    result = count(args.text, order=args.order, out=args.out, level=args.level, lowercase=args.lowercase,
+                   whitespace=args.whitespace)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{args.out}: {result['tokens']:,} tokens, {result['lines']:,} lines, {result['types']:,} types, "
+              f"n-grams {'/'.join(str(n) for n in result['ngrams'])}")
+    return 0
 
 
 def run(args) -> int:

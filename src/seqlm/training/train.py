@@ -39,7 +39,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     """Estimate an n-gram model from training ``lines`` (vocabulary from these lines unless given);
     ``quantize``: bits of its stored values above order 1 (default float32, see models/ngram/trie.py);
     ``prune_entropy`` / ``max_ngrams``: entropy pruning of the estimate (models/ngram/prune.py)."""
-    from seqlm.models.ngram import NGramLM, count_ngrams, estimate
+    from seqlm.models.ngram import count_ngrams
 
     if not isinstance(order, int) or order < 1:
         raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
@@ -55,17 +55,31 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     ids = vocab.encode([w for t in tokenized for w in t])
     t1 = time.perf_counter()
     counts = count_ngrams(ids, lengths, order, len(vocab))
-    t2 = time.perf_counter()
+    log.info("%d-gram counts: read %.2fs, count %.2fs", order, t1 - t0, time.perf_counter() - t1)
+    return estimate_counts(vocab, counts, smoothing=smoothing, k=k, prune=prune, quantize=quantize,
+                           prune_entropy=prune_entropy, max_ngrams=max_ngrams,
+                           train={"train_tokens": int(lengths.sum()), "train_lines": len(lengths)})
+
+
+def estimate_counts(vocab: Vocab, counts, *, smoothing: str = "mkn", k: float = 1.0, prune: list[int] | None = None,
+                    quantize: int | None = None, prune_entropy: float | None = None, max_ngrams: int | None = None,
+                    train: dict | None = None) -> LanguageModel:
+    """The n-gram model of ``counts`` (counts.py's, of every order) over ``vocab``: estimated, entropy-pruned
+    where asked (histories weighed by these counts), with its config (``train``: tokens and lines counted)."""
+    from seqlm.models.ngram import NGramLM, estimate
+
+    t0 = time.perf_counter()
+    order = len(counts)
+    if smoothing == "laplace":
+        k = 1.0
     tables = estimate(counts, len(vocab), smoothing, k=k, prune=prune)
     if prune_entropy is not None or max_ngrams is not None:
         from seqlm.models.ngram.prune import entropy_prune
 
         tables = entropy_prune(tables, prune_entropy, max_ngrams, [c.counts for c in counts[:-1]], prune)
-    t3 = time.perf_counter()
-    log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs)", order, smoothing,
-             "/".join(map(str, tables.sizes())), t1 - t0, t2 - t1, t3 - t2)
-    config = {"smoothing": tables.info["smoothing"], "order": order, "prune": prune or [],
-              "train_tokens": int(lengths.sum()), "train_lines": len(lengths)}
+    log.info("%d-gram %s: %s n-grams (estimate %.2fs)", order, smoothing, "/".join(map(str, tables.sizes())),
+             time.perf_counter() - t0)
+    config = {"smoothing": tables.info["smoothing"], "order": order, "prune": prune or [], **(train or {})}
     if tables.info["smoothing"] == "add-k":
         config["k"] = k
     if quantize is not None:
@@ -77,9 +91,41 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     return NGramLM(vocab, tables, config)
 
 
+def count(text: str | Path, *, order: int, out: str | Path, level: str | None = None, lowercase: bool = False,
+          whitespace: str = "kenlm") -> dict:
+    """``seqlm count``: the n-gram counts of orders 1..``order`` of the text file ``text``, written as a counts
+    folder ``out`` (models/ngram/countfiles.py) for ``seqlm train --counts``; returns its description."""
+    from seqlm.io.files import check_new_outputs
+    from seqlm.models.ngram.countfiles import count_lines, write_counts
+    from seqlm.text.corpora import read_lines
+
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
+    check_new_outputs(Path(out))
+    tokenizer = Tokenizer(level or "word", lowercase, whitespace)
+    vocab, counts, meta = count_lines(read_lines(text), order, tokenizer)
+    meta = {**meta, "source": str(text)}
+    write_counts(out, vocab, counts, meta)
+    return {"out": str(out), "order": order, "types": len(vocab) - 3, "ngrams": [len(c.keys) for c in counts], **meta}
+
+
+def train_from_counts(folders, m, d) -> LanguageModel:
+    """The n-gram model of the merged counts ``folders`` (``seqlm train --counts``), for model config ``m`` and
+    data config ``d`` (the vocabulary rules)."""
+    from seqlm.models.ngram.countfiles import merge
+
+    vocab, counts, meta = merge(folders, m.order, d.min_count, d.max_size)
+    lm = estimate_counts(vocab, counts, smoothing=m.kind, k=m.k, prune=m.prune or None, quantize=m.quantize,
+                         prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams,
+                         train={"train_tokens": meta["tokens"], "train_lines": meta["lines"]})
+    lm.config["counts"] = meta["counts"]
+    return lm
+
+
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
 SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
          "quantize": "model.quantize", "prune_entropy": "model.prune_entropy", "max_ngrams": "model.max_ngrams",
+         "counts": "data.counts",
          "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
@@ -239,18 +285,31 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     kind = kinds.get(m.kind)
     if arpa is not None and kind.arpa == "order-1" and m.order > 1:
         raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
-    if corpus is None:
-        corpus = run_corpus(d, lazy=("train",))
-    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
-    if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
-        lm = _estimate_file(corpus, m, d, tokenizer, out)
-    else:
-        lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
-                         tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize,
-                         prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams)
-        lm.config["corpus"] = corpus.describe()
+    if d.counts:  # merged counts folders (seqlm count), no text
+        if d.train or d.text or corpus is not None:
+            raise SeqlmError("give the training text (--train, --text, a corpus) or --counts, not both")
+        lm = train_from_counts(d.counts, m, d)
         if out is not None:
             lm.save(out)
+        corpus = None
+        if d.valid or d.test:  # the files to report perplexity on
+            from seqlm.text.corpora import load_corpus
+
+            corpus = load_corpus(None, data_dir=d.data_dir, level=lm.vocab.tokenizer.level, need=(),
+                                 **{k: getattr(d, k) for k in ("valid", "test") if getattr(d, k)})
+    else:
+        if corpus is None:
+            corpus = run_corpus(d, lazy=("train",))
+        tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
+        if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
+            lm = _estimate_file(corpus, m, d, tokenizer, out)
+        else:
+            lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
+                             tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize,
+                             prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams)
+            lm.config["corpus"] = corpus.describe()
+            if out is not None:
+                lm.save(out)
     if out is not None:
         log.info("saved %s", out)
     if arpa is not None:
@@ -261,7 +320,7 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     summary = {"type": "train", "recipe": cfg.name or None, "model": lm.describe(), "out": str(out) if out else None,
                "arpa": str(arpa) if arpa else None, "train_tokens": lm.config["train_tokens"],
                "seconds": round(time.perf_counter() - t0, 3)}
-    if "valid" in corpus.splits or "test" in corpus.splits:
+    if corpus is not None and ("valid" in corpus.splits or "test" in corpus.splits):
         summary["metrics"], results = split_metrics(lm, corpus)
         summary.update(results)
     if cfg.name:

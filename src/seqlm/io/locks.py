@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import check_parent, output_error
+from seqlm.io.files import check_parent, output_error, signals_held
 
 
 @contextlib.contextmanager
@@ -32,33 +32,37 @@ def output_lock(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise output_error(path, e) from None
-    while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
-        except OSError as e:
-            raise output_error(lock, e) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
-            raise SeqlmError(f"{path} is being written by another seqlm process (pid {holder}): wait for it to "
-                             f"finish, or choose another {flag}") from None
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # removed by its holder between our open and our lock: take the new one
+    mine = None  # the locked descriptor, once held: the finally below removes the lock only then
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        with signals_held():  # a signal between making the file and holding it would leave it behind: it waits
+            while True:
+                try:
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
+                except OSError as e:
+                    raise output_error(lock, e) from None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                    os.close(fd)
+                    raise SeqlmError(f"{path} is being written by another seqlm process (pid {holder}): wait for "
+                                     f"it to finish, or choose another {flag}") from None
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(lock))
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    mine = fd
+                    break
+                os.close(fd)  # removed by its holder between our open and our lock: take the new one
+        os.ftruncate(mine, 0)
+        os.write(mine, str(os.getpid()).encode())
         yield
     finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
+        if mine is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(mine)
 
 
 def locks_output(fn):

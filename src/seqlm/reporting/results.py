@@ -17,6 +17,7 @@ TYPES = {
     "probe": "seqlm diagnose recall --out",
     "ngram-ptb": "bench/ngram.py",
     "prune": "bench/prune.py",
+    "counts": "bench/counts.py",
     "ngram-scale": "bench/ngram.py --scale",
     "kenlm-api": "bench/kenlm_api.py",
     "asr": "bench/asr.py",

@@ -269,6 +269,19 @@ def prune_table(res: dict, source: str) -> list[str]:
     return out[:-1]
 
 
+def counts_table(res: dict, source: str) -> list[str]:
+    """Counting shards and merging against counting once (bench/counts.py)."""
+    hw = res.get("hardware", {})
+    rows = [[f"`seqlm count`, {res['shards']} shards of {res['corpus']}'s training text, one after the other",
+             f"{sum(res['count_seconds']):.1f} s (largest shard {max(res['count_seconds']):.1f} s)"],
+            ["`seqlm train --counts` (merge and estimate)", f"{res['merge_estimate_seconds']:.1f} s"],
+            ["`seqlm train --train` on the whole text", f"{res['whole_text_seconds']:.1f} s"],
+            ["the two model folders' tries byte for byte equal", "yes" if res["same_trie"] else "**no**"]]
+    return _table(f"**Counts as a unit of work** (modified-KN {res['order']}-gram; whole processes; `python "
+                  f"bench/counts.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)", ["what", "result"],
+                  rows)
+
+
 def asr_table(res: dict, source: str) -> list[str]:
     """CTC decoding with each language model (bench/asr.py)."""
     hw = res.get("hardware", {})
@@ -319,7 +332,7 @@ def render(results_dir: Path) -> str:
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
                  "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
-                 "prune": prune_table}
+                 "prune": prune_table, "counts": counts_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

@@ -78,3 +78,20 @@ def test_one_rule_for_newlines(toy_lines, text_file):
     for call in (evaluate, score):
         with pytest.raises(SeqlmError, match="line 2 holds a newline"):
             call(lm, ["the cat", "he\nsaid"])
+
+
+def test_one_scale_whatever_the_unit(toy_lines):
+    from seqlm.text.tokenize import Tokenizer
+
+    text = toy_lines[1][:80] + ["naïve café\u00a0here", "tab\tseparated  words"]
+    word = train_ngram(toy_lines[0], order=3)
+    char = train_ngram(toy_lines[0], order=5, tokenizer=Tokenizer("char"))
+    a, b = evaluate(word, text), evaluate(char, text)
+    assert a["bytes"] == b["bytes"] == sum(len(line.encode()) + 1 for line in text)
+    assert a["words"] == b["words"] == sum(len(line.split()) + 1 for line in text)
+    for r in (a, b):
+        import math
+
+        assert r["bits_per_byte"] == pytest.approx(-r["log_prob"] / r["bytes"] / math.log(2))
+        assert r["word_perplexity"] == pytest.approx(math.exp(-r["log_prob"] / r["words"]))
+    assert a["word_perplexity"] == pytest.approx(a["perplexity"], rel=0.05)  # nearly its tokens (one \u00a0 line)

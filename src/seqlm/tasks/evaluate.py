@@ -15,6 +15,7 @@ import numpy as np
 
 from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel, check_mode, check_model, line_chunks
+from seqlm.text.tokenize import splits_as_python
 
 CHUNK_LINES = 10_000  # lines encoded and scored at a time: memory stays flat in the text's length
 
@@ -36,7 +37,7 @@ def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stre
     state = None
     for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
         logp, oov, state = model.score_text(chunk, mode, state)
-        totals.add(logp, oov, len(chunk))
+        totals.add(logp, oov, len(chunk), chunk, model)
     if not totals.lines:
         raise SeqlmError("nothing to evaluate: the text has no non-blank line")
     return totals.result(model, mode)
@@ -113,9 +114,9 @@ def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
     return evaluate(model, iter_lines(path), mode=mode)
 
 
-def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: int) -> dict:
+def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: list[str]) -> dict:
     totals = Totals()
-    totals.add(logp, oov, lines)
+    totals.add(logp, oov, len(lines), lines, model)
     return totals.result(model, mode)
 
 
@@ -128,13 +129,24 @@ class Totals:
     oov: int = 0
     known_log_prob: float = 0.0
     lines: int = 0
+    bytes: int = 0  # of the text's UTF-8, a newline counted after every line
+    words: int = 0  # whitespace-separated words, plus one line end a line
 
-    def add(self, logp: np.ndarray, oov: np.ndarray, lines: int) -> None:
+    def add(self, logp: np.ndarray, oov: np.ndarray, lines: int, text: list[str] | None = None,
+            model: LanguageModel | None = None) -> None:
         self.log_prob += float(logp.sum())
         self.tokens += int(len(logp))
         self.oov += int(oov.sum())
         self.known_log_prob += float(logp[~oov].sum())
         self.lines += lines
+        if text:
+            joined = "\n".join(text)  # the chunk at once: a few C calls, not a few per line
+            self.bytes += len(joined.encode("utf-8", "surrogatepass")) + 1
+            tok = model.vocab.tokenizer if model is not None else None
+            if tok is not None and tok.level == "word" and (tok.whitespace == "unicode" or splits_as_python([joined])):
+                self.words += int(len(logp))  # the model's tokens are those words, and its </s> the line ends
+            else:
+                self.words += len(joined.split()) + len(text)
 
     def result(self, model: LanguageModel, mode: str) -> dict:
         unit = model.vocab.tokenizer.unit
@@ -150,6 +162,11 @@ class Totals:
             "unit": unit,
             f"bits_per_{unit}": (-total / tokens / math.log(2)) if tokens else float("nan"),
             "perplexity_without_oov": _ppl(self.known_log_prob, tokens - self.oov),
+            # one scale whatever the unit (docs/conventions.md): the same text has the same bytes and words
+            "bits_per_byte": (-total / self.bytes / math.log(2)) if self.bytes else float("nan"),
+            "word_perplexity": _ppl(total, self.words),
+            "bytes": self.bytes,
+            "words": self.words,
             "model": model.describe(),
         }
 

@@ -30,7 +30,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         from seqlm.tasks.evaluate import summarize
 
         flat, scored_oov, _ = model.score_text(lines, mode)
-        return [summarize(flat, scored_oov, model, mode, lines=len(lines))]
+        return [summarize(flat, scored_oov, model, mode, lines)]
     if per == "token":
         tok = model.vocab.tokenizer.tokenize
         tokens = [tok(line) for line in lines]

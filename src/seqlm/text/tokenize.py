@@ -29,6 +29,12 @@ _KENLM_SPLIT = re.compile("[ \t\r\x00]+")
 _ASCII_ONLY_PYTHON = re.compile("[\x00\x0b\x0c\x1c-\x1f]")
 
 
+def splits_as_python(lines: list[str]) -> bool:
+    """Whether the kenlm rule splits ``lines`` into the same words as ``str.split`` (ASCII text without the
+    characters where the two differ): then a word model's tokens are the text's whitespace words."""
+    return all(map(str.isascii, lines)) and not any(_ASCII_ONLY_PYTHON.search(line) for line in lines)
+
+
 @dataclass(frozen=True)
 class Tokenizer:
     level: str = "word"

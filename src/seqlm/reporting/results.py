@@ -18,6 +18,7 @@ TYPES = {
     "ngram-ptb": "bench/ngram.py",
     "prune": "bench/prune.py",
     "counts": "bench/counts.py",
+    "interpolate": "bench/interpolate.py",
     "ngram-scale": "bench/ngram.py --scale",
     "kenlm-api": "bench/kenlm_api.py",
     "asr": "bench/asr.py",

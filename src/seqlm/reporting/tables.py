@@ -282,6 +282,22 @@ def counts_table(res: dict, source: str) -> list[str]:
                   rows)
 
 
+def interpolate_table(res: dict, source: str) -> list[str]:
+    """One interpolated n-gram model against the token-by-token mixture (bench/interpolate.py)."""
+    hw = res.get("hardware", {})
+    rows = []
+    for split, r in res["perplexity"].items():
+        rows.append([f"PTB {split}"] + [number(x) for x in r["parts"]] + [number(r["token_mixture"]),
+                                                                         number(r["one_model"])])
+    weights = ", ".join(f"{p} {w:.3f}" for p, w in zip(res["parts"], res["weights"]))
+    return _table(f"**One model from two** (modified-KN {res['order']}-grams of {' and '.join(res['parts'])}, weights "
+                  f"fitted on PTB valid: {weights}; the one model: {sum(res['ngrams']):,} n-grams over {res['vocab_size']:,} "
+                  f"words, written in {res['seconds']:.1f} s; `python bench/interpolate.py`, from `{source}`; "
+                  f"{hw.get('cpu')}, {hw.get('cores')} cores)",
+                  ["perplexity on"] + [f"{p} 5-gram" for p in res["parts"]] + ["token-by-token mixture (each part scoring as it would alone)",
+                                                                               "one model (`seqlm interpolate`)"], rows)
+
+
 def asr_table(res: dict, source: str) -> list[str]:
     """CTC decoding with each language model (bench/asr.py)."""
     hw = res.get("hardware", {})
@@ -332,7 +348,7 @@ def render(results_dir: Path) -> str:
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
                  "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
-                 "prune": prune_table, "counts": counts_table}
+                 "prune": prune_table, "counts": counts_table, "interpolate": interpolate_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

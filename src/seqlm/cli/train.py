@@ -86,6 +86,9 @@ def register_count(sub) -> None:
     c.add_argument("--level", choices=("word", "char"), help="word (default) or char tokens")
     c.add_argument("--lowercase", action="store_true", help="lowercase all text")
     c.add_argument("--whitespace", choices=("kenlm", "unicode"), default="kenlm", help="what separates words")
+    c.add_argument("--memory", metavar="SIZE", help="memory budget, e.g. 4G or 50%% (default half the available RAM): "
+                   "beyond it, counting spills to --temp-dir")
+    c.add_argument("--temp-dir", metavar="DIR", help="folder for the scratch files (default the system's temp folder)")
     add_json(c, "print the counts' description as JSON")
 
 
@@ -93,7 +96,7 @@ def run_count(args) -> int:
     from seqlm.training.train import count
 
     result = count(args.text, order=args.order, out=args.out, level=args.level, lowercase=args.lowercase,
-                   whitespace=args.whitespace)
+                   whitespace=args.whitespace, memory=args.memory, temp_dir=args.temp_dir)
     if args.json:
         print_json(result)
     else:

@@ -92,21 +92,21 @@ def estimate_counts(vocab: Vocab, counts, *, smoothing: str = "mkn", k: float = 
 
 
 def count(text: str | Path, *, order: int, out: str | Path, level: str | None = None, lowercase: bool = False,
-          whitespace: str = "kenlm") -> dict:
+          whitespace: str = "kenlm", memory: str | None = None, temp_dir: str | None = None) -> dict:
     """``seqlm count``: the n-gram counts of orders 1..``order`` of the text file ``text``, written as a counts
-    folder ``out`` (models/ngram/countfiles.py) for ``seqlm train --counts``; returns its description."""
+    folder ``out`` (models/ngram/countfiles.py) for ``seqlm train --counts``, counted within ``memory`` as
+    estimation from a file counts; returns its description."""
     from seqlm.io.files import check_new_outputs
-    from seqlm.models.ngram.countfiles import count_lines, write_counts
-    from seqlm.text.corpora import read_lines
+    from seqlm.io.memory import parse_memory
+    from seqlm.models.ngram.external import count_text_file
 
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
+    parse_memory(memory)
     check_new_outputs(Path(out))
-    tokenizer = Tokenizer(level or "word", lowercase, whitespace)
-    vocab, counts, meta = count_lines(read_lines(text), order, tokenizer)
-    meta = {**meta, "source": str(text)}
-    write_counts(out, vocab, counts, meta)
-    return {"out": str(out), "order": order, "types": len(vocab) - 3, "ngrams": [len(c.keys) for c in counts], **meta}
+    result = count_text_file(text, out, order=order, tokenizer=Tokenizer(level or "word", lowercase, whitespace),
+                             memory=memory, temp_dir=temp_dir)
+    return {"out": str(out), "order": order, **result}
 
 
 def train_from_counts(folders, m, d) -> LanguageModel:

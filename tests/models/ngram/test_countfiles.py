@@ -8,27 +8,27 @@ import pytest
 
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.models.ngram.countfiles import count_lines, merge, write_counts
+from seqlm.models.ngram.countfiles import merge
 from seqlm.models.ngram.counts import count_ngrams
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
-from seqlm.training.train import estimate_counts, train_ngram
+from seqlm.training.train import count, estimate_counts, train_ngram
 
 
-def shards(tmp_path, parts, order=4, tokenizer=None):
+def shards(tmp_path, parts, order=4, memory=None):
     folders = []
     for i, lines in enumerate(parts):
-        vocab, counts, meta = count_lines(lines, order, tokenizer)
-        write_counts(tmp_path / f"c{i}", vocab, counts, meta)
+        (tmp_path / f"s{i}.txt").write_text("\n".join(lines) + "\n")
+        count(tmp_path / f"s{i}.txt", order=order, out=tmp_path / f"c{i}", memory=memory)
         folders.append(tmp_path / f"c{i}")
     return folders
 
 
-@pytest.mark.parametrize("min_count,max_size", [(1, None), (2, None), (1, 40)])
-def test_merged_counts_are_the_counts_of_the_whole_text(tmp_path, toy_lines, min_count, max_size):
+@pytest.mark.parametrize("min_count,max_size,memory", [(1, None, None), (2, None, "2M"), (1, 40, None)])
+def test_merged_counts_are_the_counts_of_the_whole_text(tmp_path, toy_lines, min_count, max_size, memory):
     lines = toy_lines[0][:900] + ["a <unk> b", "<unk>"]
     parts = [lines[:100], lines[100:550], lines[550:]]
-    vocab, merged, meta = merge(shards(tmp_path, parts), 3, min_count, max_size)
+    vocab, merged, meta = merge(shards(tmp_path, parts, memory=memory), 3, min_count, max_size)
     tokenized = [line.split() for line in lines]
     whole = Vocab.build(tokenized, Tokenizer(), min_count, max_size)
     assert vocab.itos == whole.itos

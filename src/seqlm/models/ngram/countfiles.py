@@ -27,21 +27,11 @@ import numpy as np
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import atomic_dir
-from seqlm.models.ngram.counts import OrderCounts, count_ngrams
+from seqlm.models.ngram.counts import OrderCounts
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, SPECIALS, Vocab
 
 FORMAT = "seqlm-counts-1"
-
-
-def count_lines(lines, order: int, tokenizer: Tokenizer | None = None) -> tuple[Vocab, list[OrderCounts], dict]:
-    """The vocabulary (every type) and the counts of every order of text ``lines``."""
-    tokenizer = tokenizer or Tokenizer()
-    tokenized = [tokenizer.tokenize(line) for line in lines]
-    vocab = Vocab.build(tokenized, tokenizer)
-    lengths = np.fromiter((len(t) for t in tokenized), dtype=np.int64, count=len(tokenized))
-    ids = vocab.encode([w for t in tokenized for w in t])
-    return vocab, count_ngrams(ids, lengths, order, len(vocab)), {"tokens": int(lengths.sum()), "lines": len(lengths)}
 
 
 def rows(counts: list[OrderCounts], V: int) -> list[np.ndarray]:

@@ -148,6 +148,32 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     return write_folder(out, tf.vocab, cfg, trie.layout, "uniform" if smoothing == "add-k" else "backoff", info)
 
 
+def count_text_file(path: str | Path, out: str | Path, *, order: int, tokenizer: Tokenizer,
+                    memory: str | int | None = None, temp_dir: str | Path | None = None) -> dict:
+    """The counts folder (countfiles.py's format) of the text file ``path``, counted as :func:`estimate_file`
+    counts: the text a block at a time, the n-grams of each order sorted in runs spilled to ``temp_dir`` beyond
+    ``memory``; the counts folder's arrays are then written from the sorted files.  Returns its description."""
+    from seqlm.models.ngram.countfiles import write_counts
+    from seqlm.models.ngram.counts import OrderCounts
+
+    budget = parse_memory(memory)
+    with Work(temp_dir) as work, ThreadPoolExecutor(THREADS) as pool:
+        try:
+            tf = tokenize_file(path, work, tokenizer, pool=pool, block=_text_block(budget, tokenizer))
+            V = len(tf.vocab)
+            uni, orders = count_file(tf, order, work, budget, pool)
+            none = np.zeros(0, np.int64)
+            counts = [OrderCounts(np.arange(V, dtype=np.int64), uni, none, none.astype(bool))]
+            counts += [OrderCounts(_read(o.keys, np.int64, 0, o.size), _read(o.counts, np.int64, 0, o.size), none,
+                                   none.astype(bool)) for o in orders]
+            meta = {"tokens": tf.tokens, "lines": tf.lines, "source": str(path)}
+            write_counts(out, tf.vocab, counts, meta)
+        except OSError as e:
+            raise SeqlmError(f"counting could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
+                             f"counts in {Path(out).parent}): free disk space or choose another --temp-dir / --out") from None
+    return {"ngrams": [len(c.keys) for c in counts], "types": V - 3, **meta}
+
+
 def _estimate(uni, orders, V, smoothing, kval, prune, out: Path, budget: int, pool: ThreadPoolExecutor,
               keep_counts: bool = False):
     """Adjusted counts, discounts and the columns of every order, written into ``out/columns``; the scratch

@@ -34,6 +34,18 @@ def check_weights(weights, n: int) -> np.ndarray:
     return w / w.sum()
 
 
+def parse_weights(weights, n: int) -> np.ndarray | None:
+    """``--weights`` as given (comma-separated text or a list of numbers), checked and normalised; None where
+    none were given (they are then fitted)."""
+    if weights is None:
+        return None
+    try:
+        given = [float(x) for x in (weights.split(",") if isinstance(weights, str) else weights)]
+    except (TypeError, ValueError):
+        raise SeqlmError(f"--weights needs comma-separated numbers, one per model (got {weights!r})") from None
+    return check_weights(given, n)
+
+
 class MixtureLM(LanguageModel):
     kind = "mixture"
 

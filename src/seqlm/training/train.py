@@ -43,8 +43,6 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
 
     if not isinstance(order, int) or order < 1:
         raise SeqlmError(f"the order must be an integer >= 1 (got {order})")
-    if smoothing == "laplace":
-        k = 1.0
     tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
     t0 = time.perf_counter()
     if vocab is None:
@@ -73,10 +71,12 @@ def estimate_counts(vocab: Vocab, counts, *, smoothing: str = "mkn", k: float = 
     if smoothing == "laplace":
         k = 1.0
     tables = estimate(counts, len(vocab), smoothing, k=k, prune=prune)
+    pruned = {}
     if prune_entropy is not None or max_ngrams is not None:
-        from seqlm.models.ngram.prune import entropy_prune
+        from seqlm.models.ngram.prune import entropy_prune, pruned_config
 
         tables = entropy_prune(tables, prune_entropy, max_ngrams, [c.counts for c in counts[:-1]], prune)
+        pruned = pruned_config(tables.info, max_ngrams)
     log.info("%d-gram %s: %s n-grams (estimate %.2fs)", order, smoothing, "/".join(map(str, tables.sizes())),
              time.perf_counter() - t0)
     config = {"smoothing": tables.info["smoothing"], "order": order, "prune": prune or [], **(train or {})}
@@ -84,10 +84,7 @@ def estimate_counts(vocab: Vocab, counts, *, smoothing: str = "mkn", k: float = 
         config["k"] = k
     if quantize is not None:
         config["quantize"] = quantize
-    if prune_entropy is not None or max_ngrams is not None:
-        from seqlm.models.ngram.prune import pruned_config
-
-        config.update(pruned_config(tables.info, max_ngrams))
+    config.update(pruned)
     return NGramLM(vocab, tables, config)
 
 

@@ -13,7 +13,7 @@ from seqlm.errors import SeqlmError
 from seqlm.io.files import check_output_folder, check_target
 from seqlm.io.locks import locks_output
 from seqlm.models.loader import load
-from seqlm.models.mixture import check_weights, fit_weights
+from seqlm.models.mixture import fit_weights, parse_weights
 
 
 @locks_output
@@ -35,13 +35,7 @@ def interpolate(models: list[str | Path], *, out: str | Path, weights=None, fit=
     check_output_folder(out, "ngram", overwrite=overwrite)
     if arpa is not None:
         check_target(arpa, "the ARPA file", inputs=list(models), overwrite=overwrite)
-    given = None
-    if weights is not None:
-        try:
-            given = [float(x) for x in (weights.split(",") if isinstance(weights, str) else weights)]
-        except (TypeError, ValueError):
-            raise SeqlmError(f"--weights needs comma-separated numbers, one per model (got {weights!r})") from None
-        given = check_weights(given, len(models))
+    given = parse_weights(weights, len(models))
     parts = [load(m, device="cpu") for m in models]
     result: dict = {"type": "interpolate", "parts": [{"model": str(m), **p.describe()} for m, p in zip(models, parts)]}
     if fit is not None:  # each part's ln p of every token of the text, then EM (as seqlm mix)

@@ -18,7 +18,7 @@ from seqlm.io.files import check_new_outputs, write_json
 from seqlm.io.locks import locks_output
 from seqlm.io.records import record
 from seqlm.models.loader import load
-from seqlm.models.mixture import MixtureLM, check_weights, fit_weights
+from seqlm.models.mixture import MixtureLM, check_weights, fit_weights, parse_weights
 from seqlm.tasks.evaluate import SplitSource, evaluate
 from seqlm.text.encode import encode_lines
 
@@ -39,13 +39,7 @@ def mix(models: list[str | Path], *, out: str | Path, weights=None, corpus: str 
         raise SeqlmError("seqlm mix needs at least two models")
     if valid_lines is not None and valid_lines < 1:
         raise SeqlmError(f"--valid-lines must be >= 1 (got {valid_lines})")
-    given = None
-    if weights is not None:
-        try:
-            given = [float(x) for x in (weights.split(",") if isinstance(weights, str) else weights)]
-        except (TypeError, ValueError):
-            raise SeqlmError(f"--weights needs comma-separated numbers, one per model (got {weights!r})") from None
-        check_weights(given, len(models))
+    given = parse_weights(weights, len(models))
     parts = [load(m) for m in models]
     MixtureLM(parts, [1.0] * len(parts))  # vocabularies and tokenizers checked before any long pass
 

@@ -3,6 +3,7 @@ ARPA file, trained once per scratch folder) and PTB's test sentences."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,13 @@ def ptb_kn5(work: Path) -> tuple[Path, Path]:
     if not folder.exists():
         seqlm.train("ptb", model="kn", order=5, out=folder, arpa=arpa)
     return folder, arpa
+
+
+def brown(form: str = "brown") -> dict[str, Path]:
+    """The Brown corpus's train/valid/test files (``form``: "brown", tokenised, or "brown-raw", running text),
+    in the data folder beside PTB's (``SEQLM_DATA`` or where PTB was found)."""
+    folder = Path(os.environ.get("SEQLM_DATA") or Path(locate("ptb")["train"]).parent.parent) / "brown"
+    return {s: folder / f"{form}.{s}.txt" for s in ("train", "valid", "test")}
 
 
 def ptb_test_lines() -> list[str]:

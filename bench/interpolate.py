@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import finish, scratch  # noqa: E402
+from common import brown, finish, scratch  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate, read_lines  # noqa: E402
 from seqlm.training.train import train_ngram  # noqa: E402
@@ -37,8 +36,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     work = scratch(None, "seqlm-interpolate-")
     ptb = locate("ptb")
-    brown = Path(os.environ.get("SEQLM_DATA") or Path(ptb["train"]).parent.parent) / "brown" / "brown.train.txt"
-    parts = {"ptb": read_lines(ptb["train"]), "brown": read_lines(brown)}
+    parts = {"ptb": read_lines(ptb["train"]), "brown": read_lines(brown()["train"])}
     for name, lines in parts.items():
         train_ngram(lines, order=args.order).save(work / name)
     t0 = time.perf_counter()

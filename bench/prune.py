@@ -16,7 +16,6 @@ JSON object with every figure; ``python -m seqlm.manual`` redraws the table and 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import finish, scratch  # noqa: E402
+from common import brown, finish, scratch  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.models.ngram.prune import prune_model  # noqa: E402
 from seqlm.tasks.evaluate import evaluate  # noqa: E402
@@ -41,8 +40,7 @@ def splits(name: str) -> dict[str, list[str]]:
     if name == "ptb":
         files = locate("ptb")
     else:
-        folder = Path(os.environ.get("SEQLM_DATA") or Path(locate("ptb")["train"]).parent.parent) / "brown"
-        files = {s: folder / f"brown.{s}.txt" for s in ("train", "test")}
+        files = brown()
     return {s: read_lines(files[s]) for s in ("train", "test")}
 
 

@@ -113,6 +113,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    fit: bool | None = None  # fit what the config leaves unsaid to the data (training/defaults.py: a time budget,
+    #   the adaptive softmax for a large vocabulary, the tuned CPU settings of the kind); None: yes without a recipe
     epochs: int = 13
     max_steps: int | None = None  # stop after this many optimizer steps (tests, quick runs)
     max_minutes: float | None = None  # stop training after this wall time, then evaluate the best model
@@ -172,9 +174,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = ""  # recipe name (file stem), used for results/<name>.json
+    # the "section.key" values set by the recipe, the flags or --set (apply() records them): a run without a
+    # recipe fits the others to its data (training/defaults.py)
+    given: set = field(default_factory=set, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        del out["given"]
+        return out
 
     @property
     def family(self) -> str:
@@ -383,6 +390,7 @@ def apply(cfg: RunConfig, section: str, key: str, value) -> None:
         known = ", ".join(f.name for f in dataclasses.fields(obj))
         raise SeqlmError(f"unknown key {section}.{key}: known keys are {known}")
     setattr(obj, key, _coerce(value, types[key], f"{section}.{key}"))
+    cfg.given.add(f"{section}.{key}")
 
 
 def load_recipe(path: str | Path) -> RunConfig:

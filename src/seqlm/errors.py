@@ -35,14 +35,25 @@ def check_signals() -> None:
 
 
 def explain(e: BaseException) -> str | None:
-    """The one-line fix for a failure of the machine (out of memory, a full disk), None for anything else."""
+    """The one-line fix for a failure of the machine (out of memory, a full disk, the file-size limit), None for
+    anything else."""
     if isinstance(e, MemoryError):
         return ("out of memory: lower --memory (n-gram estimation), train.batch_size or the model size, or run "
                 "where more memory is free")
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return f"the disk is full{where}: free space there, or give --out / --temp-dir on another disk"
+    if isinstance(e, OSError) and e.errno == errno.EFBIG:
+        where = f" writing {e.filename}" if e.filename else ""
+        return (f"a file grew past this process's file-size limit{where} (ulimit -f): raise the limit, or write "
+                f"less (a smaller model, --quantize)")
     text = str(e)
+    if isinstance(e, OSError) and e.errno is None and "requested and" in text and "written" in text:
+        # numpy's tofile on a short write ("5775 requested and 896 written"), which carries no errno
+        return ("a write was cut short: the disk is full or the file-size limit (ulimit -f) was reached: free "
+                "space there, or give --out / --temp-dir on another disk")
     if "No space left on device" in text:  # libraries that wrap the OSError (safetensors)
         return "the disk is full: free space there, or give --out / --temp-dir on another disk"
+    if "File too large" in text:
+        return "a file grew past this process's file-size limit (ulimit -f): raise the limit, or write less"
     return None

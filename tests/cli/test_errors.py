@@ -49,6 +49,10 @@ def test_a_bug_is_one_line_naming_its_traceback_file(monkeypatch, capsys, kn):
     (MemoryError(), "out of memory: lower --memory"),
     (OSError(errno.ENOSPC, "No space left on device", "/data/out.arpa"), "the disk is full writing /data/out.arpa"),
     (RuntimeError("write failed: No space left on device (os error 28)"), "the disk is full"),
+    (OSError(errno.EFBIG, "File too large", "/data/m/trie"), "a file grew past this process's file-size limit "
+     "writing /data/m/trie (ulimit -f)"),
+    (RuntimeError("I/O error: File too large (os error 27)"), "a file grew past this process's file-size limit"),
+    (OSError("5775 requested and 896 written"), "a write was cut short: the disk is full or the file-size limit"),
 ])
 def test_a_failure_of_the_machine_names_its_fix(monkeypatch, capsys, kn, error, message):
     code, err = run_failing(monkeypatch, capsys, kn, error)

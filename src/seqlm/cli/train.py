@@ -7,6 +7,7 @@ import sys
 
 from seqlm import kinds
 from seqlm.cli.common import add_data, add_json, command, fmt, metrics_text, print_json
+from seqlm.training.defaults import MINUTES as NEURAL_MINUTES
 
 EXAMPLES = """
   SEQLM_DATA=../shared/data seqlm train --corpus ptb --model kn --order 5 --out runs/kn5
@@ -57,6 +58,8 @@ def register_train(sub) -> None:
     n.add_argument("--backend", help="fused library kernels (default) or reference cells (model.backend)")
     n.add_argument("--device", help="auto, cpu or cuda (train.device)")
     n.add_argument("--precision", help="fp32 or bf16 autocast (train.precision)")
+    n.add_argument("--minutes", help="time budget: stop training after this many minutes, the cosine schedule ending "
+                   "in it (train.max_minutes; a run without a recipe: default %g)" % NEURAL_MINUTES)
     n.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     v = t.add_argument_group("text and vocabulary (every kind)")
     v.add_argument("--level", help="word or char tokenization (default: the corpus's, word for files)")

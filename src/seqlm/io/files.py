@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, explain
 
 
 def _umask() -> int:
@@ -30,8 +30,13 @@ def _umask() -> int:
 
 
 def output_error(path, e: OSError) -> SeqlmError:
+    """The one line for an output that could not be written: the machine's fix where errors.explain knows it
+    (a full disk, the file-size limit), else the reason and what to choose instead."""
+    machine = explain(OSError(e.errno, e.strerror) if e.errno else e)  # the path is said once, here
+    if machine:
+        return SeqlmError(f"cannot write {path}: {machine}")
     reason = e.strerror or str(e)
-    fix = {"ENOSPC": "free some disk space", "EROFS": "choose a writable location",
+    fix = {"EROFS": "choose a writable location",
            "EACCES": "choose a folder you can write to", "EPERM": "choose a folder you can write to",
            "EISDIR": "give a file name, not a folder", "ENOTDIR": "a parent of it is a file: choose another path"}
     import errno

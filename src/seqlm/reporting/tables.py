@@ -282,6 +282,27 @@ def counts_table(res: dict, source: str) -> list[str]:
                   rows)
 
 
+def neural_defaults_table(res: dict, source: str) -> list[str]:
+    """A neural run without a recipe: fitted settings against the plain defaults (bench/neural_defaults.py)."""
+    hw = res.get("hardware", {})
+    names = {"kn5": "modified-KN 5-gram", "fitted": "LSTM, fitted to the data (no recipe, now)",
+             "before": "LSTM, the plain defaults (no recipe, before)"}
+    rows = []
+    for r in res["rows"]:
+        m = r.get("model") or {}
+        shape = (f"{m['num_layers']}x{m['hidden_size']}{', tied' if m['tie_weights'] else ''}, "
+                 f"{'adaptive ' + str(m['adaptive_cutoffs']) if m['adaptive_cutoffs'] else 'full softmax'}, "
+                 f"dropout {m['dropout']}, {r['optimizer']} {r['schedule']}") if m else "order 5"
+        rows.append([r["corpus"], names[r["run"]], shape, f"{r['parameters']:,}" if "parameters" in r else "",
+                     f"{r['tokens_per_second']:,.0f}" if r.get("tokens_per_second") else "",
+                     str(r["epochs"]) if "epochs" in r else "", number(r["valid_perplexity"]),
+                     number(r["test_perplexity"])])
+    return _table(f"**A neural run on raw text without a recipe** (each neural run stopped by the same "
+                  f"`--minutes {res['minutes']:g}`, then its best epoch evaluated; one vocabulary, every training type; "
+                  f"`python bench/neural_defaults.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
+                  ["corpus", "run", "model", "parameters", "train tokens/s", "epochs completed", "valid ppl", "test ppl"], rows)
+
+
 def interpolate_table(res: dict, source: str) -> list[str]:
     """One interpolated n-gram model against the token-by-token mixture (bench/interpolate.py)."""
     hw = res.get("hardware", {})
@@ -348,7 +369,8 @@ def render(results_dir: Path) -> str:
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
                  "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
-                 "prune": prune_table, "counts": counts_table, "interpolate": interpolate_table}
+                 "prune": prune_table, "counts": counts_table, "interpolate": interpolate_table,
+                 "neural-defaults": neural_defaults_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):
         rel = f"results/{path.name}"

@@ -19,6 +19,7 @@ DistributedDataParallel (``seqlm.io.distributed`` says what makes it the one-pro
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from seqlm.config import RunConfig
@@ -43,6 +44,7 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
                          "others waiting in the gradient exchange): use train.on_nan=stop")
     if not resume and Path(out, "last").exists():
         raise SeqlmError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
+    created = not Path(out).exists()
     try:
         run = Run(cfg, Path(out), argv, world)
         try:
@@ -51,6 +53,12 @@ def train_neural(cfg: RunConfig, out: str | Path, resume: bool = False, results:
             if not world.active or isinstance(e, SeqlmError):
                 raise
             raise distributed.failure(e, world, checkpoint_note(run.out)) from None
+    except Exception:
+        # a run that fails before its first checkpoint (a full disk, a bad setting found late) leaves nothing
+        # behind: the folder it made goes; one with a checkpoint stays, to resume
+        if created and world.is_main and not Path(out, "last").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         distributed.stop()
 

@@ -26,6 +26,7 @@ from seqlm.models.neural.recurrent import SequenceDropout
 from seqlm.text.encode import batchify, stream_ids
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
+from seqlm.training import defaults
 from seqlm.training.checkpoint import checkpoint_note, load_resume, save_resume, write_metrics
 from seqlm.training.data import run_corpus, split_metrics
 from seqlm.training.schedule import epoch_end_lr, nonmonotone, scheduled_lr, window_length
@@ -36,12 +37,15 @@ log = logging.getLogger(__name__)
 
 # -- the loop ------------------------------------------------------------------------------------------
 def _prepare_data(cfg: RunConfig):
+    """The corpus, vocabulary and batched training stream; a run without a recipe gets the settings it was
+    not given fitted to them here (training/defaults.py)."""
     d, t = cfg.data, cfg.train
     corpus = run_corpus(d)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
     x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
-    return corpus, vocab, x_all, y_all
+    chosen = defaults.fit(cfg, x_all.numel(), len(vocab))
+    return corpus, vocab, x_all, y_all, chosen
 
 
 class Run:
@@ -64,7 +68,7 @@ class Run:
             self.threads = set_threads(t.threads or max(1, cores() // world.local_size))
             tune_allocator()
         torch.manual_seed(t.seed)
-        self.corpus, self.vocab, x_all, y_all = _prepare_data(cfg)
+        self.corpus, self.vocab, x_all, y_all, self.fitted = _prepare_data(cfg)
         self.rows = world.rows(t.batch_size)
         x_all, y_all = x_all[self.rows], y_all[self.rows]  # this rank's contiguous rows of the stream
         self.n_batches = math.ceil(x_all.shape[1] / t.bptt)
@@ -139,13 +143,19 @@ class Run:
     def begin(self) -> None:
         """The start line on stderr, ``run.json`` (config, command, commit, versions, hardware), then the
         stepper, the data on the device and the clock of the training loop."""
+        if self.fitted:
+            log.info("no recipe: fitted to the data (%s tokens, %s types): %s; set any with --set, the budget with "
+                     "--minutes", f"{self.x_all.numel() * self.world.size:,}", f"{len(self.vocab):,}",
+                     defaults.describe(self.fitted))
         n_params = sum(p.numel() for p in {id(p): p for p in self.module.parameters()}.values())
         procs = (f", {self.world.size} processes ({distributed.backend_name()}) x" if self.world.active else ",")
-        log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s",
+        log.info("training %s on %s: %s train tokens, vocabulary %s, %s parameters, %s, %s%s%s%s",
                  self.cfg.model.kind, self.corpus.describe().get("name") or "files",
                  f"{self.x_all.numel() * self.world.size:,}", f"{len(self.vocab):,}", f"{n_params:,}", self.device,
                  self.precision, f"{procs} {self.threads} threads" if self.threads else procs.rstrip(" x,"),
-                 ", CUDA graphs" if self.graphed else "")
+                 ", CUDA graphs" if self.graphed else "",
+                 f", at most {self.cfg.train.max_minutes:g} min (train.max_minutes)" if self.cfg.train.max_minutes
+                 else "")
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "run.json", {
@@ -260,7 +270,8 @@ class Run:
             if progress["step"] % t.log_every == 0:
                 self.sync(record=True)
                 mean = progress["epoch_loss"] / max(progress["epoch_tokens"], 1)
-                bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(self.optimizer))
+                bar.update(0, loss=mean, ppl=math.exp(min(mean, 50)), lr=get_lr(self.optimizer),
+                           run_left=self.time_left(now))
             bar.update(y.numel() * self.world.size)
             if progress["step"] % t.checkpoint_every == 0:
                 self.checkpoint()
@@ -310,14 +321,24 @@ class Run:
             set_lr(self.optimizer, epoch_end_lr(t, get_lr(self.optimizer), epoch, improved))
         progress["history"].append(record)
         progress.update(epoch=epoch, batch=0, pos=0, epoch_loss=0.0, epoch_tokens=0)
-        log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs", epoch, record["train_perplexity"],
-                 f"{v:.2f}" if v else "-",
+        log.info("epoch %d: train ppl %.2f, valid ppl %s%s, lr %.4g, %.0fs (training left: %s)", epoch,
+                 record["train_perplexity"], f"{v:.2f}" if v else "-",
                  f", test ppl {record['test_perplexity']:.2f}" if "test_perplexity" in record else "",
-                 record["lr"], record["seconds"])
+                 record["lr"], record["seconds"], self.time_left(self.seconds()))
         self.checkpoint()
         if t.patience and progress["bad_epochs"] >= t.patience:
             return "early_stopping"
         return None
+
+    def time_left(self, seconds: float) -> str:
+        """The training time left in the whole run (every epoch, or the time budget if it ends first), from
+        the pace so far, as "1h02m" / "12m30s" / "45s"."""
+        frac = self.budget_fraction(seconds)
+        left = seconds * (1 - frac) / frac if frac > 0 else math.inf
+        if not math.isfinite(left):
+            return "?"
+        s = int(round(left))
+        return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
     def budget_fraction(self, seconds: float) -> float:
         t = self.cfg.train

@@ -127,7 +127,7 @@ SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune":
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
          "text": "data.text", "split_ratio": "data.split_ratio", "device": "train.device",
-         "precision": "train.precision"}
+         "precision": "train.precision", "minutes": "train.max_minutes"}
 
 
 def make_config(recipe: str | Path | None = None, overrides: Sequence[str] = (), **options) -> RunConfig:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, explain
 from seqlm.io.memory import parse_memory
 from seqlm.io.runtime import Progress
 from seqlm.models.ngram.external_count import SHARE, THREADS, NpyWriter, Order, Work, count_file
@@ -67,6 +67,17 @@ _BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token o
 COLUMNS = "columns"  # where estimation writes its columns in the model folder, before they are packed
 _BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
 
+
+
+def _cannot_write(what: str, e: OSError, work, out: Path) -> SeqlmError:
+    """The one line for a write that failed during estimation or counting: the machine's fix (a full disk, the
+    file-size limit) where errors.explain knows it, else the error itself."""
+    where = f"scratch files in {work.parent}, output in {out.parent}"
+    fix = explain(e)
+    if fix:
+        return SeqlmError(f"{what} could not write its files ({where}): {fix}")
+    return SeqlmError(f"{what} could not write its files ({e.strerror or e}; {where}): free disk space or choose "
+                      f"another --temp-dir / --out")
 
 def _runs(o: Order, V: int, size: int):
     """(start, end) of runs of ``o``'s n-grams made of whole contexts, about ``size`` n-grams each."""
@@ -130,8 +141,7 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
             shutil.rmtree(out / COLUMNS)
             t3 = time.perf_counter()
         except OSError as e:  # a full disk, mostly: the scratch folder and the model folder are removed
-            raise SeqlmError(f"estimation could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
-                             f"model in {out.parent}): free disk space or choose another --temp-dir / --out") from None
+            raise _cannot_write("estimation", e, work, out) from None
     log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %s)", order,
              smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, _human(budget))
     cfg = {"smoothing": smoothing, "order": order, "prune": given_prune,
@@ -169,8 +179,7 @@ def count_text_file(path: str | Path, out: str | Path, *, order: int, tokenizer:
             meta = {"tokens": tf.tokens, "lines": tf.lines, "source": str(path)}
             write_counts(out, tf.vocab, counts, meta)
         except OSError as e:
-            raise SeqlmError(f"counting could not write its files ({e.strerror or e}; scratch files in {work.parent}, "
-                             f"counts in {Path(out).parent}): free disk space or choose another --temp-dir / --out") from None
+            raise _cannot_write("counting", e, work, Path(out)) from None
     return {"ngrams": [len(c.keys) for c in counts], "types": V - 3, **meta}
 
 

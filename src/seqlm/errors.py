@@ -37,6 +37,11 @@ def check_signals() -> None:
 def explain(e: BaseException) -> str | None:
     """The one-line fix for a failure of the machine (out of memory, a full disk, the file-size limit), None for
     anything else."""
+    if isinstance(e, (ImportError, OSError)) and ("failed to map segment" in str(e)
+                                                  or "cannot allocate memory" in str(e).lower()):
+        # a shared library (PyTorch's) that could not be mapped: the address-space limit or the machine
+        return ("out of memory loading a library (PyTorch maps more than the address-space limit leaves): raise the limit "
+                "(ulimit -v) or run where more memory is free")
     if isinstance(e, MemoryError):
         return ("out of memory: lower --memory (n-gram estimation), train.batch_size or the model size, or run "
                 "where more memory is free")

@@ -52,6 +52,7 @@ def test_a_bug_is_one_line_naming_its_traceback_file(monkeypatch, capsys, kn):
     (OSError(errno.EFBIG, "File too large", "/data/m/trie"), "a file grew past this process's file-size limit "
      "writing /data/m/trie (ulimit -f)"),
     (RuntimeError("I/O error: File too large (os error 27)"), "a file grew past this process's file-size limit"),
+    (ImportError("libtorch_cpu.so: failed to map segment from shared object"), "out of memory loading a library"),
     (OSError("5775 requested and 896 written"), "a write was cut short: the disk is full or the file-size limit"),
 ])
 def test_a_failure_of_the_machine_names_its_fix(monkeypatch, capsys, kn, error, message):

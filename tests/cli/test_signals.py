@@ -6,7 +6,9 @@ A SIGTERM before seqlm's handler is installed (Python still importing) or after 
 interpreter exiting) ends the process as the signal's default does (-15): then nothing was written yet, or
 everything was."""
 
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,15 +30,35 @@ def inputs(tmp_path_factory):
                    check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "seqlm", "-q", "train", "--train", str(d / "text.txt"), "--order", "4",
                     "--out", str(d / "kn4"), "--arpa", str(d / "kn4.arpa")], check=True, capture_output=True)
+    with open(d / "text.txt") as f:
+        (d / "small.txt").write_text("".join(line for _, line in zip(range(3000), f)))
     return d
 
 
 def commands(d: Path, out: Path) -> dict:
     return {
         "train (spilling)": ["train", "--train", str(d / "text.txt"), "--order", "4", "--memory", "4M", "--out", str(out)],
+        "train (neural)": ["train", "--model", "lstm", "--train", str(d / "small.txt"), "--out", str(out),
+                           "--set", "model.hidden_size=32", "--set", "train.max_steps=400", "--set",
+                           "train.checkpoint_every=20", "--set", "train.threads=1"],
+        "count": ["count", str(d / "text.txt"), "--order", "4", "--memory", "4M", "--out", str(out)],
         "convert": ["convert", str(d / "kn4.arpa"), str(out)],
         "export": ["export", str(d / "kn4"), str(out) + ".arpa"],
+        "interpolate": ["interpolate", str(d / "kn4"), str(d / "kn4.arpa"), "--weights", "0.5,0.5", "--out", str(out)],
     }
+
+
+NAMES = ["train (spilling)", "train (neural)", "count", "convert", "export", "interpolate"]
+
+
+def complete_or_resumable(name: str, target: Path) -> None:
+    """A finished output loads; a neural run stopped early holds a checkpoint to resume (or nothing yet)."""
+    if name == "count":
+        assert (target / "counts.json").is_file() or not any(target.iterdir())
+    elif name == "train (neural)":
+        assert (target / "last" / "resume.json").is_file() or (target / "model").is_dir(), sorted(target.iterdir())
+    else:
+        seqlm.load(target)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -52,7 +74,7 @@ def run_and_signal(argv, sig, delay):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("name", ["train (spilling)", "convert", "export"])
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("delay", [0.35, 0.7, 1.0])
 def test_sigterm_leaves_the_old_output_or_a_complete_one(inputs, tmp_path, name, delay):
     out = tmp_path / "out"
@@ -61,24 +83,62 @@ def test_sigterm_leaves_the_old_output_or_a_complete_one(inputs, tmp_path, name,
     assert code in (0, 143, -signal.SIGTERM), err
     if code == 143:
         assert err.strip().splitlines()[-1] == "seqlm: terminated (SIGTERM)" and "Traceback" not in err
-    target = Path(argv[-1])
+    target = out if name != "export" else Path(argv[-1])
     if target.exists():
-        seqlm.load(target)  # complete: it loads
+        complete_or_resumable(name, target)
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["train (spilling)", "convert", "export"])
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("delay", [0.35, 0.7, 1.0])
 def test_after_sigkill_the_same_command_runs_and_sweeps(inputs, tmp_path, name, delay):
     out = tmp_path / "out"
     argv = commands(inputs, out)[name]
     code, _ = run_and_signal(argv, signal.SIGKILL, delay)
     assert code in (0, -signal.SIGKILL)
-    target = Path(argv[-1])
-    if target.exists():
-        seqlm.load(target)  # never a partial output: a killed write leaves only temporary names
-    again = argv + (["--overwrite"] if name != "export" and target.exists() else [])
+    target = out if name != "export" else Path(argv[-1])
+    if target.exists():  # never a partial output: a killed write leaves only temporary names
+        complete_or_resumable(name, target)
+    if name == "train (neural)":  # a run folder goes on from its checkpoint, or starts over without one
+        again = argv + (["--resume"] if (target / "last").exists() else [])
+    else:
+        again = argv + (["--overwrite"] if name not in ("export", "count") and target.exists() else [])
+    if name == "count" and target.exists():
+        shutil.rmtree(target)  # counts are not replaced: the user removes them
     p = subprocess.run([sys.executable, "-m", "seqlm", "-q", *again], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    seqlm.load(target)
+    complete_or_resumable(name, target)
+    if name != "count":
+        seqlm.load(target)
     assert leftovers(tmp_path) == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_server_stops_cleanly_on_a_signal(inputs, sig):
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "seqlm", "serve", str(inputs / "kn4"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
+                time.sleep(0.2)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode in (0, 130, 143), err
+    assert "Traceback" not in err and "Exception" not in err, err

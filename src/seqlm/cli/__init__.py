@@ -55,14 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.print_help(sys.stderr)
             return 2
         code = args.run(args) or 0
-        return 143 if signal.SIGTERM in SIGNALS else code
+        # a command that handled the signal itself (a neural run saves, evaluates and returns) ends as one
+        # whose signal escaped
+        return _stopped(signal.SIGTERM in SIGNALS) if SIGNALS else code
     except SeqlmError as e:
         print(f"seqlm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated) or signal.SIGTERM in SIGNALS
-        print("seqlm: terminated (SIGTERM)" if terminated else "seqlm: interrupted", file=sys.stderr)
-        return 143 if terminated else 130
+        return _stopped(isinstance(e, Terminated) or signal.SIGTERM in SIGNALS)
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for signum, handler in previous:
             _handle(signum, handler)
+
+
+def _stopped(terminated: bool) -> int:
+    """The last line and exit status of a command stopped by SIGTERM (143) or Ctrl-C (130)."""
+    print("seqlm: terminated (SIGTERM)" if terminated else "seqlm: interrupted", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def _handle(signum, handler):

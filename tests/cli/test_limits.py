@@ -1,7 +1,7 @@
-"""Every command that writes, with too little room to write (the class, not a case): a full disk (a small tmpfs,
-where the test may mount one) and the file-size limit (``ulimit -f``, always). Each command either completes
-(its output loads) or stops with one ``seqlm: error:`` line that names the fix (exit 2), and leaves nothing at
-its output paths: no partial output, no temporary file or folder, no lock."""
+"""Every command that writes, with too little room to work (the class, not a case): a full disk (a small tmpfs,
+where the test may mount one), the file-size limit (``ulimit -f``) and the address-space limit (``ulimit -v``).
+Each command either completes (its output loads) or stops with one ``seqlm: error:`` line that names the fix
+(exit 2), and leaves nothing at its output paths: no partial output, no temporary file or folder, no lock."""
 
 import contextlib
 import os
@@ -72,24 +72,32 @@ def limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # per file
 
 
-def run(argv, limited: bool):
+def limit_address_space(megabytes: int):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+    return limit
+
+
+def run(argv, limit=None):
     env = dict(os.environ, SEQLM_DATA=os.environ.get("SEQLM_DATA", ""))
     return subprocess.run([sys.executable, "-m", "seqlm", "-q", *argv], capture_output=True, text=True, env=env,
-                          preexec_fn=limit_file_size if limited else None, timeout=300)
+                          preexec_fn=limit, timeout=300)
 
 
-def check(name, p, out: Path, argv):
+def check(name, p, out: Path, argv, large=LARGE, fix=("the disk is full", "file-size limit")):
     outputs = [Path(a) for a in argv if a.startswith(str(out))]
     if p.returncode == 0:
-        assert name not in LARGE, f"{name} wrote a large output into a tiny room"
+        assert name not in large, f"{name} completed in a room too small for it"
         for path in outputs:
-            if path.suffix != ".json":
+            if name == "count":
+                assert (path / "counts.json").is_file()
+            elif path.suffix != ".json":
                 seqlm.load(path)  # complete
         return
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqlm: error: "), p.stderr
-    assert "the disk is full" in lines[0] or "file-size limit" in lines[0], lines[0]
+    assert any(f in lines[0] for f in fix), lines[0]
     assert sorted(x.name for x in out.iterdir() if x.name != "lost+found") == []  # nothing partial, no scratch
 
 
@@ -99,7 +107,7 @@ def test_the_file_size_limit(inputs, small_files, tmp_path, name):
     out = tmp_path / "out"
     out.mkdir()
     argv = commands(inputs, small_files, out)[name]
-    check(name, run(argv, limited=True), out, argv)
+    check(name, run(argv, limit_file_size), out, argv)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -107,4 +115,22 @@ def test_the_file_size_limit(inputs, small_files, tmp_path, name):
 def test_a_full_disk(inputs, small_files, tmp_path, name):
     with small_tmpfs(tmp_path / "disk") as out:
         argv = commands(inputs, small_files, out)[name]
-        check(name, run(argv, limited=False), out, argv)
+        check(name, run(argv), out, argv)
+
+
+NEURAL = ("train lstm", "mix", "adapt", "diagnose")  # the commands that load PyTorch
+
+
+@pytest.mark.parametrize("megabytes", [400, 700])
+@pytest.mark.parametrize("name", ["train kn", "train lstm", "count", "convert", "export", "interpolate", "mix",
+                                  "adapt", "diagnose"])
+def test_the_address_space_limit(inputs, small_files, tmp_path, name, megabytes):
+    # 400 MB: the n-gram commands run (their default --memory fits the limit), PyTorch cannot load; 700 MB:
+    # PyTorch loads and may run out later
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = commands(inputs, small_files, out)[name]
+    large = NEURAL if megabytes == 400 else ()
+    check(name, run(argv, limit_address_space(megabytes)), out, argv, large, fix=("out of memory",))
+    if name not in NEURAL:
+        assert any(out.iterdir()), "an n-gram command failed under a limit it fits in"

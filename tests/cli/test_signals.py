@@ -32,6 +32,11 @@ def inputs(tmp_path_factory):
                     "--out", str(d / "kn4"), "--arpa", str(d / "kn4.arpa")], check=True, capture_output=True)
     with open(d / "text.txt") as f:
         (d / "small.txt").write_text("".join(line for _, line in zip(range(3000), f)))
+    with open(d / "text.txt") as f:
+        (d / "valid.txt").write_text("".join(line for _, line in zip(range(300), f)))
+    subprocess.run([sys.executable, "-m", "seqlm", "-q", "train", "--model", "lstm", "--train", str(d / "text.txt"),
+                    "--out", str(d / "lstm"), "--set", "model.hidden_size=16", "--set", "train.max_steps=5"],
+                   check=True, capture_output=True)  # the vocabulary of kn4, for mix
     return d
 
 
@@ -45,10 +50,12 @@ def commands(d: Path, out: Path) -> dict:
         "convert": ["convert", str(d / "kn4.arpa"), str(out)],
         "export": ["export", str(d / "kn4"), str(out) + ".arpa"],
         "interpolate": ["interpolate", str(d / "kn4"), str(d / "kn4.arpa"), "--weights", "0.5,0.5", "--out", str(out)],
+        "mix": ["mix", str(d / "kn4"), str(d / "lstm"), "--valid", str(d / "valid.txt"), "--out", str(out)],
+        "adapt": ["adapt", str(d / "lstm"), "--method", "cache", "--valid", str(d / "valid.txt"), "--out", str(out)],
     }
 
 
-NAMES = ["train (spilling)", "train (neural)", "count", "convert", "export", "interpolate"]
+NAMES = ["train (spilling)", "train (neural)", "count", "convert", "export", "interpolate", "mix", "adapt"]
 
 
 def complete_or_resumable(name: str, target: Path) -> None:
@@ -102,7 +109,7 @@ def test_after_sigkill_the_same_command_runs_and_sweeps(inputs, tmp_path, name, 
     if name == "train (neural)":  # a run folder goes on from its checkpoint, or starts over without one
         again = argv + (["--resume"] if (target / "last").exists() else [])
     else:
-        again = argv + (["--overwrite"] if name not in ("export", "count") and target.exists() else [])
+        again = argv + (["--overwrite"] if name not in ("export", "count", "mix", "adapt") and target.exists() else [])
     if name == "count" and target.exists():
         shutil.rmtree(target)  # counts are not replaced: the user removes them
     p = subprocess.run([sys.executable, "-m", "seqlm", "-q", *again], capture_output=True, text=True)

@@ -69,14 +69,20 @@ def matmul_peak(dtype, device, n=2048, reps=5, blocks=3) -> float:
     return 2 * n ** 3 * reps / best / 1e9
 
 
-class ExampleModel(torch.nn.Module):
-    """The PyTorch word_language_model example's RNNModel (LSTM, untied)."""
+EXAMPLE_KINDS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH"}  # the example's --model for each kind
 
-    def __init__(self, size: int, dropout: float = 0.2):
+
+class ExampleModel(torch.nn.Module):
+    """The PyTorch word_language_model example's RNNModel (untied): its --model LSTM, GRU or RNN_TANH."""
+
+    def __init__(self, size: int, dropout: float = 0.2, kind: str = "lstm"):
         super().__init__()
         self.drop = torch.nn.Dropout(dropout)
         self.encoder = torch.nn.Embedding(V, size)
-        self.rnn = torch.nn.LSTM(size, size, 2, dropout=dropout)
+        if kind == "rnn_tanh":
+            self.rnn = torch.nn.RNN(size, size, 2, nonlinearity="tanh", dropout=dropout)
+        else:
+            self.rnn = getattr(torch.nn, EXAMPLE_KINDS[kind])(size, size, 2, dropout=dropout)
         self.decoder = torch.nn.Linear(size, V)
 
     def forward(self, x, hidden):
@@ -85,18 +91,19 @@ class ExampleModel(torch.nn.Module):
         return self.decoder(self.drop(out)).view(-1, V), hidden
 
 
-def time_baseline(size: int, steps: int, device) -> float:
-    model = ExampleModel(size).to(device)
+def time_baseline(size: int, steps: int, device, kind: str = "lstm") -> float:
+    model = ExampleModel(size, kind=kind).to(device)
     model.train()
     x = zipf_ids((T, B), device)
     y = zipf_ids((T * B,), device)
-    hidden = tuple(torch.zeros(2, B, size, device=device) for _ in range(2))
+    hidden = tuple(torch.zeros(2, B, size, device=device) for _ in range(2 if kind == "lstm" else 1))
+    hidden = hidden if kind == "lstm" else hidden[0]
     crit = torch.nn.CrossEntropyLoss()
     lr = 20.0
 
     def step():
         nonlocal hidden
-        hidden = tuple(h.detach() for h in hidden)
+        hidden = tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
         model.zero_grad()
         out, hidden = model(x, hidden)
         loss = crit(out, y)
@@ -199,13 +206,13 @@ def run_job(job: dict, device) -> float:
     if device.type == "cpu":
         set_threads(None)
     if job["what"] == "baseline":
-        return time_baseline(job["size"], job["steps"], device)
+        return time_baseline(job["size"], job["steps"], device, job.get("kind", "lstm"))
     return time_seqlm(job["kind"], job["backend"], job["precision"], job["size"], job["steps"], device,
                       job.get("graphed", False), job.get("adaptive", False), job.get("nce", 0))
 
 
 ROW = re.compile(r"2x(\d+) (\w+)\s+(\w+)\s+(fp32|bf16)( graphed)?\s*:\s+([\d,]+) tokens/s\s+([\d.]+)x baseline")
-BASE = re.compile(r"2x(\d+) baseline, PyTorch example loop, fp32: ([\d,]+) tokens/s")
+BASE = re.compile(r"2x(\d+) baseline, PyTorch example loop, fp32: ([\d,]+) tokens/s(?: \((\w+)\))?")
 PEAK = re.compile(r"matmul peak: (.*)")
 
 
@@ -218,8 +225,10 @@ def parse_log(path: str) -> dict:
         if m := PEAK.match(line):
             out["matmul_peak_gflops"] = {p.split()[0]: num(p.split()[1]) for p in m[1].split(", ")}
         elif m := BASE.match(line):
-            out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": int(m[1]),
-                                   "precision": "fp32", "graphed": False, "tokens_per_s": num(m[2])})
+            kind = next((k for k, v in EXAMPLE_KINDS.items() if v == m[3]), "lstm")
+            out["results"].append({"name": f"baseline (PyTorch example loop, {EXAMPLE_KINDS[kind]})", "kind": kind,
+                                   "size": int(m[1]), "precision": "fp32", "graphed": False,
+                                   "tokens_per_s": num(m[2])})
         elif m := ROW.match(line):
             out["results"].append({"name": f"seqlm {m[2]} {m[3]}", "kind": m[2], "backend": m[3], "size": int(m[1]),
                                    "precision": m[4], "graphed": bool(m[5]), "tokens_per_s": num(m[6]),
@@ -332,10 +341,14 @@ def main() -> None:
         out["hardware"]["device"] = torch.cuda.get_device_name()
     print("matmul peak: " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in peak.items()), file=sys.stderr)
     for size in sizes:
-        base = measure({"what": "baseline", "size": size, "steps": steps}, device)
-        out["results"].append({"name": "baseline (PyTorch example loop)", "kind": "lstm", "size": size,
-                               "precision": "fp32", "graphed": False, "tokens_per_s": base})
-        print(f"2x{size} baseline, PyTorch example loop, fp32: {base:,.0f} tokens/s", file=sys.stderr)
+        bases = {}  # the example loop of each recurrent kind: each seqlm row is timed against its own kind's
+        for kind in ([] if args.output_layer else list(EXAMPLE_KINDS)[1:]) + ["lstm"]:
+            bases[kind] = measure({"what": "baseline", "kind": kind, "size": size, "steps": steps}, device)
+            out["results"].append({"name": f"baseline (PyTorch example loop, {EXAMPLE_KINDS[kind]})", "kind": kind,
+                                   "size": size, "precision": "fp32", "graphed": False, "tokens_per_s": bases[kind]})
+            print(f"2x{size} baseline, PyTorch example loop, fp32: {bases[kind]:,.0f} tokens/s"
+                  f"{'' if kind == 'lstm' else f' ({EXAMPLE_KINDS[kind]})'}", file=sys.stderr)
+        base = bases["lstm"]
         for kind in ("lstm", "gru", "rnn_tanh", "window", "transformer"):
             for backend in (("fused", "reference") if kind not in ("window", "transformer") else ("fused",)):
                 for precision in precisions:
@@ -351,13 +364,14 @@ def main() -> None:
                         if rate is None:
                             continue
                         gflops = rate * flops_per_token(kind, size) / 1e9
+                        own = bases.get(kind, base)  # window and transformer: against the LSTM example loop
                         row = {"name": f"seqlm {kind} {backend}", "kind": kind, "backend": backend, "size": size,
                                "precision": precision, "graphed": graphed, "tokens_per_s": rate,
-                               "vs_baseline": rate / base, "gflops": gflops,
-                               "fraction_of_peak": gflops / peak[precision]}
+                               "vs_baseline": rate / own, "baseline": EXAMPLE_KINDS.get(kind, "LSTM"),
+                               "gflops": gflops, "fraction_of_peak": gflops / peak[precision]}
                         out["results"].append(row)
                         print(f"2x{size} {kind:<8} {backend:<9} {precision}{' graphed' if graphed else '        '}: "
-                              f"{rate:>10,.0f} tokens/s  {rate / base:5.2f}x baseline  {gflops:8.1f} GFLOP/s "
+                              f"{rate:>10,.0f} tokens/s  {rate / own:5.2f}x baseline  {gflops:8.1f} GFLOP/s "
                               f"({gflops / peak[precision]:.1%} of peak)", file=sys.stderr)
         for precision in precisions:  # the adaptive softmax (tied), next to the full softmax above
             rate = measure({"what": "seqlm", "kind": "lstm", "backend": "fused", "precision": precision, "size": size,
@@ -394,10 +408,13 @@ def main() -> None:
     def ratio(a, b):
         return a / b if a and b else None
 
-    base0 = rate("lstm", None, "fp32") or out["results"][0]["tokens_per_s"]
+    base0 = rate("lstm", None, "fp32")
     out["fused_fp32_vs_baseline"] = ratio(rate("lstm", "fused", "fp32"), base0)
     out["fused_bf16_vs_baseline"] = ratio(rate("lstm", "fused", "bf16"), base0)
     out["reference_vs_fused"] = ratio(rate("lstm", "reference", "fp32"), rate("lstm", "fused", "fp32"))
+    for kind in EXAMPLE_KINDS:  # every recurrent kind's fused step against its own example loop
+        for precision in precisions:
+            out[f"{kind}_fused_{precision}_vs_baseline"] = ratio(rate(kind, "fused", precision), rate(kind, None, "fp32"))
     out["output_layer_vs_full_softmax"] = {  # per size and precision: the training speed-up of each output layer
         f"2x{r['size']} {r['precision']} {'adaptive' if r.get('adaptive') else 'nce'}": r["vs_full_softmax"]
         for r in out["results"] if r.get("adaptive") or r.get("nce_samples")}

@@ -91,7 +91,9 @@ def throughput_table(res: dict, source: str) -> list[str]:
                      f"{r.get('vs_baseline', 1.0):.2f}x"])
     return _table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
                   f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch "
-                  f"{res.get('torch')}; baseline = the PyTorch word_language_model loop, measured in the same run)",
+                  f"{res.get('torch')}; baseline = the PyTorch word_language_model loop, measured in the same run: "
+                  f"each recurrent kind against the loop on the same kind (its --model LSTM, GRU, RNN_TANH), the window "
+                  f"and transformer rows against its LSTM)",
                   ["model", "backend", "precision", "CUDA graph", "tokens/s", "vs baseline"], rows)
 
 

@@ -50,7 +50,8 @@ def _family(res: dict) -> tuple[str, str] | None:
     if res["type"] == "adapt":
         return f"{res['base']['model'].get('kind', 'neural')} + {res['method']}", "word"
     if res["type"] == "mix":
-        return " + ".join(p["kind"] for p in res["parts"]) + " mixture", "word"
+        return " + ".join(f"({p['kind']} + {p['adaptation']})" if p.get("adaptation") else p["kind"]
+                          for p in res["parts"]) + " mixture", "word"
     model = res.get("model", {})
     corpus = ((res.get("config") or {}).get("data") or {}).get("corpus")
     if model.get("kind") == "ngram":

@@ -73,6 +73,20 @@ def test_cli_mix_fits_saves_and_beats_its_parts(parts, tmp_path, capsys):
     assert list(seqlm.load(tmp_path / "mix2").weights) == [0.25, 0.75]
 
 
+def test_an_adapted_part_is_named_with_its_adaptation(parts, tmp_path, capsys):
+    d, files = parts
+    assert main(["-q", "adapt", str(d / "lstm"), "--method", "cache", "--no-tune", "--valid", str(files["valid"]),
+                 "--out", str(tmp_path / "cache")]) == 0
+    capsys.readouterr()
+    assert main(["-q", "mix", str(d / "kn"), str(tmp_path / "cache"), "--valid", str(files["valid"]), "--out",
+                 str(tmp_path / "mix"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert [(p["kind"], p.get("adaptation")) for p in r["parts"]] == [("ngram", None), ("lstm", "cache")]
+    from seqlm.manual import _family
+
+    assert _family({**r, "type": "mix"}) == ("ngram + (lstm + cache) mixture", "word")
+
+
 def test_mix_errors(parts, tmp_path, capsys, toy_lines):
     d, files = parts
     other = tmp_path / "other.txt"

@@ -273,7 +273,8 @@ def check_new_outputs(out: Path, results: Path | None = None) -> None:
     created, or ``results`` (a file) cannot be written."""
     out = Path(out)
     if out.exists():
-        raise SeqlmError(f"{out} already exists: choose another --out (seqlm never replaces a folder it did not write)")
+        raise SeqlmError(f"{out} already exists: choose another --out, or remove it first (this command never "
+                         f"replaces a folder)")
     check_parent(out, "--out")
     if results:
         check_target(Path(results), "--results")

@@ -69,7 +69,8 @@ def mix(models: list[str | Path], *, out: str | Path, weights=None, corpus: str 
     with np.errstate(divide="ignore"):
         mixed_valid = math.exp(-np.logaddexp.reduce(L + np.log(np.maximum(w, 1e-300))[:, None], axis=0).mean())
     metrics = {"valid_perplexity": mixed_valid}
-    per_part = [{"model": str(m), "kind": p.describe().get("kind"), "weight": float(x), "valid_perplexity": v}
+    per_part = [{"model": str(m), "kind": p.describe().get("kind"), "weight": float(x), "valid_perplexity": v,
+                 **({"adaptation": p.describe()["adaptation"]} if "adaptation" in p.describe() else {})}
                 for m, p, x, v in zip(models, parts, w, part_valid)]
     seconds = {"fit": round(time.perf_counter() - t0, 1)}
     if test:

@@ -274,7 +274,7 @@ def ddp_bench(nproc: int, device: str, quick: bool) -> dict:
                         "--set", "model.tie_weights=true", "--set", "model.dropout=0.2",
                         "--set", f"train.batch_size={B}", "--set", f"train.bptt={T}", "--set", "train.log_every=10",
                         "--set", f"train.max_steps={steps}", "--set", "train.checkpoint_every=100000",
-                        "--set", "data.max_size=20000"]
+                        "--set", "data.max_size=20000", "--set", "train.fit=false"]
                 prefix = [sys.executable, "-m", "seqlm"] if procs == 1 else [
                     torchrun, "--standalone", f"--nproc_per_node={procs}", "-m", "seqlm"]
                 r = subprocess.run(prefix + ["-q"] + args, capture_output=True, text=True,

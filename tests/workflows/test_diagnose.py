@@ -15,7 +15,7 @@ from seqlm.errors import SeqlmError
     ({"what": "gradients"}, "needs a model"),
     ({"what": "recall", "distances": "1,x"}, "comma-separated integers"),
     ({"what": "recall", "distances": [0, 5]}, "--distances must be >= 1"),
-    ({"what": "recall", "families": "kn5,transformer"}, "unknown families"),
+    ({"what": "recall", "families": "kn5,bert"}, "unknown families"),
 ])
 def test_bad_requests_are_one_line(kwargs, match):
     with pytest.raises(SeqlmError, match=match):

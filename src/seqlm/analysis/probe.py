@@ -56,9 +56,12 @@ FAMILIES = {
     "rnn_tanh": ("rnn_tanh", ["model.embedding_dim=32", "model.hidden_size=64", "model.num_layers=1"]),
     "lstm": ("lstm", ["model.embedding_dim=32", "model.hidden_size=64", "model.num_layers=1"]),
     "gru": ("gru", ["model.embedding_dim=32", "model.hidden_size=64", "model.num_layers=1"]),
+    # one block, each token attending to the 128 before it: every distance of the probe is inside its context
+    "transformer": ("transformer", ["model.embedding_dim=32", "model.hidden_size=64", "model.num_layers=2",
+                                    "model.heads=4", "model.context=128", "train.lr=0.002"]),
 }
 NEURAL_TRAIN = ["train.optimizer=adam", "train.lr=0.01", "train.clip=1", "train.schedule=constant",
-                "train.batch_size=16", "train.device=cpu", "train.eval_chunk=4096"]
+                "train.batch_size=16", "train.device=cpu", "train.eval_chunk=4096", "train.fit=false"]
 
 
 def run_probe(distances=(1, 2, 5, 10, 20, 50, 100), families=tuple(FAMILIES), train_lines: int = 2000,
@@ -88,7 +91,7 @@ def run_probe(distances=(1, 2, 5, 10, 20, 50, 100), families=tuple(FAMILIES), tr
                     if threads:
                         extra.append(f"train.threads={threads}")
                 lm, _ = train(model=kind, train=path, out=Path(tmp) / fam if kind != "kn" else None,
-                              overrides=opts + extra)
+                              overrides=extra + opts)  # a family's own settings win
                 out["accuracy"][fam][str(d)] = recall_accuracy(lm, te, te_keys)
                 out["seconds"][f"{fam}/{d}"] = round(time.perf_counter() - t0, 1)
     return out

@@ -35,7 +35,7 @@ def register(sub) -> None:
                     "text (no MODEL)")
     dg.add_argument("model", nargs="?", help="recurrent model or run folder (gradients)")
     dg.add_argument("--distances", default="1,2,5,10,20,50,100", help="recall: distances d (default 1,2,5,10,20,50,100)")
-    dg.add_argument("--families", default="kn5,window,rnn_tanh,lstm,gru", help="recall: which families")
+    dg.add_argument("--families", default="kn5,window,rnn_tanh,lstm,gru,transformer", help="recall: which families")
     add_data(dg, split="valid")
     dg.add_argument("--K", type=int, default=100, help="steps back (default 100)")
     dg.add_argument("--positions", type=int, default=200, help="positions sampled (default 200)")

@@ -83,7 +83,7 @@ def _small_lstm(train: list[str], valid: list[str], test: list[str]) -> dict:
             Path(files[name]).write_text("\n".join(lines) + "\n", encoding="utf-8")
         overrides = ["model.embedding_dim=64", "model.hidden_size=64", "model.num_layers=1", "train.epochs=2",
                      "train.optimizer=adam", "train.lr=0.005", "train.clip=1", "train.schedule=constant",
-                     "train.batch_size=16", "train.bptt=20", "train.device=cpu"]
+                     "train.batch_size=16", "train.bptt=20", "train.device=cpu", "train.fit=false"]
         lm, summary = train_model(out=Path(d) / "lstm", overrides=overrides, model="lstm", **files)
         return {"valid": summary["metrics"]["valid_perplexity"], "test": summary["metrics"]["test_perplexity"],
                 "seconds": summary["wall_seconds"], "suggestions": predict(lm, "the students opened their", top_k=3)}

@@ -19,7 +19,7 @@ WHAT = ("gradients", "recall")
 
 def diagnose(what: str, model: str | Path | None = None, *, corpus: str | None = None, split: str = "valid",
              file=None, data_dir=None, K: int = 100, positions: int = 200,
-             distances="1,2,5,10,20,50,100", families="kn5,window,rnn_tanh,lstm,gru",
+             distances="1,2,5,10,20,50,100", families="kn5,window,rnn_tanh,lstm,gru,transformer",
              out=None, plot=None) -> dict:
     """Run diagnostic ``what`` (gradients | recall) and return its result; ``out``: also write it as JSON,
     ``plot``: also draw its figure (PNG, needs matplotlib).

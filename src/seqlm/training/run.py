@@ -37,15 +37,13 @@ log = logging.getLogger(__name__)
 
 # -- the loop ------------------------------------------------------------------------------------------
 def _prepare_data(cfg: RunConfig):
-    """The corpus, vocabulary and batched training stream; a run without a recipe gets the settings it was
-    not given fitted to them here (training/defaults.py)."""
+    """The corpus, vocabulary and batched training stream."""
     d, t = cfg.data, cfg.train
     corpus = run_corpus(d)
     tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
     x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
-    chosen = defaults.fit(cfg, x_all.numel(), len(vocab))
-    return corpus, vocab, x_all, y_all, chosen
+    return corpus, vocab, x_all, y_all
 
 
 class Run:
@@ -68,7 +66,9 @@ class Run:
             self.threads = set_threads(t.threads or max(1, cores() // world.local_size))
             tune_allocator()
         torch.manual_seed(t.seed)
-        self.corpus, self.vocab, x_all, y_all, self.fitted = _prepare_data(cfg)
+        self.corpus, self.vocab, x_all, y_all = _prepare_data(cfg)
+        # a run without a recipe: what it was not given, fitted to the data (training/defaults.py)
+        self.fitted = defaults.fit(cfg, x_all.numel(), len(self.vocab))
         self.rows = world.rows(t.batch_size)
         x_all, y_all = x_all[self.rows], y_all[self.rows]  # this rank's contiguous rows of the stream
         self.n_batches = math.ceil(x_all.shape[1] / t.bptt)

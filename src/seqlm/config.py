@@ -80,6 +80,8 @@ class ModelConfig:
     memory: str | None = None  # estimating from a file: memory budget, e.g. "4G" or "50%" (default half the
     #   available RAM); chunks of the text and buckets of n-grams spill to temp_dir beyond it
     temp_dir: str | None = None  # folder for the scratch files (default the system's temp folder)
+    cluster: str | None = None  # estimate on Dask: local:N (N worker processes here) or tcp://HOST:PORT (a running
+    #   scheduler); temp_dir (and --out) must then be on storage every worker sees (models/ngram/cluster.py)
     quantize: int | None = None  # bits of ln p and ln backoff above order 1 (as KenLM's build_binary -q -b);
     #   default float32
     prune_entropy: float | None = None  # entropy pruning (Stolcke; SRILM -prune): drop the n-grams whose removal
@@ -200,7 +202,8 @@ class RunConfig:
 
     def _check_applicable(self, kind) -> None:
         defaults = {"model": ModelConfig(kind=kind.name), "train": TrainConfig()}
-        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir", "quantize", "prune_entropy", "max_ngrams"}
+        ngram_model = {"kind", "order", "k", "prune", "memory", "temp_dir", "quantize", "prune_entropy", "max_ngrams",
+                       "cluster"}
         for section, default in defaults.items():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):

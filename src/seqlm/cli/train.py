@@ -50,6 +50,9 @@ def register_train(sub) -> None:
                    "(model.memory, default half the available RAM): beyond it, work spills to --temp-dir")
     g.add_argument("--temp-dir", metavar="DIR", help="folder for the scratch files of estimation (model.temp_dir, "
                    "default the system's temp folder)")
+    g.add_argument("--cluster", metavar="SPEC", help="estimate on Dask distributed: local:N (N worker processes on "
+                   "this machine) or tcp://HOST:PORT (a running dask scheduler; --temp-dir and --out on storage every "
+                   "worker sees); the same model as without it (model.cluster; needs %s)" % "seqlm[cluster]")
     g.add_argument("--quantize", metavar="BITS", help="store ln p and ln backoff above order 1 in BITS-bit codes "
                    "(model.quantize, 1-16; 8 as KenLM's build_binary -q 8 -b 8), default float32")
     g.add_argument("--arpa", help="also write the model as an ARPA file (.gz to compress)")

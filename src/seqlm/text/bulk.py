@@ -75,7 +75,7 @@ def _word_block(data: bytes, text: str, tokenizer: Tokenizer):
     return hashes, per_line[per_line > 0], lambda i: data[starts[i]:ends[i]].decode("utf-8")
 
 
-def _tokenize_block(data: bytes, name: str, offset: int, tokenizer: Tokenizer):
+def tokenize_block(data: bytes, name: str, offset: int, tokenizer: Tokenizer):
     """A block of whole lines of the file ``name`` (at byte ``offset``) as token hashes, each non-blank line's
     token count and a function giving a token's text; a leading byte-order mark is dropped."""
     text = decode_block(data, name, offset)
@@ -97,7 +97,7 @@ def _char_block(text: str, tokenizer: Tokenizer):
     return hashes, np.array([len(t) for t in toks], dtype=np.int64), lambda i: flat[i]
 
 
-class _Types:
+class TypeTable:
     """The types seen so far: hashes (in order of first sight), counts, texts, and a hash index."""
 
     def __init__(self):
@@ -140,12 +140,12 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
     blocks are tokenized in ``pool``'s threads when given."""
     path = Path(path)
     name = str(path)
-    types = _Types()
+    types = TypeTable()
     lengths = []
 
     def pass1(item):
         offset, data = item
-        hashes, per_line, text_of = _tokenize_block(data, name, offset, tokenizer)
+        hashes, per_line, text_of = tokenize_block(data, name, offset, tokenizer)
         hashes = hashes.view(np.int64)
         u, first, c = np.unique(hashes, return_index=True, return_counts=True)
         return hashes, per_line, u, first, c, text_of, len(item[1])
@@ -187,7 +187,7 @@ def tokenize_file(path: str | Path, work: Path, tokenizer: Tokenizer, min_count:
         t0 = int(token_ends[lo - 1]) if lo else 0
         h = read_raw(hash_file, np.int64, t0, int(token_ends[hi - 1]) - t0)
         at, _ = ngram_index.find(types.table, types.hashes, h)
-        return _pad(word_ids[at], lengths[lo:hi])
+        return pad_lines(word_ids[at], lengths[lo:hi])
 
     ids_file = work / "ids.i32"
     with open(ids_file, "wb") as out:
@@ -205,7 +205,7 @@ def read_raw(path: Path, dtype, start: int = 0, count: int = -1) -> np.ndarray:
         return np.fromfile(f, dtype=dtype, count=count)
 
 
-def _pad(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def pad_lines(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``<s> line </s>`` for every line (int32)."""
     ends = np.cumsum(lengths + 2)
     out = np.empty(int(ends[-1]), dtype=np.int32)

@@ -120,7 +120,7 @@ def train_from_counts(folders, m, d) -> LanguageModel:
 
 
 # CLI flags and train() keywords: sugar for ``--set section.key=value``
-SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir",
+SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir", "cluster": "model.cluster",
          "quantize": "model.quantize", "prune_entropy": "model.prune_entropy", "max_ngrams": "model.max_ngrams",
          "counts": "data.counts",
          "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
@@ -264,7 +264,7 @@ def _estimate_file(corpus: Corpus, m, d, tokenizer: Tokenizer, out) -> LanguageM
 
     options = dict(order=m.order, smoothing=m.kind, k=m.k, prune=m.prune or None, tokenizer=tokenizer,
                    min_count=d.min_count, max_size=d.max_size, memory=m.memory, temp_dir=m.temp_dir,
-                   prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams,
+                   prune_entropy=m.prune_entropy, max_ngrams=m.max_ngrams, cluster=m.cluster,
                    config={"corpus": corpus.describe(), **({"quantize": m.quantize} if m.quantize else {})})
     path = corpus.lazy["train"]
     if out is not None:
@@ -283,6 +283,9 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
     if arpa is not None and kind.arpa == "order-1" and m.order > 1:
         raise SeqlmError(f"{m.kind} smoothing above order 1 cannot be written as ARPA: drop --arpa or use mkn")
     if d.counts:  # merged counts folders (seqlm count), no text
+        if m.cluster:
+            raise SeqlmError("--cluster estimates from a training text file; merged --counts are estimated here: "
+                             "drop one of them")
         if d.train or d.text or corpus is not None:
             raise SeqlmError("give the training text (--train, --text, a corpus) or --counts, not both")
         lm = train_from_counts(d.counts, m, d)
@@ -300,6 +303,9 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
         tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
         if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
             lm = _estimate_file(corpus, m, d, tokenizer, out)
+        elif m.cluster:
+            raise SeqlmError("--cluster estimates from a training file (--train FILE or a corpus), not from --text "
+                             "split in memory: give --train")
         else:
             lm = train_ngram(corpus.split("train"), smoothing=m.kind, order=m.order, k=m.k, prune=m.prune or None,
                              tokenizer=tokenizer, min_count=d.min_count, max_size=d.max_size, quantize=m.quantize,

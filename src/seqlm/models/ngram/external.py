@@ -43,7 +43,7 @@ import numpy as np
 from seqlm.errors import SeqlmError, explain
 from seqlm.io.memory import parse_memory
 from seqlm.io.runtime import Progress
-from seqlm.models.ngram.external_count import SHARE, THREADS, NpyWriter, Order, Work, count_file
+from seqlm.models.ngram.external_count import COLUMNS, SHARE, THREADS, NpyWriter, Order, Work, count_file
 from seqlm.models.ngram.smoothing import (
     Tables,
     canonical,
@@ -64,7 +64,6 @@ from seqlm.text.vocab import BOS_ID, Vocab
 log = logging.getLogger(__name__)
 
 _BYTES_PER_TEXT_BYTE = 20  # reading: a block's bytes, whitespace flags, token offsets, hashes, windows
-COLUMNS = "columns"  # where estimation writes its columns in the model folder, before they are packed
 _BYTES_PER_NGRAM = 200  # estimation: a run's keys, counts, adjusted counts, suffixes, p and temporaries
 
 
@@ -103,11 +102,13 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
                   prune: list[int] | None = None, tokenizer: Tokenizer | None = None, min_count: int = 1,
                   max_size: int | None = None, vocab: Vocab | None = None, memory: str | int | None = None,
                   temp_dir: str | Path | None = None, config: dict | None = None, prune_entropy: float | None = None,
-                  max_ngrams: int | None = None) -> dict:
+                  max_ngrams: int | None = None, cluster: str | None = None) -> dict:
     """Estimate an n-gram model from the text file ``path`` within ``memory`` and write its model folder
     into the (existing, empty) folder ``out``.  Returns the model's config (also written).  Entropy pruning
-    (``prune_entropy`` / ``max_ngrams``, models/ngram/prune.py) holds the columns of every order in memory."""
-    from seqlm.models.ngram.model import TRIE, write_folder
+    (``prune_entropy`` / ``max_ngrams``, models/ngram/prune.py) holds the columns of every order in memory.
+    ``cluster`` (``local:N``, ``tcp://HOST:PORT``): the same model estimated on Dask (cluster.py); ``memory`` is
+    then each worker's budget (``local:N``: the machine's, shared by its workers)."""
+    from seqlm.models.ngram.model import write_folder
 
     smoothing = canonical(smoothing)
     given_prune = list(prune or [])
@@ -115,6 +116,41 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
     check_k(smoothing, k, prune)
     budget = parse_memory(memory)
     tokenizer = tokenizer or (vocab.tokenizer if vocab else Tokenizer())
+    entropy = prune_entropy is not None or max_ngrams is not None
+    quantize = (config or {}).get("quantize")
+    if cluster:
+        from seqlm.models.ngram import cluster as engine
+
+        with Work(temp_dir) as work:
+            try:
+                vocab, layout, info, sizes, tokens, lines, record = engine.estimate(
+                    Path(path), out, work, cluster, order=order, smoothing=smoothing, k=k, prune=prune,
+                    tokenizer=tokenizer, min_count=min_count, max_size=max_size, vocab=vocab, memory=memory,
+                    quantize=quantize, prune_entropy=prune_entropy, max_ngrams=max_ngrams)
+            except OSError as e:
+                raise _cannot_write("estimation", e, work, out) from None
+        how = {"cluster": record}
+    else:
+        vocab, layout, info, sizes, tokens, lines, how = _estimate_here(
+            path, out, order, smoothing, k, prune, tokenizer, min_count, max_size, vocab, budget, temp_dir, quantize,
+            prune_entropy, max_ngrams, entropy)
+    cfg = {"smoothing": smoothing, "order": order, "prune": given_prune, "train_tokens": tokens, "train_lines": lines}
+    if smoothing == "add-k":
+        cfg["k"] = k
+    if entropy:
+        from seqlm.models.ngram.prune import pruned_config
+
+        cfg.update(pruned_config(info, max_ngrams))
+    cfg.update(how)  # how it was spilled or spread, for the record
+    cfg.update(config or {})
+    return write_folder(out, vocab, cfg, layout, "uniform" if smoothing == "add-k" else "backoff", info)
+
+
+def _estimate_here(path, out: Path, order, smoothing, k, prune, tokenizer, min_count, max_size, vocab, budget,
+                   temp_dir, quantize, prune_entropy, max_ngrams, entropy):
+    """estimate_file in this process: (vocab, trie layout, info, n-gram sizes, tokens, lines, record)."""
+    from seqlm.models.ngram.model import TRIE
+
     t0 = time.perf_counter()
     with Work(temp_dir) as work, ThreadPoolExecutor(THREADS) as pool:
         try:
@@ -125,7 +161,6 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
             uni, orders = count_file(tf, order, work, budget, pool)
             t2 = time.perf_counter()
             tf.ids.unlink()
-            entropy = prune_entropy is not None or max_ngrams is not None
             info, sizes = _estimate(uni, orders, V, smoothing, k, prune, out, budget, pool, keep_counts=entropy)
             columns = [[np.load(out / COLUMNS / f"{name}{j}.npy", mmap_mode="r") for j in range(1, order + 1)]
                        for name in ("keys", "logprob", "logbow")]
@@ -136,7 +171,7 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
                 pruned = entropy_prune(Tables(V, *columns, "uniform" if smoothing == "add-k" else "backoff", info),
                                        prune_entropy, max_ngrams, counts, prune)
                 columns, info, sizes = [pruned.keys, pruned.logprob, pruned.logbow], pruned.info, pruned.sizes()
-            trie = pack(V, *columns, quantize=(config or {}).get("quantize"), folder=out / TRIE)
+            trie = pack(V, *columns, quantize=quantize, folder=out / TRIE)
             del columns
             shutil.rmtree(out / COLUMNS)
             t3 = time.perf_counter()
@@ -144,18 +179,9 @@ def estimate_file(path: str | Path, out: Path, *, order: int, smoothing: str = "
             raise _cannot_write("estimation", e, work, out) from None
     log.info("%d-gram %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; memory budget %s)", order,
              smoothing, "/".join(map(str, sizes)), t1 - t0, t2 - t1, t3 - t2, _human(budget))
-    cfg = {"smoothing": smoothing, "order": order, "prune": given_prune,
-           "train_tokens": tf.tokens, "train_lines": tf.lines}
-    if smoothing == "add-k":
-        cfg["k"] = k
-    if prune_entropy is not None or max_ngrams is not None:
-        from seqlm.models.ngram.prune import pruned_config
-
-        cfg.update(pruned_config(info, max_ngrams))
-    cfg["external"] = {"memory_bytes": budget, "chunks": orders[0].chunks if orders else 1,
-                       "buckets": [o.buckets for o in orders]}  # how it was spilled, for the record
-    cfg.update(config or {})
-    return write_folder(out, tf.vocab, cfg, trie.layout, "uniform" if smoothing == "add-k" else "backoff", info)
+    how = {"external": {"memory_bytes": budget, "chunks": orders[0].chunks if orders else 1,
+                        "buckets": [o.buckets for o in orders]}}
+    return tf.vocab, trie.layout, info, sizes, tf.tokens, tf.lines, how
 
 
 def count_text_file(path: str | Path, out: str | Path, *, order: int, tokenizer: Tokenizer,

@@ -29,6 +29,7 @@ _BYTES_PER_POSITION = 100  # counting: a chunk's ids, ranks, positions, keys, so
 _BYTES_PER_ENTRY = 100  # merging: key, count, suffix, sort permutation, the sorted copies, group numbers
 _CHUNK = 1 << 22  # positions per chunk at most (sorts are faster on chunks that stay near the caches)
 _MAX_BUCKETS = 256
+COLUMNS = "columns"  # where estimation writes its columns in the model folder, before they are packed
 SHARE = 0.7  # of the budget, for chunks and buckets (the rest: what is held whole, and Python)
 
 
@@ -115,6 +116,34 @@ def sort_groups(keys: np.ndarray):
     return perm, sk, new, np.flatnonzero(new)
 
 
+def chunk_ngrams(ids: np.ndarray, ranks: np.ndarray, k: int, V: int, need_ranks: bool):
+    """A chunk of whole lines' distinct k-grams: sorted keys, counts, suffix ranks, and (``need_ranks``) each
+    position's index among them and the positions that end a k-gram.  ``ranks``: the rank of the (k-1)-gram
+    ending at each position (for k = 2, the ids)."""
+    end = np.flatnonzero(line_positions(ids) >= k - 1)
+    keys = ranks[end - 1].astype(np.int64) * V + ids[end]
+    suffix = ranks[end]
+    perm, sk, new, first = sort_groups(keys)
+    counts = np.diff(np.append(first, len(sk)))
+    inverse = None
+    if need_ranks:
+        inverse = np.empty(len(sk), dtype=np.int32)
+        inverse[perm] = np.cumsum(new, dtype=np.int64) - 1
+    return sk[first], counts, suffix[perm[first]].astype(np.int64), inverse, end
+
+
+def merge_entries(e: np.ndarray, need_ranks: bool):
+    """A bucket's (key, count, suffix) rows, runs of sorted keys one per chunk in chunk order, reduced to its
+    sorted distinct keys, their summed counts and suffixes, and (``need_ranks``) each row's index among them."""
+    perm, sk, new, first = sort_groups(e[:, 0])  # a stable sort merges the runs
+    counts = np.add.reduceat(e[perm, 1], first) if len(first) else np.zeros(0, np.int64)
+    group = None
+    if need_ranks:
+        group = np.empty(len(sk), dtype=np.int64)
+        group[perm] = np.cumsum(new) - 1
+    return sk[first], counts, e[perm[first], 2], group
+
+
 def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: Path, V: int,
                  budget: int, need_ranks: bool, pool: ThreadPoolExecutor, bar) -> tuple[Order, Path | None]:
     """Order k's unique n-grams (and, if ``need_ranks``, the rank of the k-gram ending at each position)."""
@@ -123,17 +152,8 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
     def local(ci):
         s, e = chunks[ci]
         ids = _read(tf.ids, np.int32, s, e - s)
-        ranks = ids if prev_ranks is None else _read(prev_ranks, np.int32, s, e - s)
-        end = np.flatnonzero(line_positions(ids) >= k - 1)
-        keys = ranks[end - 1].astype(np.int64) * V + ids[end]
-        suffix = ranks[end]
-        perm, sk, new, first = sort_groups(keys)
-        counts = np.diff(np.append(first, len(sk)))
-        inverse = None
-        if need_ranks:
-            inverse = np.empty(len(sk), dtype=np.int32)
-            inverse[perm] = np.cumsum(new, dtype=np.int64) - 1
-        return sk[first], counts, suffix[perm[first]].astype(np.int64), inverse, end
+        return chunk_ngrams(ids, ids if prev_ranks is None else _read(prev_ranks, np.int32, s, e - s), k, V,
+                            need_ranks)
 
     n_ends = sum(max(0, e - s) for s, e in chunks)
     buckets = max(1, -(-n_ends * _BYTES_PER_ENTRY * (THREADS + 1) // max(int(budget * SHARE), 1)))
@@ -170,13 +190,7 @@ def _count_order(k: int, tf: TokenFile, chunks, prev_ranks: Path | None, work: P
     def merge(b):
         e = _read(bucket_files[b], np.int64).reshape(-1, 3)
         bucket_files[b].unlink()
-        perm, sk, new, first = sort_groups(e[:, 0])  # runs of sorted keys, one per chunk: a stable sort merges them
-        counts = np.add.reduceat(e[perm, 1], first) if len(first) else np.zeros(0, np.int64)
-        group = None
-        if need_ranks:
-            group = np.empty(len(sk), dtype=np.int64)
-            group[perm] = np.cumsum(new) - 1
-        return sk[first], counts, e[perm[first], 2], group
+        return merge_entries(e, need_ranks)
 
     with open(out.keys, "wb") as fk, open(out.counts, "wb") as fc, open(out.suffix, "wb") as fs:
         for b, (keys, counts, suffix, group) in enumerate(bounded_map(pool, merge, range(buckets), THREADS)):

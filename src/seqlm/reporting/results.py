@@ -18,6 +18,7 @@ TYPES = {
     "ngram-ptb": "bench/ngram.py",
     "prune": "bench/prune.py",
     "counts": "bench/counts.py",
+    "ngram-cluster": "bench/cluster.py",
     "interpolate": "bench/interpolate.py",
     "neural-defaults": "bench/neural_defaults.py",
     "ngram-scale": "bench/ngram.py --scale",

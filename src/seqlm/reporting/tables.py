@@ -284,6 +284,38 @@ def counts_table(res: dict, source: str) -> list[str]:
                   rows)
 
 
+def cluster_table(res: dict, source: str) -> list[str]:
+    """Estimation on a local cluster against one process, and the projection to 10B tokens (bench/cluster.py)."""
+    hw, w = res.get("hardware", {}), res["workers"]
+    rows = []
+    for r in res["rows"]:
+        c = r["cluster"]
+        rows.append([f"{r['tokens']:,}", f"{r['single']['seconds']:.1f} s", f"{c['wall_s']:.1f} s",
+                     f"{r['ratio']:.2f}x", " / ".join(f"{m:.0f}" for m in c["worker_peak_rss_mb"]) +
+                     f" of {r['worker_budget_mb']:.0f} MB", f"{c['blocks']} / {c['buckets'][0]}",
+                     f"{sum(s['read_bytes'] + s['written_bytes'] for s in c['stages'].values()) / 1e9:.1f} GB",
+                     "yes" if r["same_trie"] else "**no**"])
+    lines = _table(f"**5-gram estimation on a local cluster** (modified KN, `--memory {res['memory']}`, generated "
+                   f"text; whole processes: `seqlm train --train FILE` against the same with `--cluster local:{w}`; "
+                   f"`python bench/cluster.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
+                   ["tokens", "one process", f"local:{w}", "ratio (goal <= 1.5x)", "workers' peak RSS",
+                    "blocks / buckets per order", "scratch read + written", "same trie"], rows)
+    p = res.get("projection")
+    if p:
+        a = p["assumptions"]
+        prow = [[m, f"{v['hours']:.2f} h"] + [f"{v['terms_s'][k]:,} s" for k in v["terms_s"]] + [v["limit"]]
+                for m, v in p["machines"].items()]
+        terms = list(next(iter(p["machines"].values()))["terms_s"])
+        lines += [""] + _table(
+            f"**Projected: a {a['tokens'] / 1e9:g}B-token 5-gram on a cluster** (from the {p['measured_tokens']:,}-token "
+            f"run's stages above; assumed: {a['workers_per_machine']} workers per machine at this machine's per-core "
+            f"rates, {a['nic_gb_s']} GB/s per machine and {a['storage_gb_s']} GB/s of shared storage in all, "
+            f"{a['scheduler_ms_per_task']} ms of scheduler per task, {a['block_mb']} MB blocks; the n-grams grow as "
+            f"tokens^b fitted between the two sizes (x{p['ngram_growth']:.0f}); shuffle {p['shuffle_tb']:.1f} TB)",
+            ["machines", "wall"] + terms + ["limit"], prow)
+    return lines
+
+
 def neural_defaults_table(res: dict, source: str) -> list[str]:
     """A neural run without a recipe: fitted settings against the plain defaults (bench/neural_defaults.py)."""
     hw = res.get("hardware", {})
@@ -371,7 +403,7 @@ def render(results_dir: Path) -> str:
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
                  "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
-                 "prune": prune_table, "counts": counts_table, "interpolate": interpolate_table,
+                 "prune": prune_table, "counts": counts_table, "ngram-cluster": cluster_table, "interpolate": interpolate_table,
                  "neural-defaults": neural_defaults_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):

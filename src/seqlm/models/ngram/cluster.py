@@ -30,8 +30,10 @@ client once the stage is done.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -84,6 +86,7 @@ class Engine:
             raise SeqlmError(f"--cluster {spec}: give between 1 and 256 local workers")
         self.memory = memory
         self.cluster = self.client = None
+        self.stages: dict[str, dict] = {}  # per task function: tasks, seconds, bytes (the benchmark's scaling model)
 
     def __enter__(self) -> "Engine":
         try:
@@ -145,11 +148,24 @@ class Engine:
         from distributed import KilledWorker
 
         t0 = time.perf_counter()
-        futures = self.client.map(fn, *zip(*items), pure=False, **common)
+        futures = self.client.map(functools.partial(_timed, fn), *zip(*items), pure=False, **common)
         try:
-            out = self.client.gather(futures)
-            log.debug("%s: %d tasks in %.2fs", fn.__name__.strip("_"), len(items), time.perf_counter() - t0)
-            return out
+            done = self.client.gather(futures)
+            wall = time.perf_counter() - t0
+            name = fn.__name__.strip("_")
+            st = self.stages.setdefault(name, {"calls": 0, "tasks": 0, "wall_s": 0.0, "task_s": 0.0, "max_task_s": 0.0,
+                                               "read_bytes": 0, "written_bytes": 0, "client_bytes": 0})
+            st["calls"] += 1
+            st["tasks"] += len(done)
+            st["wall_s"] += wall
+            for _, sec, r, w, c in done:
+                st["task_s"] += sec
+                st["max_task_s"] = max(st["max_task_s"], sec)
+                st["read_bytes"] += r
+                st["written_bytes"] += w
+                st["client_bytes"] += c
+            log.debug("%s: %d tasks in %.2fs", name, len(items), wall)
+            return [d[0] for d in done]
         except KilledWorker:
             tries = 1 + int(self.client.run_on_scheduler(_allowed_failures))
             raise SeqlmError(f"--cluster {self.spec}: a worker died running {fn.__name__.strip('_')}, {tries} times "
@@ -197,6 +213,26 @@ def _fault(work: Path, stage: str, i: int) -> None:
 
 
 # -- files of the scratch folder ----------------------------------------------------------------------
+class _Meter:
+    """Bytes a task read from and wrote to the scratch folder (per process: a worker runs one task at a time)."""
+
+    read = written = 0
+
+
+def _timed(fn, *args, **common):
+    """Run a task and measure it: (result, seconds, bytes read, bytes written, bytes of the result)."""
+    _Meter.read = _Meter.written = 0
+    t0 = time.perf_counter()
+    out = fn(*args, **common)
+    return out, time.perf_counter() - t0, _Meter.read, _Meter.written, len(pickle.dumps(out))
+
+
+def _read(path: Path, dtype, start: int = 0, count: int = -1) -> np.ndarray:
+    a = read_raw(path, dtype, start, count)
+    _Meter.read += a.nbytes
+    return a
+
+
 def _f(work: Path, name: str, *at) -> Path:
     return work / (name + "-".join(str(a) for a in at) + ".bin")
 
@@ -205,6 +241,7 @@ def _save(path: Path, a: np.ndarray) -> None:
     """Write an array whole, under a temporary name renamed at the end (a retried task overwrites it)."""
     tmp = path.with_name(path.name + ".part")
     np.ascontiguousarray(a).tofile(tmp)
+    _Meter.written += a.nbytes
     os.replace(tmp, path)
 
 
@@ -231,7 +268,7 @@ class Segmented:
         while lo < hi:
             s, e = int(self.starts[b]), int(self.starts[b + 1])
             if e > lo:
-                out.append(read_raw(self._file(b), self.dtype, lo - s, min(hi, e) - lo))
+                out.append(_read(self._file(b), self.dtype, lo - s, min(hi, e) - lo))
                 lo = min(hi, e)
             b += 1
         return np.concatenate(out) if out else np.zeros(0, self.dtype)
@@ -247,6 +284,7 @@ class Segmented:
             if len(sel):
                 mm = np.memmap(self._file(b), dtype=self.dtype, mode="r")
                 out[sel] = mm[idx[sel] - self.starts[b]]
+                _Meter.read += len(sel) * self.dtype.itemsize
                 del mm
         return out
 
@@ -286,6 +324,7 @@ def _read_block(i: int, start: int, end: int, *, path: str, tokenizer: Tokenizer
     with open_text(Path(path)) as f:
         f.seek(start)
         data = f.read(end - start)
+    _Meter.read += len(data)
     hashes, per_line, text_of = tokenize_block(data, path, start, tokenizer)
     hashes = hashes.view(np.int64)
     _save(_f(work, "hashes", i), hashes)
@@ -296,13 +335,13 @@ def _read_block(i: int, start: int, end: int, *, path: str, tokenizer: Tokenizer
 
 def _ids_block(i: int, *, work: Path):
     _fault(work, "ids", i)
-    lengths = read_raw(_f(work, "lines", i), np.int64)
-    h = read_raw(_f(work, "hashes", i), np.int64)
+    lengths = _read(_f(work, "lines", i), np.int64)
+    h = _read(_f(work, "hashes", i), np.int64)
     if not len(lengths):
         _save(_f(work, "ids", i), np.zeros(0, np.int32))
         return 0
-    hashes = read_raw(work / "type-hashes.bin", np.int64)
-    ids = read_raw(work / "type-ids.bin", np.int32)[np.searchsorted(hashes, h)]
+    hashes = _read(work / "type-hashes.bin", np.int64)
+    ids = _read(work / "type-ids.bin", np.int32)[np.searchsorted(hashes, h)]
     _save(_f(work, "ids", i), pad_lines(ids, lengths))
     return len(ids) + 2 * len(lengths)
 
@@ -336,8 +375,8 @@ def read_text(engine: Engine, path: Path, work: Path, tokenizer: Tokenizer, bloc
 # -- 2. counting ---------------------------------------------------------------------------------------
 def _count_block(ci: int, *, work: Path, k: int, V: int, need_ranks: bool, bounds: np.ndarray):
     _fault(work, f"count{k}", ci)
-    ids = read_raw(_f(work, "ids", ci), np.int32)
-    ranks = ids if k == 2 else read_raw(_f(work, f"ranks{k - 1}-", ci), np.int32)
+    ids = _read(_f(work, "ids", ci), np.int32)
+    ranks = ids if k == 2 else _read(_f(work, f"ranks{k - 1}-", ci), np.int32)
     uk, counts, suffix, inverse, end = chunk_ngrams(ids, ranks, k, V, need_ranks)
     cut = np.concatenate([[0], np.searchsorted(uk, bounds), [len(uk)]])
     sizes = []
@@ -364,7 +403,7 @@ def bounds(cum: np.ndarray, ranks: np.ndarray, buckets: int, V: int) -> np.ndarr
 
 def _merge_bucket(b: int, blocks: list[int], *, work: Path, k: int, need_ranks: bool, below):
     _fault(work, f"merge{k}", b)
-    parts = [read_raw(_f(work, f"piece{k}-", ci, b), np.int64).reshape(-1, 3) for ci in blocks]
+    parts = [_read(_f(work, f"piece{k}-", ci, b), np.int64).reshape(-1, 3) for ci in blocks]
     e = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
     keys, counts, suffix, group = merge_entries(e, need_ranks)
     _save(_f(work, "keys", k, b), keys)
@@ -385,10 +424,10 @@ def _merge_bucket(b: int, blocks: list[int], *, work: Path, k: int, need_ranks: 
 
 def _block_ranks(ci: int, n: int, pieces, *, work: Path, k: int, starts):
     _fault(work, f"ranks{k}", ci)
-    m = [read_raw(_f(work, "group", k, b), np.int64, at, size) + starts[b] for b, at, size in pieces]
+    m = [_read(_f(work, "group", k, b), np.int64, at, size) + starts[b] for b, at, size in pieces]
     m = np.concatenate(m).astype(np.int32) if m else np.zeros(0, np.int32)
     r = np.full(n, -1, dtype=np.int32)
-    r[read_raw(_f(work, f"ends{k}-", ci), np.int32)] = m[read_raw(_f(work, f"inverse{k}-", ci), np.int32)]
+    r[_read(_f(work, f"ends{k}-", ci), np.int32)] = m[_read(_f(work, f"inverse{k}-", ci), np.int32)]
     _save(_f(work, f"ranks{k}-", ci), r)
 
 
@@ -452,14 +491,14 @@ def _unigram_continuations(_i: int, *, work: Path, V: int, sources: int) -> np.n
     for src in range(sources):
         f = _f(work, "cont1-", 0, src)
         if f.exists():
-            cont += np.bincount(read_raw(f, np.int32), minlength=V)
+            cont += np.bincount(_read(f, np.int32), minlength=V)
     return cont
 
 
 def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Segmented | None, prune_k: int):
     _fault(work, f"adjust{k}", b)
-    keys = read_raw(_f(work, "keys", k, b), np.int64)
-    raw = read_raw(_f(work, "counts", k, b), np.int64)
+    keys = _read(_f(work, "keys", k, b), np.int64)
+    raw = _read(_f(work, "counts", k, b), np.int64)
     ctx = keys // V
     if k == 2:
         sb = ctx == BOS_ID
@@ -471,7 +510,7 @@ def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Se
         for src in range(continuations):
             f = _f(work, f"cont{k}-", b, src)
             if f.exists():
-                cont += np.bincount(read_raw(f, np.int32), minlength=len(keys))
+                cont += np.bincount(_read(f, np.int32), minlength=len(keys))
         a = np.where(sb, raw, cont)
     _save(_f(work, "adjusted", k, b), a)
     _save(_f(work, "bos", k, b), sb)
@@ -482,10 +521,10 @@ def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Se
 def _estimate_bucket(b: int, c0: int, c1: int, *, work: Path, k: int, V: int, smoothing: str, d, prune_k: int,
                      kval: float, lower: Segmented, kept_below: Segmented | None, kept_prefix, last: bool) -> int:
     _fault(work, f"estimate{k}", b)
-    keys = read_raw(_f(work, "keys", k, b), np.int64)
-    raw = read_raw(_f(work, "counts", k, b), np.int64)
-    a = read_raw(_f(work, "adjusted", k, b), np.int64)
-    suffix = read_raw(_f(work, "suffix", k, b), np.int64)
+    keys = _read(_f(work, "keys", k, b), np.int64)
+    raw = _read(_f(work, "counts", k, b), np.int64)
+    a = _read(_f(work, "adjusted", k, b), np.int64)
+    suffix = _read(_f(work, "suffix", k, b), np.int64)
     p, bow, kept = order_step(smoothing, raw, a, keys // V - c0, c1 - c0, lower.gather(suffix), d, prune_k, kval,
                               V - 1)
     kk = keys[kept]
@@ -520,12 +559,12 @@ def _pack(_i: int, *, work: Path, out: Path, V: int, parts: list[list[int]], kep
         for name, dtype in (("keys", np.int64), ("logprob", np.float64)):
             w = NpyWriter(cols / f"{name}{k}.npy", dtype, kept_n[k - 1])
             for b in parts[k - 1]:
-                w.write(read_raw(_f(work, "c" + name, k, b), dtype))
+                w.write(_read(_f(work, "c" + name, k, b), dtype))
             w.close()
         w = NpyWriter(cols / f"logbow{k}.npy", np.float64, kept_n[k - 1])
         if k < N and parts[k]:
             for b in parts[k]:
-                w.write(read_raw(_f(work, "clogbow", k, b), np.float64))
+                w.write(_read(_f(work, "clogbow", k, b), np.float64))
         else:  # the highest order, or no n-gram above: every context keeps weight 1
             w.write(np.zeros(kept_n[k - 1]))
         w.close()
@@ -536,7 +575,7 @@ def _pack(_i: int, *, work: Path, out: Path, V: int, parts: list[list[int]], kep
         from seqlm.models.ngram.prune import entropy_prune
 
         threshold, max_ngrams, prune = entropy
-        counts = [read_raw(work / "unigrams.bin", np.int64)] + [np.concatenate([read_raw(_f(work, "counts", k, b), np.int64) for b in range(buckets[k - 2])])
+        counts = [_read(work / "unigrams.bin", np.int64)] + [np.concatenate([_read(_f(work, "counts", k, b), np.int64) for b in range(buckets[k - 2])])
                           for k in range(2, N)]
         pruned = entropy_prune(Tables(V, *columns, unseen, info), threshold, max_ngrams, counts, prune)
         columns, info, sizes = [pruned.keys, pruned.logprob, pruned.logbow], pruned.info, pruned.sizes()
@@ -566,6 +605,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
     estimation info, n-gram sizes, tokens, lines, a record of how it ran)."""
     t0 = time.perf_counter()
     with Engine(spec, memory) as engine:
+        started = time.perf_counter() - t0
         engine.check_storage(work, out)
         per_byte = 24 if tokenizer.level == "word" else 160
         block = int(min(4 << 20, max(1 << 12, engine.budget * SHARE // per_byte)))  # the budget's, at most 4 MB,
@@ -633,7 +673,11 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
         record = {"spec": spec, "workers": engine.workers, "memory_bytes_per_worker": engine.budget,
                   "blocks": len(sizes), "buckets": [len(o.sizes) for o in orders],
                   "seconds": {"text": round(t1 - t0, 3), "count": round(t2 - t1, 3), "estimate": round(t3 - t2, 3)},
-                  "worker_peak_rss_mb": engine.peak_rss_mb()}
+                  "worker_peak_rss_mb": engine.peak_rss_mb(),
+                  "stages": {n: {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
+                             for n, st in engine.stages.items()}}
+        record["seconds"]["start"] = round(started, 3)  # the engine (local:N: its worker processes)
+        record["seconds"]["client"] = round(t3 - t0 - started - sum(st["wall_s"] for st in engine.stages.values()), 3)
     log.info("%d-gram %s on %s: %s n-grams (read %.2fs, count %.2fs, estimate %.2fs; %d blocks)", order, smoothing,
              spec, "/".join(map(str, kept_n)), t1 - t0, t2 - t1, t3 - t2, len(sizes))
     return vocab, layout, info, kept_n, tokens, lines, record

@@ -8,6 +8,7 @@ reports in one line with the file its traceback was written to.  Writing files: 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 
@@ -32,6 +33,29 @@ def check_signals() -> None:
 
     if SIGNALS:
         raise Terminated() if SIGNALS[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM recorded (``SIGNALS``) but not raised for the block, then raised as it ends: for a
+    block that starts processes, which an exception inside it would leave half started, each printing its
+    traceback.  (Held signals, as io.files.signals_held holds them, would be inherited held by the processes.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = len(SIGNALS)
+    previous = {s: signal.signal(s, lambda signum, frame: SIGNALS.append(signum)) for s in (signal.SIGTERM,
+                                                                                            signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if len(SIGNALS) > seen:
+        check_signals()
 
 
 def explain(e: BaseException) -> str | None:

@@ -121,3 +121,25 @@ def test_the_default_memory_budget_fits_an_address_space_limit(tmp_path):
     number, unit = p.stderr.split("memory budget ")[1].split(")")[0].split()
     budget = float(number) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[unit]
     assert 0 < budget < limit / 2
+
+
+def test_a_signal_raised_where_python_can_only_print_it_is_not_printed(capsys, monkeypatch):
+    """A SIGTERM's exception raised inside a finalizer or a library's gc callback: the command line's hook keeps
+    it off stderr (the signal is recorded, the command stops at its next check); other such errors still print."""
+    import sys
+
+    from seqlm.cli import _quiet_signal
+    from seqlm.errors import Terminated
+
+    class Dies:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            raise self.exc
+
+    monkeypatch.setattr(sys, "unraisablehook", _quiet_signal)
+    Dies(Terminated())
+    assert capsys.readouterr().err == ""
+    Dies(ValueError("a real bug"))
+    assert "a real bug" in capsys.readouterr().err

@@ -46,6 +46,8 @@ def commands(d: Path, out: Path) -> dict:
         "train (neural)": ["train", "--model", "lstm", "--train", str(d / "small.txt"), "--out", str(out),
                            "--set", "model.hidden_size=32", "--set", "train.max_steps=400", "--set",
                            "train.checkpoint_every=20", "--set", "train.threads=1"],
+        "train (cluster)": ["train", "--train", str(d / "text.txt"), "--order", "4", "--memory", "8M", "--cluster",
+                            "local:2", "--temp-dir", str(out.parent), "--out", str(out)],
         "count": ["count", str(d / "text.txt"), "--order", "4", "--memory", "4M", "--out", str(out)],
         "convert": ["convert", str(d / "kn4.arpa"), str(out)],
         "export": ["export", str(d / "kn4"), str(out) + ".arpa"],
@@ -55,7 +57,7 @@ def commands(d: Path, out: Path) -> dict:
     }
 
 
-NAMES = ["train (spilling)", "train (neural)", "count", "convert", "export", "interpolate", "mix", "adapt"]
+NAMES = ["train (spilling)", "train (neural)", "train (cluster)", "count", "convert", "export", "interpolate", "mix", "adapt"]
 
 
 def complete_or_resumable(name: str, target: Path) -> None:

@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # first of all: a SIGTERM while the commands' modules load is handled as one later is
     previous = [(s, _handle(s, on_signal)) for s in (signal.SIGTERM, signal.SIGINT)]
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_signal
     args = None
     try:
         p = parser()
@@ -70,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for signum, handler in previous:
             _handle(signum, handler)
+        sys.unraisablehook = hook
+
+
+def _quiet_signal(unraisable) -> None:
+    """A signal's exception raised where Python can only print it (a finalizer, a gc callback of a library) is not
+    printed: SIGNALS holds the signal, and the command stops at its next check (errors.check_signals)."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 def _stopped(terminated: bool) -> int:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlm.errors import SeqlmError
+from seqlm.errors import SeqlmError, check_signals, signals_deferred
 from seqlm.io.memory import parse_memory
 from seqlm.models.ngram.external_count import COLUMNS, SHARE, NpyWriter, chunk_ngrams, merge_entries
 from seqlm.models.ngram.smoothing import (
@@ -93,20 +93,30 @@ class Engine:
             from distributed import Client, LocalCluster
         except ImportError:
             raise SeqlmError(f"--cluster needs Dask distributed: {INSTALL}") from None
+        # a run stopped by a signal leaves the client's pending gathers to asyncio, which would print each one's
+        # traceback ("Task exception was never retrieved ... AllExit") after seqlm's one line
+        if not any(isinstance(f, _QuietExit) for f in logging.getLogger("asyncio").filters):
+            logging.getLogger("asyncio").addFilter(_QuietExit())
         if self.local is not None:
-            # memory_limit=0: the budget below sizes every task; the nanny must not kill a worker on its own
             import dask
 
             # "port 8787 is in use": its HTTP server takes another, and says so.  And the workers keep glibc's
             # dynamic mmap threshold: dask sets MALLOC_TRIM_THRESHOLD_, which turns it off, and then every array
-            # over 128 KB is fresh pages to fault in (packing the trie ran 2x slower)
+            # over 128 KB is fresh pages to fault in (packing the trie ran 2x slower).  memory_limit=0: the
+            # budget sizes every task, the nanny must not kill a worker on its own
             environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                        if k != "MALLOC_TRIM_THRESHOLD_"}
-            with warnings.catch_warnings(), dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-                warnings.simplefilter("ignore", UserWarning)
-                self.cluster = LocalCluster(n_workers=self.local, threads_per_worker=1, processes=True,
-                                            memory_limit=0, dashboard_address=None, silence_logs=logging.CRITICAL)
-            self.client = Client(self.cluster)
+            try:
+                with signals_deferred(), warnings.catch_warnings(), \
+                        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.cluster = LocalCluster(n_workers=self.local, threads_per_worker=1, processes=True,
+                                                memory_limit=0, dashboard_address=None,
+                                                silence_logs=logging.CRITICAL)
+                    self.client = Client(self.cluster)
+            except BaseException:  # a signal while the workers started: they are stopped, then it is raised
+                self.close()
+                raise
             self.workers = self.local
             self.budget = max(1 << 12, parse_memory(self.memory) // self.local)
         else:
@@ -147,6 +157,7 @@ class Engine:
             return []
         from distributed import KilledWorker
 
+        check_signals()  # a signal whose exception was swallowed (a library's callback) stops the run here
         t0 = time.perf_counter()
         futures = self.client.map(functools.partial(_timed, fn), *zip(*items), pure=False, **common)
         try:
@@ -185,6 +196,12 @@ class Engine:
     def peak_rss_mb(self) -> list[float]:
         """Each worker process's peak resident memory so far (MB)."""
         return sorted(round(v / 1024, 1) for v in self.client.run(_peak_kb).values())
+
+
+class _QuietExit(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ not in ("AllExit", "CancelledError")
 
 
 def _allowed_failures() -> int:

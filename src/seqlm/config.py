@@ -15,6 +15,7 @@ from pathlib import Path
 
 from seqlm import kinds
 from seqlm.errors import SeqlmError
+from seqlm.text.tokenize import LEVELS
 
 NEURAL_KINDS = kinds.names("neural")
 
@@ -37,7 +38,9 @@ class DataConfig:
     test: str | None = None
     text: str | None = None  # one text file, split into train/valid/test by split_ratio (lines, in order)
     split_ratio: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    level: str | None = None  # word | char (default: the corpus's; word for files)
+    level: str | None = None  # word | char | bpe | unigram | byte (default: the corpus's; word for files);
+    #   bpe and unigram learn vocab_size subword pieces from the training split (text/subword.py)
+    vocab_size: int = 8000  # bpe, unigram: how many pieces to learn
     lowercase: bool = False
     whitespace: str = "kenlm"  # word level: kenlm (lmplz's separators: space, tab, CR) | unicode (str.split)
     min_count: int = 1  # vocabulary: keep tokens seen this often in train
@@ -221,8 +224,8 @@ class RunConfig:
         d = self.data
         if d.counts and self.family != "ngram":
             raise SeqlmError("data.counts (--counts) holds n-gram counts: a neural model trains on text (--train)")
-        if d.level not in (None, "word", "char"):
-            raise SeqlmError(f"data.level must be word or char (got {d.level!r})")
+        if d.level not in (None, *LEVELS):
+            raise SeqlmError(f"data.level must be one of {', '.join(LEVELS)} (got {d.level!r})")
         if d.whitespace not in ("kenlm", "unicode"):
             raise SeqlmError(f"data.whitespace must be kenlm or unicode (got {d.whitespace!r})")
         if d.min_count < 1:

@@ -163,7 +163,7 @@ CASES = [
      "no 'reference' backend"),
     ("min_count_zero", ["train", "--train", T, "--min-count", "0", "--out", "o"], "min_count"),
     ("max_size_zero", ["train", "--train", T, "--max-size", "0", "--out", "o"], "max_size"),
-    ("level_unknown", ["train", "--train", T, "--level", "klingon", "--out", "o"], "word or char"),
+    ("level_unknown", ["train", "--train", T, "--level", "klingon", "--out", "o"], "word, char, bpe, unigram, byte"),
     # recipes
     ("recipe_missing", ["train", "nope.toml", "--out", "o"], "no such recipe"),
     ("recipe_is_folder", ["train", "recipes", "--out", "o"], "is a folder"),

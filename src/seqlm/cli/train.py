@@ -65,7 +65,9 @@ def register_train(sub) -> None:
                    "in it (train.max_minutes; a run without a recipe: default %g)" % NEURAL_MINUTES)
     n.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     v = t.add_argument_group("text and vocabulary (every kind)")
-    v.add_argument("--level", help="word or char tokenization (default: the corpus's, word for files)")
+    v.add_argument("--level", help="what a token is: word, char, bpe or unigram (subword pieces learned from the "
+                   "training text) or byte (default: the corpus's, word for files) (data.level)")
+    v.add_argument("--vocab-size", help="bpe, unigram: how many pieces to learn (data.vocab_size, default 8000)")
     v.add_argument("--lowercase", action="store_true", default=None, help="lowercase all text")
     v.add_argument("--whitespace", choices=("kenlm", "unicode"), help="what separates words: kenlm (default: space, "
                    "tab and CR, as lmplz splits) or unicode (every Unicode space, as str.split) (data.whitespace)")

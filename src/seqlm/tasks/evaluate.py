@@ -58,9 +58,10 @@ def read_source(model: LanguageModel, *, corpus: str | None = None, split: str =
         if split not in data.splits:
             raise SeqlmError(f"corpus {corpus} has no {split} split: choose one of {', '.join(data.splits)}")
         lines, source = data.split(split), f"{corpus}:{split}"
-        if data.level != model.vocab.tokenizer.level:
+        if data.level != model.vocab.tokenizer.text_level:
             raise SeqlmError(f"corpus {corpus} is {data.level}-level but the model reads "
-                             f"{model.vocab.tokenizer.level}s: use the matching corpus")
+                             f"{model.vocab.tokenizer.unit}s of {model.vocab.tokenizer.text_level}-level text: use "
+                             f"the matching corpus")
     else:
         raise SeqlmError("nothing to evaluate on: give a corpus and split (--corpus NAME --split SPLIT) or a file")
     return lines, source

@@ -7,20 +7,22 @@
   (every Unicode space; models saved before the rule existed read text this way).
 * ``char``: Unicode code points; a space becomes the visible symbol ``▁`` (U+2581) so that it is a token
   one can print, count and predict; runs of whitespace collapse to one space and the line is stripped.
+* ``bpe``, ``unigram``: subword pieces learned from the training split; ``byte``: the UTF-8 bytes
+  (``text/subword.py``).  The line is normalized as at character level.
 
-Both may lowercase.  A tokenizer is fully described by :meth:`Tokenizer.to_dict`, saved with every model,
+All may lowercase.  A tokenizer is fully described by :meth:`Tokenizer.to_dict`, saved with every model,
 so a model always reads text the way it was trained.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from seqlm.errors import SeqlmError
 
 SPACE = "\u2581"
-LEVELS = ("word", "char")
+LEVELS = ("word", "char", "bpe", "unigram", "byte")
 WHITESPACE = ("kenlm", "unicode")
 KENLM_BLANKS = " \t\r\x00"  # what lmplz splits words at (its line ends at \n)
 PYTHON_ASCII_BLANKS = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.split splits ASCII text at
@@ -40,6 +42,7 @@ class Tokenizer:
     level: str = "word"
     lowercase: bool = False
     whitespace: str = "kenlm"  # word level: what separates words (see the module docstring)
+    model: str | None = field(default=None, repr=False)  # bpe, unigram: the learned pieces (text/subword.py)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -55,23 +58,60 @@ class Tokenizer:
             if self.whitespace == "unicode" or (line.isascii() and _ASCII_ONLY_PYTHON.search(line) is None):
                 return line.split()  # the same words, fastest
             return [w for w in _KENLM_SPLIT.split(line) if w]
-        return list(SPACE.join(line.split()))
+        if self.level == "char":
+            return list(SPACE.join(line.split()))
+        from seqlm.text import subword
+
+        if self.level == "byte":
+            return subword.byte_tokens(" ".join(line.split()))
+        if self.model is None:
+            raise SeqlmError(f"this {self.level} tokenizer has learned no pieces yet: train a model (seqlm train "
+                             f"--level {self.level}) to learn them from its training text")
+        return subword.pieces(self.model, " ".join(line.split()))
 
     def detokenize(self, tokens: list[str]) -> str:
         if self.level == "word":
             return " ".join(tokens)
-        return "".join(tokens).replace(SPACE, " ")
+        if self.level == "char":
+            return "".join(tokens).replace(SPACE, " ")
+        from seqlm.text import subword
+
+        return subword.byte_text(tokens) if self.level == "byte" else subword.pieces_text(tokens)
+
+    def learned(self, lines, vocab_size: int) -> "Tokenizer":
+        """This tokenizer with its subword pieces learned from the training ``lines`` (bpe, unigram without
+        pieces), else itself."""
+        if self.level not in ("bpe", "unigram") or self.model is not None:
+            return self
+        from seqlm.text import subword
+
+        lower = str.lower if self.lowercase else str
+        normalized = (" ".join(lower(line).split()) for line in lines)
+        return replace(self, model=subword.learn(self.level, normalized, vocab_size))
 
     @property
     def unit(self) -> str:
-        """What one token is, for labels: ``word`` or ``character``."""
-        return "word" if self.level == "word" else "character"
+        """What one token is, for labels: ``word``, ``character``, ``subword`` or ``byte``."""
+        return {"word": "word", "char": "character", "byte": "byte"}.get(self.level, "subword")
+
+    @property
+    def text_level(self) -> str:
+        """The corpus text the tokenizer reads: ``char`` (a character corpus) or ``word`` (running text)."""
+        return text_level(self.level)
 
     def to_dict(self) -> dict:
-        return {"level": self.level, "lowercase": self.lowercase, "whitespace": self.whitespace}
+        out = {"level": self.level, "lowercase": self.lowercase, "whitespace": self.whitespace}
+        if self.model is not None:
+            out["model"] = self.model
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Tokenizer":
         # a model saved before the whitespace rule split words at every Unicode space: it still does
         return cls(level=data.get("level", "word"), lowercase=bool(data.get("lowercase", False)),
-                   whitespace=data.get("whitespace", "unicode"))
+                   whitespace=data.get("whitespace", "unicode"), model=data.get("model"))
+
+
+def text_level(level: str | None) -> str | None:
+    """The corpus text a tokenizer ``level`` reads: a character corpus at ``char``, running text otherwise."""
+    return None if level is None else ("char" if level == "char" else "word")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from seqlm.config import DataConfig
 from seqlm.tasks.evaluate import evaluate
 from seqlm.text.corpora import Corpus, load_corpus
+from seqlm.text.tokenize import Tokenizer, text_level
 
 
 def run_corpus(d: DataConfig, lazy: tuple[str, ...] = ()) -> Corpus:
@@ -14,8 +15,21 @@ def run_corpus(d: DataConfig, lazy: tuple[str, ...] = ()) -> Corpus:
     files = {k: getattr(d, k) for k in ("train", "valid", "test", "text") if getattr(d, k)}
     if d.text:
         files["split_ratio"] = tuple(d.split_ratio)
-    return load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=d.level, need=("train",),
-                       lazy=lazy, **files)
+    return load_corpus(d.corpus if not files else None, data_dir=d.data_dir, level=text_level(d.level),
+                       need=("train",), lazy=lazy, **files)
+
+
+def run_tokenizer(d: DataConfig, corpus: Corpus) -> Tokenizer:
+    """How the run reads text: ``d``'s level (default the corpus's) and rules; subword pieces (bpe, unigram) are
+    learned here from the training split only, ``d.vocab_size`` of them."""
+    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
+    if tokenizer.level not in ("bpe", "unigram"):
+        return tokenizer
+    if "train" in corpus.lazy:  # a file: its lines streamed
+        from seqlm.text.corpora import iter_lines
+
+        return tokenizer.learned(iter_lines(corpus.lazy["train"]), d.vocab_size)
+    return tokenizer.learned(corpus.split("train"), d.vocab_size)
 
 
 def split_metrics(lm, corpus: Corpus, splits=("valid", "test")) -> tuple[dict, dict]:

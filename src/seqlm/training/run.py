@@ -24,11 +24,10 @@ from seqlm.io.runtime import Progress, cores, resolve_device, resolve_precision,
 from seqlm.models.neural.lm import NeuralLM, build_module
 from seqlm.models.neural.recurrent import SequenceDropout
 from seqlm.text.encode import batchify, stream_ids
-from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
 from seqlm.training import defaults
 from seqlm.training.checkpoint import checkpoint_note, load_resume, save_resume, write_metrics
-from seqlm.training.data import run_corpus, split_metrics
+from seqlm.training.data import run_corpus, run_tokenizer, split_metrics
 from seqlm.training.schedule import epoch_end_lr, nonmonotone, scheduled_lr, window_length
 from seqlm.training.step import Averager, Stepper, get_lr, make_optimizer, set_lr, use_graphs
 
@@ -40,7 +39,7 @@ def _prepare_data(cfg: RunConfig):
     """The corpus, vocabulary and batched training stream."""
     d, t = cfg.data, cfg.train
     corpus = run_corpus(d)
-    tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
+    tokenizer = run_tokenizer(d, corpus)
     vocab = Vocab.build((tokenizer.tokenize(x) for x in corpus.split("train")), tokenizer, d.min_count, d.max_size)
     x_all, y_all = batchify(stream_ids(vocab, corpus.split("train")), t.batch_size)
     return corpus, vocab, x_all, y_all

@@ -21,7 +21,7 @@ from seqlm.models.interface import LanguageModel
 from seqlm.text.corpora import Corpus
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
-from seqlm.training.data import run_corpus, split_metrics
+from seqlm.training.data import run_corpus, run_tokenizer, split_metrics
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def train_from_counts(folders, m, d) -> LanguageModel:
 SUGAR = {"model": "model.kind", "order": "model.order", "k": "model.k", "prune": "model.prune", "memory": "model.memory", "temp_dir": "model.temp_dir", "cluster": "model.cluster",
          "quantize": "model.quantize", "prune_entropy": "model.prune_entropy", "max_ngrams": "model.max_ngrams",
          "counts": "data.counts",
-         "backend": "model.backend", "level": "data.level", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
+         "backend": "model.backend", "level": "data.level", "vocab_size": "data.vocab_size", "lowercase": "data.lowercase", "whitespace": "data.whitespace",
          "min_count": "data.min_count", "max_size": "data.max_size", "corpus": "data.corpus",
          "data_dir": "data.data_dir", "train": "data.train", "valid": "data.valid", "test": "data.test",
          "text": "data.text", "split_ratio": "data.split_ratio", "device": "train.device",
@@ -295,12 +295,12 @@ def _train_ngram_run(cfg: RunConfig, corpus: Corpus | None, out, arpa) -> tuple[
         if d.valid or d.test:  # the files to report perplexity on
             from seqlm.text.corpora import load_corpus
 
-            corpus = load_corpus(None, data_dir=d.data_dir, level=lm.vocab.tokenizer.level, need=(),
+            corpus = load_corpus(None, data_dir=d.data_dir, level=lm.vocab.tokenizer.text_level, need=(),
                                  **{k: getattr(d, k) for k in ("valid", "test") if getattr(d, k)})
     else:
         if corpus is None:
             corpus = run_corpus(d, lazy=("train",))
-        tokenizer = Tokenizer(d.level or corpus.level, d.lowercase, d.whitespace)
+        tokenizer = run_tokenizer(d, corpus)
         if "train" in corpus.lazy:  # a file: estimated as it is read, within the memory budget
             lm = _estimate_file(corpus, m, d, tokenizer, out)
         elif m.cluster:

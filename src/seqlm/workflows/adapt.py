@@ -91,7 +91,7 @@ def adapt(model_path: str | Path, method: str, *, out: str | Path, params=(), tu
         raise SeqlmError(f"{model_path} is not a neural model: dynamic evaluation and the cache need one "
                          f"(train with a neural --model)")
     data = base.config.get("data", {})
-    source = SplitSource(corpus or data.get("corpus"), data_dir or data.get("data_dir"), base.vocab.tokenizer.level,
+    source = SplitSource(corpus or data.get("corpus"), data_dir or data.get("data_dir"), base.vocab.tokenizer.text_level,
                          " (the model was trained on files)")
     split = source.lines
 

@@ -48,7 +48,7 @@ def mix(models: list[str | Path], *, out: str | Path, weights=None, corpus: str 
         for p in parts:
             cfg = getattr(p, "config", None) or getattr(getattr(p, "source", None), "config", None) or {}
             corpus_name = corpus_name or (cfg.get("data") or {}).get("corpus")
-    split = SplitSource(corpus_name, data_dir, parts[0].vocab.tokenizer.level).lines
+    split = SplitSource(corpus_name, data_dir, parts[0].vocab.tokenizer.text_level).lines
 
     valid_text = split("valid", valid)[:valid_lines]
     lps = []

@@ -19,8 +19,9 @@ of counts, a text block's distinct types).  The kernels are the single-process p
    sent it, the starts-with-``<s>`` flags from the order below; each returns its counts of counts, and the
    client computes the discounts (the small global reduce) and passes them on.
 4. **Estimation**, order by order, a task per bucket (a run of whole contexts, ``order_step``), reading p of
-   the order below where its suffixes point; then one task concatenates the columns into the model folder and
-   packs the trie.  The client writes the folder's vocabulary and config.
+   the order below where its suffixes point, and writing its columns in place into the model folder's column
+   files (each bucket's place among the kept n-grams is known from stage 3); then one task packs the trie.  The
+   client writes the folder's vocabulary and config.
 
 A task writes each file under a temporary name and renames it, and removes nothing it read, so a task that a
 dead worker left half done is simply run again (the engine reschedules it: ``distributed.scheduler.
@@ -47,7 +48,7 @@ import numpy as np
 
 from seqlm.errors import SeqlmError, check_signals, signals_deferred
 from seqlm.io.memory import parse_memory
-from seqlm.models.ngram.external_count import COLUMNS, SHARE, NpyWriter, chunk_ngrams, merge_entries
+from seqlm.models.ngram.external_count import COLUMNS, SHARE, chunk_ngrams, merge_entries
 from seqlm.models.ngram.smoothing import (
     Tables,
     counts_of_counts,
@@ -535,8 +536,11 @@ def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Se
 
 
 # -- 4. estimation --------------------------------------------------------------------------------------
-def _estimate_bucket(b: int, c0: int, c1: int, *, work: Path, k: int, V: int, smoothing: str, d, prune_k: int,
-                     kval: float, lower: Segmented, kept_below: Segmented | None, kept_prefix, last: bool) -> int:
+def _estimate_bucket(b: int, c0: int, c1: int, at: int, *, work: Path, columns: dict, k: int, V: int,
+                     smoothing: str, d, prune_k: int, kval: float, lower: Segmented, kept_below: Segmented | None,
+                     kept_prefix, last: bool) -> int:
+    """A bucket's estimate, its columns written in place into the model folder's column files: its kept n-grams
+    from ``at``, the backoff weights of its contexts' kept n-grams of the order below from where they begin."""
     _fault(work, f"estimate{k}", b)
     keys = _read(_f(work, "keys", k, b), np.int64)
     raw = _read(_f(work, "counts", k, b), np.int64)
@@ -546,45 +550,57 @@ def _estimate_bucket(b: int, c0: int, c1: int, *, work: Path, k: int, V: int, sm
                               V - 1)
     kk = keys[kept]
     if kept_below is None:
-        kp = np.ones(c1 - c0, dtype=bool)
+        kp, bow_at = np.ones(c1 - c0, dtype=bool), c0
     else:  # pruning below: contexts are renumbered among the kept n-grams of the order below
-        kp = kept_below.read(c0, c1)
-        rank = kept_below.count_before(c0, kept_prefix) + np.cumsum(kp) - 1
+        kp, bow_at = kept_below.read(c0, c1), kept_below.count_before(c0, kept_prefix)
+        rank = bow_at + np.cumsum(kp) - 1
         kk = rank[kk // V - c0] * V + kk % V
-    _save(_f(work, "ckeys", k, b), kk)
-    _save(_f(work, "clogprob", k, b), safe_log(p[kept]))
-    _save(_f(work, "clogbow", k - 1, b), safe_log(bow[kp]))
+    _write_at(columns, f"keys{k}", at, kk)
+    _write_at(columns, f"logprob{k}", at, safe_log(p[kept]))
+    _write_at(columns, f"logbow{k - 1}", bow_at, safe_log(bow[kp]))
     if not last:
         _save(_f(work, "p", k, b), p)
         _save(_f(work, "kept", k, b), kept)
     return int(kept.sum())
 
 
-def _pack(_i: int, *, work: Path, out: Path, V: int, parts: list[list[int]], kept_n: list[int], quantize, unseen: str,
-          info: dict, entropy, buckets: list[int]):
-    """The columns of every order into the model folder, entropy pruning if asked, and the trie."""
+def _write_at(columns: dict, name: str, at: int, a: np.ndarray) -> None:
+    """Elements ``at``... of a column file (``columns``: name -> (path, where its data begins)); rewriting them is
+    harmless, so a task run again after a dead worker writes the same bytes."""
+    path, start = columns[name]
+    with open(path, "r+b") as f:
+        f.seek(start + at * a.dtype.itemsize)
+        f.write(np.ascontiguousarray(a).tobytes())
+    _Meter.written += a.nbytes
+
+
+def column_files(folder: Path, kept_n: list[int]) -> dict:
+    """The empty column files of every order (keys, ln p, ln backoff: .npy of their final sizes, zeros until
+    written): name -> (path, where the data begins)."""
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for k, n in enumerate(kept_n, start=1):
+        for name, dtype in (("keys", np.int64), ("logprob", np.float64), ("logbow", np.float64)):
+            path = folder / f"{name}{k}.npy"
+            with open(path, "wb") as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                         "fortran_order": False, "shape": (n,)})
+                start = f.tell()
+                f.truncate(start + n * 8)
+            out[f"{name}{k}"] = (path, start)
+    return out
+
+
+def _pack(_i: int, *, work: Path, out: Path, V: int, kept_n: list[int], quantize, unseen: str, info: dict, entropy,
+          buckets: list[int]):
+    """Entropy pruning if asked, and the trie of the model folder's columns."""
     from seqlm.models.ngram.model import TRIE
     from seqlm.models.ngram.trie import pack
 
     _fault(work, "pack", 0)
     N = len(kept_n)
     cols = out / COLUMNS
-    shutil.rmtree(cols, ignore_errors=True)  # what a dead worker left
-    shutil.rmtree(out / TRIE, ignore_errors=True)
-    cols.mkdir()
-    for k in range(1, N + 1):
-        for name, dtype in (("keys", np.int64), ("logprob", np.float64)):
-            w = NpyWriter(cols / f"{name}{k}.npy", dtype, kept_n[k - 1])
-            for b in parts[k - 1]:
-                w.write(_read(_f(work, "c" + name, k, b), dtype))
-            w.close()
-        w = NpyWriter(cols / f"logbow{k}.npy", np.float64, kept_n[k - 1])
-        if k < N and parts[k]:
-            for b in parts[k]:
-                w.write(_read(_f(work, "clogbow", k, b), np.float64))
-        else:  # the highest order, or no n-gram above: every context keeps weight 1
-            w.write(np.zeros(kept_n[k - 1]))
-        w.close()
+    shutil.rmtree(out / TRIE, ignore_errors=True)  # what a dead worker left
     columns = [[np.load(cols / f"{name}{k}.npy", mmap_mode="r") for k in range(1, N + 1)]
                for name in ("keys", "logprob", "logbow")]
     sizes = list(kept_n)
@@ -641,7 +657,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
                 _unigram_continuations, [0], work=work, V=V, sources=len(orders[0].sizes))[0]
             a1[BOS_ID] = 0
             coc.append(counts_of_counts(a1))
-        kept_n = [V]
+        kept_n, kept_at = [V], [None]  # n-grams kept per order, and where each bucket's begin among them
         below = None
         for j, o in enumerate(orders):
             above = orders[j + 1] if j + 1 < len(orders) else None
@@ -649,6 +665,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
                              continuations=len(above.sizes) if (kn and above is not None) else 0)
             coc.append(np.sum([c for c, _ in res], axis=0) if res else np.zeros(6, np.int64))
             kept_n.append(sum(n for _, n in res))
+            kept_at.append(np.concatenate([[0], np.cumsum([n for _, n in res])]).astype(np.int64))
             below = Segmented(work, "bos", o.k, o.starts, bool)
         _remove(work, "cont", "bos")
         if not kn:
@@ -661,17 +678,17 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
         lp = safe_log(lower)
         lp[BOS_ID] = -np.inf
         _save(_f(work, "p", 1, 0), lower)
-        _save(_f(work, "ckeys", 1, 0), np.arange(V, dtype=np.int64))
-        _save(_f(work, "clogprob", 1, 0), lp)
-        parts = [[0]]
+        columns = column_files(out / COLUMNS, kept_n)
+        _write_at(columns, "keys1", 0, np.arange(V, dtype=np.int64))
+        _write_at(columns, "logprob1", 0, lp)
         lower_seg, kept_below, kept_prefix = Segmented(work, "p", 1, [0, V], np.float64), None, None
         for o in orders:
             bs, c0, c1 = _contexts(o, int(lower_seg.starts[-1]))
             last = o.k == order
-            kept = engine.map(_estimate_bucket, bs, c0, c1, work=work, k=o.k, V=V, smoothing=smoothing,
-                              d=discounts[o.k - 1], prune_k=prune[o.k - 1], kval=k, lower=lower_seg,
-                              kept_below=kept_below, kept_prefix=kept_prefix, last=last)
-            parts.append(bs)
+            kept = engine.map(_estimate_bucket, bs, c0, c1, [int(kept_at[o.k - 1][b]) for b in bs], work=work,
+                              columns=columns, k=o.k, V=V, smoothing=smoothing, d=discounts[o.k - 1],
+                              prune_k=prune[o.k - 1], kval=k, lower=lower_seg, kept_below=kept_below,
+                              kept_prefix=kept_prefix, last=last)
             _remove(work, f"p{o.k - 1}-", f"kept{o.k - 1}-", f"adjusted{o.k}-", f"suffix{o.k}-", f"keys{o.k}-")
             lower_seg = Segmented(work, "p", o.k, o.starts, np.float64)
             per_bucket = np.zeros(len(o.sizes), dtype=np.int64)
@@ -683,7 +700,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
         if entropy:  # histories are weighed by their counts
             _save(work / "unigrams.bin", uni)
         layout, info, kept_n = engine.map(
-            _pack, [0], work=work, out=out, V=V, parts=parts, kept_n=kept_n, quantize=quantize,
+            _pack, [0], work=work, out=out, V=V, kept_n=kept_n, quantize=quantize,
             unseen="uniform" if smoothing == "add-k" else "backoff", info=info, entropy=entropy,
             buckets=[len(o.sizes) for o in orders])[0]
         t3 = time.perf_counter()

@@ -291,14 +291,17 @@ def cluster_table(res: dict, source: str) -> list[str]:
     for r in res["rows"]:
         c = r["cluster"]
         rows.append([f"{r['tokens']:,}", f"{r['single']['seconds']:.1f} s", f"{c['wall_s']:.1f} s",
-                     f"{r['ratio']:.2f}x", " / ".join(f"{m:.0f}" for m in c["worker_peak_rss_mb"]) +
-                     f" of {r['worker_budget_mb']:.0f} MB", f"{c['blocks']} / {c['buckets'][0]}",
+                     f"{r['ratio']:.2f}x", f"{r['single']['peak_mb']:.0f} MB",
+                     " / ".join(f"{m:.0f}" for m in c["worker_peak_rss_mb"]) + f" MB (share {r['worker_budget_mb']:.0f})", f"{c['blocks']} / {c['buckets'][0]}",
                      f"{sum(s['read_bytes'] + s['written_bytes'] for s in c['stages'].values()) / 1e9:.1f} GB",
                      "yes" if r["same_trie"] else "**no**"])
     lines = _table(f"**5-gram estimation on a local cluster** (modified KN, `--memory {res['memory']}`, generated "
                    f"text; whole processes: `seqlm train --train FILE` against the same with `--cluster local:{w}`; "
+                   f"peak RSS counts the mapped files a process touched: packing the trie maps the whole model, in the "
+                   f"one process or in one worker; "
                    f"`python bench/cluster.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
-                   ["tokens", "one process", f"local:{w}", "ratio (goal <= 1.5x)", "workers' peak RSS",
+                   ["tokens", "one process", f"local:{w}", "ratio (goal <= 1.5x)", "one process's peak RSS",
+                    "workers' peak RSS",
                     "blocks / buckets per order", "scratch read + written", "same trie"], rows)
     p = res.get("projection")
     if p:

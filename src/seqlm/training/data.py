@@ -33,8 +33,8 @@ def run_tokenizer(d: DataConfig, corpus: Corpus) -> Tokenizer:
 
 
 def split_metrics(lm, corpus: Corpus, splits=("valid", "test")) -> tuple[dict, dict]:
-    """(``{split}_perplexity`` and, at character level, ``{split}_bits_per_character`` for each of ``splits``
-    the corpus has; each split's whole evaluation), in stream mode."""
+    """(``{split}_perplexity``, ``_bits_per_byte``, ``_word_perplexity``, ``_oov`` and, at character level,
+    ``_bits_per_character`` for each of ``splits`` the corpus has; each split's whole evaluation), stream mode."""
     metrics, results = {}, {}
     for split in splits:
         if split in corpus.splits:
@@ -43,4 +43,8 @@ def split_metrics(lm, corpus: Corpus, splits=("valid", "test")) -> tuple[dict, d
             metrics[f"{split}_perplexity"] = r["perplexity"]
             if "bits_per_character" in r:
                 metrics[f"{split}_bits_per_character"] = r["bits_per_character"]
+            # one scale whatever the unit (docs/reference/conventions.md), and what a word model's <unk> hides
+            metrics[f"{split}_bits_per_byte"] = r["bits_per_byte"]
+            metrics[f"{split}_word_perplexity"] = r["word_perplexity"]
+            metrics[f"{split}_oov"] = r["oov"]
     return metrics, results

@@ -19,6 +19,7 @@ TYPES = {
     "prune": "bench/prune.py",
     "counts": "bench/counts.py",
     "ngram-cluster": "bench/cluster.py",
+    "units": "bench/units.py",
     "interpolate": "bench/interpolate.py",
     "neural-defaults": "bench/neural_defaults.py",
     "ngram-scale": "bench/ngram.py --scale",

@@ -57,7 +57,8 @@ def row(res: dict, seconds: float, out: Path) -> dict:
     model = res.get("model", {})
     return {"bits_per_byte": test.get("bits_per_byte", m.get("test_bits_per_byte")),
             "word_perplexity": test.get("word_perplexity", m.get("test_word_perplexity")),
-            "perplexity": test.get("perplexity", m.get("test_perplexity")), "unit": test.get("unit", m.get("unit")),
+            "perplexity": test.get("perplexity", m.get("test_perplexity")), "unit": test.get("unit"),
+            "level": (res.get("config") or {}).get("data", {}).get("level"),
             "oov": test.get("oov", m.get("test_oov")), "vocab_size": model.get("vocab_size"),
             "ngrams": model.get("ngrams"), "parameters": model.get("parameters"),
             "model_mb": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, "seconds": seconds}

@@ -289,3 +289,38 @@ def test_a_body_that_is_not_a_json_object_is_named(client):
     r = client.post("/v1/suggest", json=["the"])
     assert r.status_code == 422 and "must be a JSON object" in r.json()["error"]
 
+
+
+def test_a_subword_model_suggests_whole_words(tmp_path, small_files):
+    """Suggestions of a BPE model are words, not pieces: each built from its pieces, its probability that of the
+    pieces and of a word or line beginning after them; a partly typed word is completed."""
+    pytest.importorskip("tokenizers")
+    from seqlm.server.models import Served
+    from seqlm.text.subword import SPACE
+    from seqlm.text.vocab import EOS_ID
+
+    assert main(["-q", "train", "--model", "kn", "--order", "5", "--level", "bpe", "--vocab-size", "400",
+                 "--train", str(small_files["train"]), "--out", str(tmp_path / "bpe")]) == 0
+    lm = seqlm.load(tmp_path / "bpe")
+    served = Served("bpe", str(tmp_path / "bpe"), lm, 16)
+    r = served.suggest("the ", 5, False)
+    train_words = set(small_files["train"].read_text().split())
+    words = [s["token"] for s in r["suggestions"]]
+    assert len(words) == 5 and len(set(words)) == 5 and all(w in train_words for w in words), words
+    assert [s["log_prob"] for s in r["suggestions"]] == sorted((s["log_prob"] for s in r["suggestions"]), reverse=True)
+    vocab = lm.vocab
+    begins = np.array([w.startswith(SPACE) for w in vocab.itos])
+    begins[EOS_ID] = True
+    for s in r["suggestions"]:
+        assert "".join(s["pieces"]) == SPACE + s["token"]
+        state = lm.advance_tokens(lm.start(), vocab.encode(vocab.tokenizer.tokenize("the ")))
+        total = 0.0
+        for p in s["pieces"]:
+            lp = np.asarray(lm.next_logprobs(state), dtype=np.float64)
+            total += lp[vocab.stoi[p]]
+            state = lm.advance(state, vocab.stoi[p])
+        total += np.logaddexp.reduce(np.asarray(lm.next_logprobs(state), dtype=np.float64)[begins])
+        assert s["log_prob"] == pytest.approx(total)
+    target = next(w for w in words if len(w) > 2)
+    r = served.suggest("the " + target[:2], 5, False)
+    assert r["partial"] == target[:2] and all(s["token"].startswith(target[:2]) for s in r["suggestions"])

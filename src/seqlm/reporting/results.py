@@ -20,6 +20,7 @@ TYPES = {
     "counts": "bench/counts.py",
     "ngram-cluster": "bench/cluster.py",
     "units": "bench/units.py",
+    "subword-libs": "bench/subword_libs.py",
     "interpolate": "bench/interpolate.py",
     "neural-defaults": "bench/neural_defaults.py",
     "ngram-scale": "bench/ngram.py --scale",

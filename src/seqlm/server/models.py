@@ -15,7 +15,10 @@ from seqlm.errors import SeqlmError
 from seqlm.models.interface import LanguageModel
 from seqlm.server.cache import PrefixCache
 from seqlm.tasks.generate import top_ids
-from seqlm.text.vocab import SPECIALS
+from seqlm.text.subword import BYTE_PIECE, SPACE, SUBWORD
+from seqlm.text.vocab import EOS_ID, SPECIALS
+
+MAX_PIECES = 8  # a suggested word is at most this many subword pieces
 
 
 class Served:
@@ -26,6 +29,7 @@ class Served:
         self.name, self.path, self.model = name, path, model
         self.cache = PrefixCache(model, cache_size)
         self.lock = threading.Lock()
+        self._piece_table = None  # subword models: see _pieces
         # suggestions are batched when the model steps a batch at once (neural models)
         self.batching = type(model).advance_many is not LanguageModel.advance_many
         self.waiting: list = []  # (state, token, future) of the requests waiting for the next batched step
@@ -47,13 +51,63 @@ class Served:
         return self.sorted_ids[lo:hi]
 
     def _context(self, text: str) -> tuple[list[str], str]:
-        """The tokens before the one to suggest, and the partly typed word (word level, no space after it)."""
+        """The tokens before the one to suggest, and the partly typed word (word and subword levels, no space
+        after it)."""
         tok = self.model.vocab.tokenizer
+        if tok.level in SUBWORD and text and not text[-1].isspace() and text.split():
+            partial = text.split()[-1]
+            return tok.tokenize(text[:len(text) - len(partial)]), partial
         tokens = tok.tokenize(text)
         partial = ""
         if tok.level == "word" and tokens and text and not text[-1].isspace():
             partial, tokens = tokens[-1], tokens[:-1]
         return tokens, partial
+
+    def _pieces(self):
+        """Subword vocabularies: which pieces begin a word (``▁``), each piece's text, and which may be part of a
+        suggested word (not a special, not a byte piece)."""
+        if self._piece_table is None:
+            itos = self.model.vocab.itos
+            begins = np.array([w.startswith(SPACE) for w in itos])
+            texts = [w[1:] if w.startswith(SPACE) else w for w in itos]
+            usable = np.array([w not in SPECIALS and not BYTE_PIECE.fullmatch(w) for w in itos])
+            self._piece_table = begins, texts, usable
+        return self._piece_table
+
+    def words(self, state, logp: np.ndarray, partial: str, k: int) -> list[tuple[str, float, list[int]]]:
+        """Whole words from a subword model, built piece by piece by a beam search from ``state``: a word is its
+        pieces (the first begins with ``▁``), and it ends where the model's next piece begins another word or
+        ends the line, so its log-probability is that of its pieces plus that of ending there.  Only words that
+        start with ``partial``; the ``k`` most probable, as (word, log p, piece ids)."""
+        begins, texts, usable = self._pieces()
+        ends = begins.copy()
+        ends[EOS_ID] = True
+        width = max(2 * k, 8)
+        beam = [(0.0, state, "", [], logp)]
+        found: dict[str, tuple[float, list[int]]] = {}
+        for _ in range(MAX_PIECES):
+            grown = []
+            for score, st, word, ids, lp in beam:
+                if ids and word.startswith(partial):  # the word may end here
+                    end = score + float(np.logaddexp.reduce(lp[ends]))
+                    if end > found.get(word, (-np.inf,))[0]:
+                        found[word] = (end, ids)
+                allowed = np.flatnonzero((~begins if ids else begins) & usable & np.isfinite(lp))
+                rest = partial[len(word):]
+                if rest:  # pieces consistent with what is still to type
+                    allowed = np.array([i for i in allowed if texts[i] and (texts[i].startswith(rest) or
+                                                                            rest.startswith(texts[i]))], dtype=np.int64)
+                for i in allowed[np.argsort(-lp[allowed], kind="stable")[:width]]:
+                    grown.append((score + float(lp[i]), st, word + texts[i], ids + [int(i)]))
+            kth = sorted((v[0] for v in found.values()), reverse=True)[k - 1] if len(found) >= k else -np.inf
+            grown = sorted((g for g in grown if g[0] > kth), key=lambda g: -g[0])[:width]  # no better word below
+            if not grown:
+                break
+            states = self.model.advance_many([g[1] for g in grown], [g[3][-1] for g in grown])
+            beam = [(g[0], s, g[2], g[3], np.asarray(self.model.next_logprobs(s), dtype=np.float64))
+                    for g, s in zip(grown, states)]
+        best = sorted(found.items(), key=lambda item: -item[1][0])[:k]
+        return [(w, score, ids) for w, (score, ids) in best]
 
     def suggest(self, text: str, k: int, allow_unk: bool) -> dict:
         tokens, partial = self._context(text)
@@ -61,6 +115,8 @@ class Served:
         with self.lock:
             state, reused = self.cache.state(self.model.vocab.encode(tokens))
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
+            if self.model.vocab.tokenizer.level in SUBWORD:
+                return self._word_answer(text, k, tokens, partial, reused, state, logp, t0)
         return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
 
     async def suggest_batched(self, text: str, k: int, allow_unk: bool) -> dict:
@@ -84,7 +140,18 @@ class Served:
             self.cache.insert(key, ids, state, reused)
         with self.lock:
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
+            if self.model.vocab.tokenizer.level in SUBWORD:
+                return self._word_answer(text, k, tokens, partial, reused, state, logp, t0)
         return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
+
+    def _word_answer(self, text, k, tokens, partial, reused, state, logp, t0) -> dict:
+        """A subword model's suggestions: whole words (:meth:`words`), each with the pieces it is made of."""
+        vocab = self.model.vocab
+        found = self.words(state, logp, partial, k)
+        return {"model": self.name, "text": text, "context_tokens": len(tokens), "cached_tokens": reused,
+                "partial": partial, "suggestions": [{"token": w, "prob": float(np.exp(lp)), "log_prob": float(lp),
+                                                     "pieces": [vocab.itos[i] for i in ids]} for w, lp, ids in found],
+                "seconds": round(time.perf_counter() - t0, 6)}
 
     def _flush(self) -> None:
         batch, self.waiting = self.waiting, []

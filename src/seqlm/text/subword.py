@@ -27,7 +27,7 @@ INSTALL = "pip install 'seqlm[units]'"
 UNK = "<unk>"
 SPECIAL = [UNK] + [f"<0x{b:02X}>" for b in range(256)]  # bpe, unigram: byte fallback, as SentencePiece's
 MIN_PIECES = 260
-_BYTE_PIECE = re.compile("<0x([0-9A-F]{2})>")
+BYTE_PIECE = re.compile("<0x([0-9A-F]{2})>")
 
 # byte value -> token, and back
 _BYTE = [chr(b) if 0x21 <= b <= 0x7E else (SPACE if b == 0x20 else f"<0x{b:02X}>") for b in range(256)]
@@ -99,7 +99,7 @@ def pieces_text(tokens: Iterable[str]) -> str:
     """Pieces back to text: ``▁`` begins a word, ``<0xNN>`` pieces are bytes."""
     out = bytearray()
     for t in tokens:
-        m = _BYTE_PIECE.fullmatch(t)
+        m = BYTE_PIECE.fullmatch(t)
         out += bytes([int(m.group(1), 16)]) if m else t.encode("utf-8")
     return out.decode("utf-8", errors="replace").replace(SPACE, " ").strip()
 

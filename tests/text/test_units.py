@@ -88,3 +88,21 @@ def test_bad_unit_options_are_one_line(tmp_path, toy_files, capsys):
     assert main(base + ["--level", "bpe", "--vocab-size", "100"]) == 2
     assert "data.vocab_size must be at least 260 for bpe (got 100): the 256 byte pieces" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_an_arpa_file_carries_the_pieces(tmp_path, toy_files):
+    """A subword model's ARPA file holds its pieces (in the tokenizer's mark): read back alone, it reads text as
+    the model did and scores the same; KenLM reads the file too."""
+    out, arpa = tmp_path / "m", tmp_path / "m.arpa.gz"
+    assert main(["-q", "train", "--train", str(toy_files["train"]), "--model", "kn", "--order", "4", "--level",
+                 "unigram", "--vocab-size", "300", "--out", str(out), "--arpa", str(arpa)]) == 0
+    lm, back = seqlm.load(out), seqlm.load(arpa)
+    assert back.vocab.tokenizer == lm.vocab.tokenizer
+    lines = toy_files["test"].read_text().splitlines()
+    assert seqlm.evaluate(back, lines)["perplexity"] == pytest.approx(seqlm.evaluate(lm, lines)["perplexity"],
+                                                                      rel=1e-5)
+    kenlm = pytest.importorskip("kenlm")
+    ken = kenlm.Model(str(arpa))
+    line = lm.vocab.tokenizer.tokenize(lines[0])
+    assert ken.score(" ".join(line), bos=True, eos=True) == pytest.approx(
+        float(np.sum(lm.score_lines([lm.vocab.encode(line)])[0])) / np.log(10), abs=1e-3)

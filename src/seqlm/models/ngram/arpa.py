@@ -9,8 +9,10 @@ gzip magic bytes) are compressed/decompressed transparently.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +31,23 @@ MARK = "<seqlm:tokenizer:"
 
 
 def _mark(tokenizer: Tokenizer) -> str:
-    return f"{MARK}level={tokenizer.level}:lowercase={int(tokenizer.lowercase)}:whitespace={tokenizer.whitespace}>"
+    """The tokenizer as one unigram no text contains; a subword model's pieces ride in it (zlib, base64: no
+    whitespace, so the file stays one KenLM reads, and the ARPA file alone reads text as the model did)."""
+    pieces = ""
+    if tokenizer.model is not None:
+        pieces = ":pieces=" + base64.urlsafe_b64encode(zlib.compress(tokenizer.model.encode("utf-8"), 9)).decode()
+    return (f"{MARK}level={tokenizer.level}:lowercase={int(tokenizer.lowercase)}:whitespace={tokenizer.whitespace}"
+            f"{pieces}>")
 
 
 def parse_mark(word: str, bad: str) -> Tokenizer:
     try:
         fields = dict(f.split("=", 1) for f in word[len(MARK):-1].split(":"))
         # files written before the whitespace rule: their text was split at every Unicode space
-        return Tokenizer(fields["level"], bool(int(fields["lowercase"])), fields.get("whitespace", "unicode"))
-    except (ValueError, KeyError, SeqlmError):
+        pieces = fields.get("pieces")
+        model = zlib.decompress(base64.urlsafe_b64decode(pieces)).decode("utf-8") if pieces else None
+        return Tokenizer(fields["level"], bool(int(fields["lowercase"])), fields.get("whitespace", "unicode"), model)
+    except (ValueError, KeyError, SeqlmError, zlib.error):
         raise SeqlmError(f"{bad}: unreadable tokenizer mark {word!r}: re-export the model") from None
 
 

@@ -38,8 +38,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     del SIGNALS[:]  # SIGINT/SIGTERM seen during this call (errors.SIGNALS: long loops check it every step)
 
+    finishing = []  # set once the command has returned: a signal then is recorded, not raised
+
     def on_signal(signum, frame):
         SIGNALS.append(signum)
+        if finishing:  # the output is complete and the handlers are being put back: raising here would only
+            return     # print a traceback from the finally below
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     # first of all: a SIGTERM while the commands' modules load is handled as one later is
@@ -69,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
         return _unexpected(e, bool(args is not None and args.verbose))
     finally:
+        finishing.append(True)
         for signum, handler in previous:
             _handle(signum, handler)
         sys.unraisablehook = hook

@@ -31,7 +31,7 @@ MAX_ORDER = 32
 
 @dataclass
 class DataConfig:
-    corpus: str | None = "ptb"  # registered corpus (ptb, ptb-char) or None with files below
+    corpus: str | None = "ptb"  # registered corpus (text/corpora.py: ptb, wikitext-2, text8, ...) or None with files below
     data_dir: str | None = None  # folder holding the corpus files (else $SEQLM_DATA, cache, download)
     train: str | None = None  # raw text files, one sentence per line
     valid: str | None = None
@@ -170,6 +170,7 @@ class Meta:
     command: str = ""
     notes: str = ""
     ablation: str = ""  # runs that share this name are one ablation: the report draws them together
+    status: str = ""  # "" (run here: its results are committed) or why not yet, e.g. "not yet run here: ..."
 
 
 @dataclass

@@ -41,7 +41,8 @@ def add_data(p: argparse.ArgumentParser, files: bool = False, split: str | None 
     """--corpus and --data-dir; with ``files``, the training files (--train/--valid/--test or --text);
     with ``split``, --split (that default) and --file (a text instead of a corpus split)."""
     g = p.add_argument_group("data")
-    g.add_argument("--corpus", help="registered corpus: ptb, ptb-char")
+    g.add_argument("--corpus", help="registered corpus: ptb, ptb-char, wikitext-2[-raw], wikitext-103[-raw], "
+                                    "text8, enwik8 (downloaded once into the cache, checksum-verified)")
     g.add_argument("--data-dir", help="folder holding corpus files (else $SEQLM_DATA, the cache, download)")
     if files:
         g.add_argument("--train", help="training text file, one sentence per line")

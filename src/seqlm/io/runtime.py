@@ -10,9 +10,22 @@ from pathlib import Path
 log = logging.getLogger("seqlm")
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a handler that kept the stream it was made with
+    would write into a closed one once a caller, a test's capture, swapped stderr back)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("seqlm: %(message)s"))
     root = logging.getLogger("seqlm")
     root.handlers[:] = [handler]

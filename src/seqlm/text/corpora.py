@@ -3,12 +3,16 @@
 Registry (see :data:`REGISTRY`):
 
 * ``ptb``: Penn Treebank, Mikolov's preprocessing (10k words, ``<unk>`` in the text), word level;
-* ``ptb-char``: the same three files read as characters.
+* ``ptb-char``: the same three files read as characters;
+* ``wikitext-2``, ``wikitext-103`` (word level) and their raw forms ``wikitext-2-raw``, ``wikitext-103-raw``
+  (characters by default): the canonical WikiText archives;
+* ``text8`` (characters) and ``enwik8`` (bytes): 100M characters / bytes of Wikipedia, cut 90M/5M/5M.
 
 A named corpus is looked up, in order, in ``--data-dir``, ``$SEQLM_DATA`` (each may hold the files
 directly or under ``<name>/``) and the user cache (``$XDG_CACHE_HOME/seqlm`` or ``~/.cache/seqlm``);
-if absent it is downloaded from its canonical public location into the cache.  Every file is verified
-against its pinned SHA-256 wherever it was found.
+if absent it is downloaded from its canonical public location into the cache (text/fetch.py).  Every file
+is verified against its pinned SHA-256 wherever it was found, or against the digests seqlm wrote when it
+extracted the file from a pinned archive.
 
 Raw text: ``--train/--valid/--test FILE``, or one ``--text FILE`` split by line ratios.  Blank lines are
 skipped everywhere (a line is a sentence; a sentence has at least one token).
@@ -16,16 +20,14 @@ skipped everywhere (a line is a sentence; a sentence has at least one token).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqlm.errors import SeqlmError
-from seqlm.io.files import atomic_write, sha256_file
+from seqlm.io.files import sha256_file
+from seqlm.text import fetch
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,31 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """A corpus published as one zip archive (text/fetch.py extracts it): pinned by its SHA-256 where that is
+    published, else by its one member's.  Its splits are members of their own (``members``: split -> file
+    name, in whatever folder of the archive), or one member cut into train, valid and test (``member`` and
+    ``cut``: the byte lengths of train and valid; test is the rest)."""
+
+    name: str
+    urls: tuple[str, ...]
+    sha256: str | None = None
+    members: dict[str, str] | None = None
+    member: str | None = None
+    member_sha256: str | None = None
+    cut: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class CorpusSpec:
     name: str
     level: str
     folder: str
     files: dict[str, str]  # split -> file name
-    sha256: dict[str, str]  # file name -> checksum
+    sha256: dict[str, str]  # file name -> checksum (files layout; an archive's files: its manifest)
     sources: tuple[Source, ...]
     description: str = ""
+    archive: Archive | None = None  # the archive layout (sources empty)
 
 
 _PTB_FILES = {s: f"ptb.{s}.txt" for s in SPLITS}
@@ -65,12 +84,56 @@ _PTB_SOURCES = (
         member="./simple-examples/data/ptb.{split}.txt",
     ),
 )
+# WikiText (Merity et al. 2017): the canonical archives, pinned by the SHA-256 digests HF datasets pins for them
+# (datasets/wikitext/dataset_infos.json); the original S3 location first, then the author's own mirror
+_WIKITEXT_SHA = {
+    "wikitext-2-v1.zip": "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c",
+    "wikitext-2-raw-v1.zip": "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
+    "wikitext-103-v1.zip": "242ba0f20b329cfdf1ccc61e9e9e5b59becf189db7f7a81cd2a0e2fc31539590",
+    "wikitext-103-raw-v1.zip": "91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
+}
+# text8 and enwik8 (Mahoney): the 100,000,000-byte member pinned (its digest as published with many papers'
+# code); cut 90M / 5M / 5M, as Mikolov et al. 2012 (text8) and the Hutter-prize papers (enwik8) cut them
+_HUTTER_CUT = (90_000_000, 5_000_000)
+
+
+def _wikitext(name: str, size: str, raw: bool) -> CorpusSpec:
+    ext = "raw" if raw else "tokens"
+    zipname = f"wikitext-{size}{'-raw' if raw else ''}-v1.zip"
+    files = {s: f"wiki.{s}.{ext}" for s in SPLITS}
+    urls = (f"https://s3.amazonaws.com/research.metamind.io/wikitext/{zipname}",
+            f"https://wikitext.smerity.com/{zipname}")
+    what = ("raw text (no <unk>, punctuation and case kept), as characters" if raw
+            else "tokenised, <unk> in the text (vocabulary 33k for -2, 267k for -103)")
+    return CorpusSpec(name, "char" if raw else "word", name, files, {}, (),
+                      f"WikiText-{size} (Merity et al. 2017): {what}",
+                      Archive(zipname, urls, _WIKITEXT_SHA[zipname], members=files))
+
+
+def _hutter(name: str, level: str, member_sha256: str, urls: tuple[str, ...], what: str) -> CorpusSpec:
+    files = {s: f"{name}.{s}.txt" for s in SPLITS}
+    return CorpusSpec(name, level, name, files, {}, (), what,
+                      Archive(f"{name}.zip", urls, member=name, member_sha256=member_sha256, cut=_HUTTER_CUT))
+
 
 REGISTRY: dict[str, CorpusSpec] = {
     "ptb": CorpusSpec("ptb", "word", "ptb", _PTB_FILES, _PTB_SHA, _PTB_SOURCES,
                       "Penn Treebank, Mikolov's preprocessing: 10k words, <unk> in the text"),
     "ptb-char": CorpusSpec("ptb-char", "char", "ptb", _PTB_FILES, _PTB_SHA, _PTB_SOURCES,
                            "the same Penn Treebank text as characters"),
+    "wikitext-2": _wikitext("wikitext-2", "2", raw=False),
+    "wikitext-2-raw": _wikitext("wikitext-2-raw", "2", raw=True),
+    "wikitext-103": _wikitext("wikitext-103", "103", raw=False),
+    "wikitext-103-raw": _wikitext("wikitext-103-raw", "103", raw=True),
+    "text8": _hutter("text8", "char", "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7",
+                     ("http://mattmahoney.net/dc/text8.zip",),
+                     "text8 (Mahoney): 100M characters of Wikipedia, lower-case a-z and space, one line; "
+                     "90M / 5M / 5M"),
+    "enwik8": _hutter("enwik8", "byte", "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8",
+                      ("http://mattmahoney.net/dc/enwik8.zip",
+                       "https://huggingface.co/datasets/enwik8/resolve/main/enwik8.zip"),
+                      "enwik8 (Hutter prize): the first 100M bytes of an English Wikipedia XML dump, as bytes; "
+                      "90M / 5M / 5M (blank lines are skipped, as everywhere in seqlm)"),
 }
 
 
@@ -209,59 +272,6 @@ def _candidates(spec: CorpusSpec, data_dir: str | None) -> list[Path]:
     return out
 
 
-def _verify(path: Path, expected: str) -> None:
-    got = sha256_file(path)
-    if got != expected:
-        raise SeqlmError(f"checksum mismatch for {path} (sha256 {got[:12]}..., expected {expected[:12]}...): "
-                         f"the file is corrupt or another version; delete it and rerun to download it again")
-
-
-def _download(spec: CorpusSpec, dest: Path) -> None:
-    """Fetch every file of ``spec`` into ``dest``, trying each source in turn, verifying checksums."""
-    errors = []
-    for source in spec.sources:
-        try:
-            _download_from(spec, source, dest)
-            return
-        except (OSError, tarfile.TarError, KeyError, ValueError) as e:  # urllib's URLError is an OSError
-            reason = getattr(e, "reason", None) or e
-            errors.append(f"{source.url}: {reason}")
-            log.warning("download failed: %s: %s", source.url, reason)
-    names = " ".join(spec.files.values())
-    raise SeqlmError(f"could not download corpus {spec.name!r} ({'; '.join(errors)}): "
-                     f"put {names} in {dest} or in a folder named by --data-dir / SEQLM_DATA")
-
-
-def _fetch(url: str) -> bytes:
-    import urllib.request  # on use: the HTTP client costs ~25 ms of every start-up otherwise
-
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (fixed https/http URLs)
-        return response.read()
-
-
-def _download_from(spec: CorpusSpec, source: Source, dest: Path) -> None:
-    blobs: dict[str, bytes] = {}
-    if source.member is None:
-        for split, fname in spec.files.items():
-            log.info("downloading %s", source.url.format(split=split))
-            blobs[fname] = _fetch(source.url.format(split=split))
-    else:
-        log.info("downloading %s", source.url)
-        with tarfile.open(fileobj=io.BytesIO(_fetch(source.url)), mode="r:gz") as tar:
-            for split, fname in spec.files.items():
-                member = tar.extractfile(source.member.format(split=split))
-                if member is None:
-                    raise KeyError(source.member.format(split=split))
-                blobs[fname] = member.read()
-    for fname, blob in blobs.items():
-        got = hashlib.sha256(blob).hexdigest()
-        if got != spec.sha256[fname]:
-            raise ValueError(f"{fname} has sha256 {got[:12]}..., expected {spec.sha256[fname][:12]}...")
-    for fname, blob in blobs.items():
-        with atomic_write(dest / fname, "wb") as f:
-            f.write(blob)
-
-
 def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
     """Paths of a named corpus's files (split -> path), verified; downloads into the cache if needed."""
     if name not in REGISTRY:
@@ -269,15 +279,24 @@ def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
     spec = REGISTRY[name]
     if data_dir is not None and not Path(data_dir).is_dir():
         raise SeqlmError(f"--data-dir {data_dir} is not a folder: give the folder that holds {spec.folder}/")
+    dest = cache_dir() / spec.folder
+    if spec.archive is not None:
+        return fetch.archive_files(spec, _candidates(spec, data_dir), dest)
     for folder in _candidates(spec, data_dir):
         paths = {split: folder / fname for split, fname in spec.files.items()}
         if all(p.is_file() for p in paths.values()):
             for p in paths.values():
-                _verify(p, spec.sha256[p.name])
+                fetch.verify(p, spec.sha256[p.name])
             return paths
-    dest = cache_dir() / spec.folder
-    _download(spec, dest)
+    fetch.download_files(spec, dest)
     return {split: dest / fname for split, fname in spec.files.items()}
+
+
+def pinned(spec: CorpusSpec, path: Path) -> str:
+    """The SHA-256 a named corpus's file was verified against."""
+    if spec.archive is not None:
+        return fetch.manifest_digests(path.parent / fetch.MANIFEST)[path.name]
+    return spec.sha256[path.name]
 
 
 def load_corpus(
@@ -314,7 +333,7 @@ def load_corpus(
             else:
                 corpus.splits[split] = read_lines(path)
             corpus.files[split] = str(path)
-            corpus.sha256[split] = spec.sha256[path.name]
+            corpus.sha256[split] = pinned(spec, path)
         return corpus
     if text:
         lines = read_lines(text)
@@ -334,7 +353,7 @@ def load_corpus(
             raise SeqlmError(f"{text} has too few lines ({n}) for a training split: give more text")
         return corpus
     if not given:
-        raise SeqlmError("no data: give --corpus NAME (ptb, ptb-char) or --train FILE")
+        raise SeqlmError(f"no data: give --corpus NAME ({', '.join(REGISTRY)}) or --train FILE")
     corpus = Corpus(Path(given[0]).stem, level or "word")
     for split, path in zip(SPLITS, (train, valid, test)):
         if path and split in lazy:

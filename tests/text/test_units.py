@@ -106,3 +106,49 @@ def test_an_arpa_file_carries_the_pieces(tmp_path, toy_files):
     line = lm.vocab.tokenizer.tokenize(lines[0])
     assert ken.score(" ".join(line), bos=True, eos=True) == pytest.approx(
         float(np.sum(lm.score_lines([lm.vocab.encode(line)])[0])) / np.log(10), abs=1e-3)
+
+
+def test_the_tools_work_on_pieces(tmp_path, toy_files, capsys):
+    """Mixtures, rescoring and the kenlm-compatible API on subword models: a KN and an LSTM that share their
+    pieces mix (the fitted mixture no worse than its best part on the text it was fitted on); rescoring ranks
+    by the pieces' log-prob and counts its word penalty in words; ``seqlm.kenlm`` reads a piece-level model as
+    KenLM reads its ARPA file (the pieces are its words); a piece model and a word model do not mix."""
+    from seqlm.tasks.rescore import Hypothesis, rescore
+
+    base = ["-q", "train", "--train", str(toy_files["train"]), "--valid", str(toy_files["valid"]), "--level", "bpe",
+            "--vocab-size", "300"]
+    kn, lstm, word = tmp_path / "kn", tmp_path / "lstm", tmp_path / "word"
+    assert main(base + ["--model", "kn", "--order", "4", "--out", str(kn), "--arpa", str(tmp_path / "kn.arpa")]) == 0
+    assert main(base + ["--model", "lstm", "--set", "model.hidden_size=32", "--set", "model.embedding_dim=32",
+                        "--set", "train.max_steps=30", "--set", "train.fit=false", "--out", str(lstm)]) == 0
+    assert main(["-q", "train", "--train", str(toy_files["train"]), "--order", "3", "--out", str(word)]) == 0
+    res = seqlm.mix([kn, lstm], out=tmp_path / "mix", valid=toy_files["valid"])
+    best = min(p["valid_perplexity"] for p in res["parts"])
+    assert res["metrics"]["valid_perplexity"] <= best * (1 + 1e-6)
+    mixed = seqlm.load(tmp_path / "mix")
+    lines = toy_files["test"].read_text().splitlines()[:20]
+    assert np.isfinite(seqlm.evaluate(mixed, lines)["bits_per_byte"])
+
+    lm = seqlm.load(kn)
+    good = lines[0]
+    bad = " ".join(reversed(good.split()))
+    rows, best_rows = rescore(lm, [Hypothesis(1, "u-1", "u", None, bad), Hypothesis(2, "u-2", "u", None, good)],
+                              word_penalty=-0.5)
+    assert best_rows[0]["text"] == good
+    assert [r["words"] for r in rows] == [len(bad.split()), len(good.split())]
+    assert rows[1]["total"] == pytest.approx(rows[1]["lm_log_prob"] - 0.5 * len(good.split()))
+
+    import seqlm.kenlm as skenlm
+
+    pieces = " ".join(lm.vocab.tokenizer.tokenize(good))
+    model = skenlm.Model(str(kn))
+    assert model.score(pieces) == pytest.approx(seqlm.score(lm, good)[0]["log_prob"] / np.log(10), abs=1e-5)
+    kenlm = pytest.importorskip("kenlm")
+    ken = kenlm.Model(str(tmp_path / "kn.arpa"))
+    ours, theirs = list(model.full_scores(pieces)), list(ken.full_scores(pieces))
+    assert [x[1:] for x in ours] == [x[1:] for x in theirs]  # matched lengths, oov flags
+    assert [x[0] for x in ours] == pytest.approx([x[0] for x in theirs], abs=1e-4)
+
+    assert main(["mix", str(kn), str(word), "--out", str(tmp_path / "bad"), "--valid", str(toy_files["valid"])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("seqlm: error:") == 1 and "Traceback" not in err and not (tmp_path / "bad").exists()

@@ -89,9 +89,12 @@ def rescore(model: LanguageModel, hyps: list[Hypothesis], lm_weight: float = 1.0
         raise SeqlmError("--lm-weight and --word-penalty must be finite numbers")
     scale = 1.0 if log_base == "e" else 1.0 / math.log(10)
     lm = score(model, [h.text for h in hyps], per="line", mode="sentence")
+    tok = model.vocab.tokenizer
     rows = []
     for h, r in zip(hyps, lm):
-        words = len(model.vocab.tokenizer.tokenize(h.text))
+        # the penalty is per word whatever the model's unit (a decoder's word insertion penalty): the words as
+        # the model splits them at word level, the text's whitespace words for characters, pieces or bytes
+        words = len(tok.tokenize(h.text)) if tok.level == "word" else len(h.text.split())
         lm_score = r["log_prob"] * scale
         total = (h.score or 0.0) + lm_weight * lm_score + word_penalty * words
         rows.append({"id": h.id, "utterance": h.utterance, "text": h.text, "score": h.score, "lm_log_prob": lm_score,

@@ -30,10 +30,10 @@ def register(sub) -> None:
 
     dg = command(sub, "diagnose", "measure what a trained model does inside: gradients through time", DIAGNOSE,
                  diagnose)
-    dg.add_argument("what", choices=("gradients", "recall"), help="gradients: norm of d ln p(next) / d state k "
-                    "steps back, for MODEL; recall: the long-range recall probe, every family trained on generated "
+    dg.add_argument("what", choices=("gradients", "recall"), help="gradients: norm of d ln p(next) / d state and "
+                    "/ d input k steps back, for MODEL; recall: the long-range recall probe, every family trained on generated "
                     "text (no MODEL)")
-    dg.add_argument("model", nargs="?", help="recurrent model or run folder (gradients)")
+    dg.add_argument("model", nargs="?", help="recurrent or transformer model, or its run folder (gradients)")
     dg.add_argument("--distances", default="1,2,5,10,20,50,100", help="recall: distances d (default 1,2,5,10,20,50,100)")
     dg.add_argument("--families", default="kn5,window,rnn_tanh,lstm,gru,transformer", help="recall: which families")
     add_data(dg, split="valid")

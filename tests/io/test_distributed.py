@@ -96,6 +96,21 @@ def test_two_processes_take_the_steps_of_one(tmp_path, files, dropout):
     assert mine(1) == []
 
 
+def test_a_transformer_under_torchrun_takes_the_steps_of_one(tmp_path, files):
+    """The Transformer (its state a window of layer inputs, not a recurrent state; dropout on) trains in two
+    processes to the weights one process reaches, and evaluates to the same numbers."""
+    extra = ["--model", "transformer", "--set", "model.heads=2", "--set", "model.context=8", "--set",
+             "model.dropout=0.2", "--set", "model.embedding_dropout=0.1", "--set", "train.max_steps=10"]
+    launch(files, tmp_path / "one", extra, 1, tmp_path / "audit1")
+    launch(files, tmp_path / "two", extra, 2, tmp_path / "audit2")
+    assert_close(weights(tmp_path / "one"), weights(tmp_path / "two"))
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["world_size"] == 2 and load(tmp_path / "two" / "last" / "model").module.kind == "transformer"
+    for k, v in one["metrics"].items():
+        assert two["metrics"][k] == pytest.approx(v, rel=1e-5), k
+
+
 def test_a_killed_rank_stops_the_run_and_resume_continues(tmp_path, files):
     extra = ["--set", "train.max_steps=20", *DROPOUT]
     launch(files, tmp_path / "whole", extra, 2, tmp_path / "audit-whole")

@@ -58,8 +58,10 @@ class Block(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.ff1, self.ff2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
-        self.drop = nn.Dropout(dropout)
-        self.p = dropout
+        # explicit masks (recurrent.SequenceDropout), so that under torchrun each rank keeps its rows of the
+        # global batch's masks and two processes take the steps of one (as the recurrent kinds do)
+        self.drop = SequenceDropout(dropout, locked=False)
+        self.attention_drop = SequenceDropout(dropout, locked=False)
 
     def forward(self, x: Tensor, memory: Tensor, valid: Tensor) -> Tensor:
         """``x`` (B, T, d) after the block, its keys and values over [memory (B, C, d); x]; ``valid``: which
@@ -76,7 +78,14 @@ class Block(nn.Module):
         q, k, v = heads(q), heads(k), heads(v)
         positions = torch.arange(C + T, device=x.device)
         q, k = rotary(q, positions[C:]), rotary(k, positions)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=valid, dropout_p=self.p if self.training else 0.0)
+        if self.training and self.attention_drop.p > 0:
+            # dropout on the attention weights, with its mask drawn as every other (SDPA's own dropout draws
+            # per process, which no second process could repeat): the weights written out, then dropped
+            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            weights = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+            att = self.attention_drop(weights) @ v
+        else:
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=valid)
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, d)))
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 

@@ -114,3 +114,55 @@ def test_the_cli_beam(tmp_path, toy_lines, capsys):
     assert len(rows) == 2 and rows[0]["score"] >= rows[1]["score"] and rows[0]["beam"] == 4
     assert main(["generate", str(tmp_path / "kn"), "--beam", "4", "--seed", "1"]) == 2
     assert "sampling option" in capsys.readouterr().err
+
+
+def tiny_transformer():
+    import torch
+
+    from seqlm.config import ModelConfig
+    from seqlm.models.neural.lm import NeuralLM, build_module
+    from seqlm.text.vocab import Vocab
+
+    torch.manual_seed(0)
+    vocab = Vocab(["<unk>", "<s>", "</s>", "a", "b", "c"])
+    cfg = ModelConfig(kind="transformer", embedding_dim=8, hidden_size=16, num_layers=1, heads=2, context=4)
+    return NeuralLM(vocab, build_module(cfg, len(vocab)).eval(), {"model": {"kind": "transformer"}})
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["ngram", "lstm", "transformer"])
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+def test_batched_prompts_each_get_what_they_get_alone(which, penalty, monkeypatch):
+    """Several prompts searched together (every step of every beam one batched step of the model) give each
+    prompt the n-best it gets alone, and a neural model steps them in one batch per step."""
+    model = (tiny_models() + [tiny_transformer()])[which]
+    prompts = ["a", "", "b c", "c c a b"]
+    alone = [beam_search(model, p, beam=3, num=2, max_tokens=5, length_penalty=penalty) for p in prompts]
+    calls = []
+    real = type(model).advance_many
+    monkeypatch.setattr(type(model), "advance_many", lambda self, s, t: calls.append(len(s)) or real(self, s, t))
+    together = beam_search(model, prompts, beam=3, num=2, max_tokens=5, length_penalty=penalty)
+    assert len(together) == len(prompts)
+    for a, b in zip(alone, together):
+        assert [(x["prompt"], x["text"], x["stopped"]) for x in a] == [(x["prompt"], x["text"], x["stopped"]) for x in b]
+        assert [x["log_prob"] for x in a] == pytest.approx([x["log_prob"] for x in b], abs=1e-5)
+    assert calls and max(calls) > 3  # the beams of several prompts stepped at once
+    with pytest.raises(SeqlmError, match="no prompts"):
+        beam_search(model, [], beam=2)
+
+
+def test_the_cli_takes_a_file_of_prompts(tmp_path, toy_lines, capsys):
+    import json
+
+    from seqlm.cli import main
+
+    train_ngram(toy_lines[0][:300], order=3).save(tmp_path / "kn")
+    (tmp_path / "p.txt").write_text("the\nthe old\n")
+    assert main(["generate", str(tmp_path / "kn"), "--prompts", str(tmp_path / "p.txt"), "--beam", "3", "--num", "2",
+                 "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in rows] == ["the", "the", "the old", "the old"]
+    assert main(["generate", str(tmp_path / "kn"), "--prompts", str(tmp_path / "p.txt"), "--seed", "3", "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in rows] == ["the", "the old"]
+    assert main(["generate", str(tmp_path / "kn"), "--prompts", str(tmp_path / "p.txt"), "--prompt", "x"]) == 2
+    assert "either --prompt or --prompts" in capsys.readouterr().err

@@ -3,7 +3,7 @@ and seqlm.generate."""
 
 from __future__ import annotations
 
-from seqlm.cli.common import add_json, add_model, command, print_json, stdin_lines
+from seqlm.cli.common import add_json, add_model, command, input_lines, print_json, stdin_lines
 from seqlm.errors import SeqlmError
 
 PREDICT = """
@@ -15,6 +15,7 @@ GENERATE = """
   seqlm generate runs/kn5 --num 5 --temperature 0.8 --top-p 0.9 --seed 7 --json
   seqlm generate runs/char7 --prompt "the " --greedy --max-tokens 80
   seqlm generate runs/kn5 --prompt "the market" --beam 8 --num 3 --length-penalty 1 --ban "N $"
+  seqlm generate runs/lstm --prompts prompts.txt --beam 4 --json    (every prompt's beam in one batched step)
 """
 
 
@@ -30,6 +31,8 @@ def register(sub) -> None:
     g = command(sub, "generate", "sample text from a model", GENERATE, generate)
     add_model(g)
     g.add_argument("--prompt", default="", help="text to continue (default: a new sentence)")
+    g.add_argument("--prompts", metavar="FILE", help="one prompt per line (- for stdin), instead of --prompt: each "
+                   "gets its --num outputs; with --beam all prompts are searched together, one batched step each")
     g.add_argument("--num", type=int, default=1, help="how many samples (default 1)")
     g.add_argument("--max-tokens", type=int, default=50, help="stop after this many tokens (default 50)")
     g.add_argument("--temperature", type=float, default=1.0, help="divide log-probs by this (default 1)")
@@ -69,6 +72,9 @@ def generate(args) -> int:
     from seqlm.tasks.generate import generate_many
 
     model = load(args.model, level=args.level)
+    if args.prompts is not None and args.prompt:
+        raise SeqlmError("give either --prompt or --prompts FILE, not both")
+    prompts = input_lines(args.prompts) if args.prompts is not None else [args.prompt]
     if args.beam is not None:
         from seqlm.tasks.generate import beam_search
 
@@ -77,15 +83,16 @@ def generate(args) -> int:
                                           ("--greedy", args.greedy)) if on]
         if sampling:
             raise SeqlmError(f"{sampling[0]} is a sampling option: a beam search (--beam) takes no sampling options")
-        samples = beam_search(model, args.prompt, beam=args.beam, max_tokens=args.max_tokens, num=args.num,
-                              length_penalty=args.length_penalty, banned_words=args.ban.split(), prefix=args.prefix,
-                              allow_unk=args.allow_unk)
+        found = beam_search(model, prompts, beam=args.beam, max_tokens=args.max_tokens, num=args.num,
+                            length_penalty=args.length_penalty, banned_words=args.ban.split(), prefix=args.prefix,
+                            allow_unk=args.allow_unk)
+        samples = [out for outs in found for out in outs]
     else:
         if args.ban or args.prefix:
             raise SeqlmError("--ban and --prefix constrain a beam search: add --beam N")
-        samples = generate_many(model, args.prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens,
-                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
-                                allow_unk=args.allow_unk)
+        samples = [out for prompt in prompts for out in generate_many(
+            model, prompt, num=args.num, seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
+            top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, allow_unk=args.allow_unk)]
     for out in samples:
         print_json(out) if args.json else print(out["text"])
     return 0

@@ -172,10 +172,12 @@ def generate_many(model: LanguageModel, prompt: str = "", num: int = 1, seed: in
     return [generate(model, prompt, seed=None if seed is None else seed + i, **options) for i in range(num)]
 
 
-def beam_search(model: LanguageModel, prompt: str = "", beam: int = 4, max_tokens: int = 50, num: int = 1,
-                length_penalty: float = 1.0, banned_words=(), prefix: str = "", allow_unk: bool = False) -> list[dict]:
+def beam_search(model: LanguageModel, prompt: str | list[str] = "", beam: int = 4, max_tokens: int = 50, num: int = 1,
+                length_penalty: float = 1.0, banned_words=(), prefix: str = "", allow_unk: bool = False) -> list:
     """The ``num`` best continuations of ``prompt`` found by a beam of ``beam`` hypotheses (HF ``generate``'s
-    ``num_beams``, ``num_return_sequences``, ``length_penalty``), best first.
+    ``num_beams``, ``num_return_sequences``, ``length_penalty``), best first; ``prompt`` a list of prompts: one
+    such list per prompt, all searched together (each step of every prompt's beam is one batched step of the
+    model, :meth:`LanguageModel.advance_many`), each result what the prompt alone gives.
 
     A hypothesis ends at ``</s>`` or after ``max_tokens`` tokens.  Finished ones are ranked by their log-prob
     divided by their length (tokens, ``</s>`` included) to the power ``length_penalty`` (0: the plain log-prob;
@@ -183,7 +185,11 @@ def beam_search(model: LanguageModel, prompt: str = "", beam: int = 4, max_token
     of ``banned_words`` are never produced; the output begins with ``prefix`` (its tokens forced, and scored).
     Beam 1 is greedy decoding; with a beam as wide as every sequence the search is exhaustive (tested)."""
     check_model(model, "generate")
-    for name, value in (("prompt", prompt), ("prefix", prefix)):
+    batch = isinstance(prompt, (list, tuple))
+    prompts = list(prompt) if batch else [prompt]
+    if batch and not prompts:
+        raise SeqlmError("no prompts: give one or more")
+    for name, value in [("prompt", p) for p in prompts] + [("prefix", prefix)]:
         if not isinstance(value, str):
             raise TypeError(f"{name} must be one str, not {type(value).__name__}")
     check_integer(beam, "beam", 1)
@@ -197,51 +203,74 @@ def beam_search(model: LanguageModel, prompt: str = "", beam: int = 4, max_token
         banned_words = banned_words.split()
     vocab = model.vocab
     banned = _banned(allow_unk) + [vocab.stoi[w] for w in banned_words if w in vocab.text_stoi]
-    state, prompt_tokens = read_prompt(model, prompt)
     forced = [int(i) for i in vocab.encode(vocab.tokenizer.tokenize(prefix))]
     if set(forced) & set(banned):
         raise SeqlmError("--prefix holds a token that is banned (or <unk>): change one of them")
     if len(forced) >= max_tokens:
         raise SeqlmError(f"--prefix has {len(forced)} tokens: --max-tokens ({max_tokens}) leaves none to generate")
-    live = [(0.0, [], state)]  # (log-prob, tokens, state)
-    done: list[tuple[float, list[int], str]] = []
 
     def rank(item) -> float:
         logp, tokens, stopped = item
         return logp / (len(tokens) + (stopped == "eos")) ** length_penalty if length_penalty else logp
 
+    searches = []
+    for p in prompts:
+        state, prompt_tokens = read_prompt(model, p)
+        # live: (log-prob, tokens, state); done: (log-prob, tokens, how it stopped)
+        searches.append({"prompt": p, "prompt_tokens": prompt_tokens, "live": [(0.0, [], state)], "done": []})
     for step in range(max_tokens):
-        candidates = []
-        for logp, tokens, st in live:
-            lp = model.next_logprobs(st)
-            if step < len(forced):
-                choices = [forced[step]]
-            else:
-                masked = lp.copy()
-                masked[banned] = -np.inf
-                choices = [int(i) for i in np.argsort(-masked, kind="stable")[:beam] if np.isfinite(masked[i])]
-            candidates += [(logp + float(lp[c]), tokens, st, c) for c in choices]
-        candidates.sort(key=lambda c: -c[0])
-        live = []
-        for logp, tokens, st, c in candidates:
-            if c == EOS_ID:
-                done.append((logp, tokens, "eos"))
-            else:
-                live.append((logp, tokens + [c], model.advance(st, c) if step + 1 < max_tokens else st))
-            if len(live) == beam:
-                break
-        # stop once no live hypothesis can still beat the worst of the best ``num`` finished ones (with no
-        # length penalty a log-prob only falls)
-        if not live or (length_penalty == 0 and len(done) >= num and
-                        max(x[0] for x in live) < sorted(x[0] for x in done)[-num]):
+        grown = []  # (search, log-prob, tokens, state to advance, token): one batched step for all of them
+        for search in searches:
+            if not search["live"]:
+                continue
+            candidates = []
+            for logp, tokens, st in search["live"]:
+                lp = model.next_logprobs(st)
+                if step < len(forced):
+                    choices = [forced[step]]
+                else:
+                    masked = lp.copy()
+                    masked[banned] = -np.inf
+                    choices = [int(i) for i in np.argsort(-masked, kind="stable")[:beam] if np.isfinite(masked[i])]
+                candidates += [(logp + float(lp[c]), tokens, st, c) for c in choices]
+            candidates.sort(key=lambda c: -c[0])
+            kept = 0
+            search["live"] = []
+            for logp, tokens, st, c in candidates:
+                if c == EOS_ID:
+                    search["done"].append((logp, tokens, "eos"))
+                else:
+                    grown.append((search, logp, tokens + [c], st, c))
+                    kept += 1
+                if kept == beam:
+                    break
+        if step + 1 < max_tokens and grown:
+            states = model.advance_many([g[3] for g in grown], [g[4] for g in grown])
+        else:
+            states = [g[3] for g in grown]  # the last step: no token is read after it
+        for (search, logp, tokens, _, _), st in zip(grown, states):
+            search["live"].append((logp, tokens, st))
+        for search in searches:
+            live, done = search["live"], search["done"]
+            # stop once no live hypothesis can still beat the worst of the best ``num`` finished ones (with no
+            # length penalty a log-prob only falls)
+            if live and length_penalty == 0 and len(done) >= num and \
+                    max(x[0] for x in live) < sorted(x[0] for x in done)[-num]:
+                search["live"] = []
+                search["stopped_early"] = True
+        if not any(search["live"] for search in searches):
             break
-    done += [(logp, tokens, "max_tokens") for logp, tokens, _ in live]
-    best = sorted(done, key=lambda x: -rank(x))[:num]
     detok = vocab.tokenizer.detokenize
-    out = []
-    for logp, tokens, stopped in best:
-        words = vocab.decode(tokens)
-        out.append({"prompt": prompt, "text": detok(prompt_tokens + words), "generated": detok(words),
-                    "tokens": len(tokens) + (stopped == "eos"), "log_prob": logp, "log_base": "e", "stopped": stopped,
-                    "score": rank((logp, tokens, stopped)), "beam": beam})
-    return out
+    results = []
+    for search in searches:
+        done = search["done"]
+        if not search.get("stopped_early"):
+            done = done + [(logp, tokens, "max_tokens") for logp, tokens, _ in search["live"]]
+        out = []
+        for logp, tokens, stopped in sorted(done, key=lambda x: -rank(x))[:num]:
+            words = vocab.decode(tokens)
+            out.append({"prompt": search["prompt"], "text": detok(search["prompt_tokens"] + words),
+                        "generated": detok(words), "tokens": len(tokens) + (stopped == "eos"), "log_prob": logp,
+                        "log_base": "e", "stopped": stopped, "score": rank((logp, tokens, stopped)), "beam": beam})
+        results.append(out)
+    return results if batch else results[0]

@@ -60,9 +60,11 @@ def test_suggest_equals_predict_and_completes_words(client, models, name):
     assert lps == sorted(lps, reverse=True)
 
 
-def test_char_model_suggests_characters(client):
-    r = client.post("/v1/suggest", json={"text": "th", "model": "chars", "k": 3}).json()
-    assert r["partial"] == "" and all(len(s["token"]) == 1 or s["token"].startswith("<") for s in r["suggestions"])
+def test_char_model_suggests_whole_words(client):
+    r = client.post("/v1/suggest", json={"text": "the st", "model": "chars", "k": 3}).json()
+    assert r["partial"] == "st" and len(r["suggestions"]) == 3
+    assert all(s["token"].startswith("st") and " " not in s["token"] for s in r["suggestions"])
+    assert all("".join(s["pieces"]) == s["token"] for s in r["suggestions"])
 
 
 def test_prefix_cache_reads_only_the_new_tokens(models):
@@ -324,3 +326,42 @@ def test_a_subword_model_suggests_whole_words(tmp_path, small_files):
     target = next(w for w in words if len(w) > 2)
     r = served.suggest("the " + target[:2], 5, False)
     assert r["partial"] == target[:2] and all(s["token"].startswith(target[:2]) for s in r["suggestions"])
+
+
+@pytest.mark.parametrize("level", ["char", "byte"])
+def test_char_and_byte_models_suggest_whole_words(tmp_path, small_files, level):
+    """A character or byte model's suggestions are words: runs of its tokens up to a space, a byte model's
+    bytes joined into whole UTF-8 characters; each word's log-probability is that of its tokens and of a
+    space or the line's end after them; a partly typed word (non-ASCII too) is completed."""
+    from seqlm.server.models import Served
+    from seqlm.text.subword import BYTE_PIECE, SPACE
+    from seqlm.text.vocab import EOS_ID
+
+    text = tmp_path / "train.txt"
+    lines = small_files["train"].read_text().splitlines()[:300] + ["the café is open", "a café au lait"] * 20
+    text.write_text("\n".join(lines) + "\n")
+    assert main(["-q", "train", "--model", "kn", "--order", "7", "--level", level, "--train", str(text),
+                 "--out", str(tmp_path / "m")]) == 0
+    lm = seqlm.load(tmp_path / "m")
+    served = Served("m", str(tmp_path / "m"), lm, 16)
+    r = served.suggest("the ", 5, False)
+    train_words = set(text.read_text().split())
+    words = [s["token"] for s in r["suggestions"]]
+    assert len(words) == 5 and len(set(words)) == 5 and all(w in train_words for w in words), words
+    assert [s["log_prob"] for s in r["suggestions"]] == sorted((s["log_prob"] for s in r["suggestions"]), reverse=True)
+    vocab = lm.vocab
+    ends = np.array([w == SPACE for w in vocab.itos])
+    ends[EOS_ID] = True
+    for s in r["suggestions"]:
+        raw = b"".join(bytes([int(BYTE_PIECE.fullmatch(p).group(1), 16)]) if BYTE_PIECE.fullmatch(p)
+                       else p.encode() for p in s["pieces"])
+        assert raw.decode("utf-8") == s["token"]
+        state = lm.advance_tokens(lm.start(), vocab.encode(vocab.tokenizer.tokenize("the") + [SPACE]))
+        total = 0.0
+        for p in s["pieces"]:
+            total += np.asarray(lm.next_logprobs(state), dtype=np.float64)[vocab.stoi[p]]
+            state = lm.advance(state, vocab.stoi[p])
+        total += np.logaddexp.reduce(np.asarray(lm.next_logprobs(state), dtype=np.float64)[ends])
+        assert s["log_prob"] == pytest.approx(total)
+    r = served.suggest("the caf", 3, False)
+    assert r["partial"] == "caf" and r["suggestions"][0]["token"] == "café"

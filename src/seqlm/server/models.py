@@ -19,6 +19,8 @@ from seqlm.text.subword import BYTE_PIECE, SPACE, SUBWORD
 from seqlm.text.vocab import EOS_ID, SPECIALS
 
 MAX_PIECES = 8  # a suggested word is at most this many subword pieces
+MAX_SYMBOLS = 24  # ... or this many characters or bytes
+WORD_LEVELS = SUBWORD + ("char", "byte")  # the levels whose suggestions are whole words built from their tokens
 
 
 class Served:
@@ -51,12 +53,16 @@ class Served:
         return self.sorted_ids[lo:hi]
 
     def _context(self, text: str) -> tuple[list[str], str]:
-        """The tokens before the one to suggest, and the partly typed word (word and subword levels, no space
-        after it)."""
+        """The tokens before the one to suggest, and the partly typed word (no space after it); at character and
+        byte level the context ends with its space (the tokenizer drops a trailing one), so the model is at a
+        word's start."""
         tok = self.model.vocab.tokenizer
-        if tok.level in SUBWORD and text and not text[-1].isspace() and text.split():
-            partial = text.split()[-1]
-            return tok.tokenize(text[:len(text) - len(partial)]), partial
+        if tok.level in WORD_LEVELS:
+            partial = text.split()[-1] if text.split() and not text[-1].isspace() else ""
+            tokens = tok.tokenize(text[:len(text) - len(partial)])
+            if tok.level in ("char", "byte") and tokens:
+                tokens.append(SPACE)
+            return tokens, partial
         tokens = tok.tokenize(text)
         partial = ""
         if tok.level == "word" and tokens and text and not text[-1].isspace():
@@ -64,37 +70,55 @@ class Served:
         return tokens, partial
 
     def _pieces(self):
-        """Subword vocabularies: which pieces begin a word (``▁``), each piece's text, and which may be part of a
-        suggested word (not a special, not a byte piece)."""
+        """What a suggested word is made of, per token of the vocabulary: its text as UTF-8 bytes (a byte piece's
+        byte), whether it may be a word's first token, whether a later one, and whether it ends the word before
+        it.  Subword pieces: a word is a piece that begins with ``▁`` and pieces that do not (byte pieces among
+        them), ended by the next word's first piece or the line's end.  Characters and bytes: a word is a run of
+        tokens other than the space, ended by the space or the line's end."""
         if self._piece_table is None:
             itos = self.model.vocab.itos
-            begins = np.array([w.startswith(SPACE) for w in itos])
-            texts = [w[1:] if w.startswith(SPACE) else w for w in itos]
-            usable = np.array([w not in SPECIALS and not BYTE_PIECE.fullmatch(w) for w in itos])
-            self._piece_table = begins, texts, usable
+            texts = []
+            for w in itos:
+                m = BYTE_PIECE.fullmatch(w)
+                texts.append(bytes([int(m.group(1), 16)]) if m else w.removeprefix(SPACE).encode("utf-8"))
+            special = np.array([w in SPECIALS for w in itos])
+            if self.model.vocab.tokenizer.level in SUBWORD:
+                begins = np.array([w.startswith(SPACE) for w in itos])
+                first, later, ends = begins & ~special, ~begins & ~special, begins.copy()
+            else:
+                space = np.array([w == SPACE for w in itos])
+                first = later = ~space & ~special
+                ends = space.copy()
+            ends[EOS_ID] = True
+            self._piece_table = texts, first, later, ends
         return self._piece_table
 
     def words(self, state, logp: np.ndarray, partial: str, k: int) -> list[tuple[str, float, list[int]]]:
-        """Whole words from a subword model, built piece by piece by a beam search from ``state``: a word is its
-        pieces (the first begins with ``▁``), and it ends where the model's next piece begins another word or
-        ends the line, so its log-probability is that of its pieces plus that of ending there.  Only words that
-        start with ``partial``; the ``k`` most probable, as (word, log p, piece ids)."""
-        begins, texts, usable = self._pieces()
-        ends = begins.copy()
-        ends[EOS_ID] = True
+        """Whole words from a subword, character or byte model, built token by token by a beam search from
+        ``state`` (:meth:`_pieces` says what a word is made of): it ends where the model's next token ends it, so
+        its log-probability is that of its tokens plus that of ending there.  Only words that start with
+        ``partial`` and are whole UTF-8 text; the ``k`` most probable, as (word, log p, token ids)."""
+        texts, first, later, ends = self._pieces()
+        level = self.model.vocab.tokenizer.level
+        longest = MAX_PIECES if level in SUBWORD else MAX_SYMBOLS
+        typed = partial.encode("utf-8")
         width = max(2 * k, 8)
-        beam = [(0.0, state, "", [], logp)]
+        beam = [(0.0, state, b"", [], logp)]
         found: dict[str, tuple[float, list[int]]] = {}
-        for _ in range(MAX_PIECES):
+        for _ in range(longest):
             grown = []
             for score, st, word, ids, lp in beam:
-                if ids and word.startswith(partial):  # the word may end here
+                if ids and word.startswith(typed):  # the word may end here
+                    try:
+                        text = word.decode("utf-8")
+                    except UnicodeDecodeError:  # a character not finished yet
+                        text = None
                     end = score + float(np.logaddexp.reduce(lp[ends]))
-                    if end > found.get(word, (-np.inf,))[0]:
-                        found[word] = (end, ids)
-                allowed = np.flatnonzero((~begins if ids else begins) & usable & np.isfinite(lp))
-                rest = partial[len(word):]
-                if rest:  # pieces consistent with what is still to type
+                    if text is not None and end > found.get(text, (-np.inf,))[0]:
+                        found[text] = (end, ids)
+                allowed = np.flatnonzero((later if ids else first) & np.isfinite(lp))
+                rest = typed[len(word):]
+                if rest:  # tokens consistent with what is still to type
                     allowed = np.array([i for i in allowed if texts[i] and (texts[i].startswith(rest) or
                                                                             rest.startswith(texts[i]))], dtype=np.int64)
                 for i in allowed[np.argsort(-lp[allowed], kind="stable")[:width]]:
@@ -115,7 +139,7 @@ class Served:
         with self.lock:
             state, reused = self.cache.state(self.model.vocab.encode(tokens))
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
-            if self.model.vocab.tokenizer.level in SUBWORD:
+            if self.model.vocab.tokenizer.level in WORD_LEVELS:
                 return self._word_answer(text, k, tokens, partial, reused, state, logp, t0)
         return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
 
@@ -140,12 +164,13 @@ class Served:
             self.cache.insert(key, ids, state, reused)
         with self.lock:
             logp = np.asarray(self.model.next_logprobs(state), dtype=np.float64)
-            if self.model.vocab.tokenizer.level in SUBWORD:
+            if self.model.vocab.tokenizer.level in WORD_LEVELS:
                 return self._word_answer(text, k, tokens, partial, reused, state, logp, t0)
         return self._answer(text, k, allow_unk, tokens, partial, reused, logp, t0)
 
     def _word_answer(self, text, k, tokens, partial, reused, state, logp, t0) -> dict:
-        """A subword model's suggestions: whole words (:meth:`words`), each with the pieces it is made of."""
+        """A subword, character or byte model's suggestions: whole words (:meth:`words`), each with the tokens
+        it is made of."""
         vocab = self.model.vocab
         found = self.words(state, logp, partial, k)
         return {"model": self.name, "text": text, "context_tokens": len(tokens), "cached_tokens": reused,

@@ -65,15 +65,19 @@ def fetch_to(url: str, path: Path, sha256: str | None) -> None:
     server said) and its SHA-256 is ``sha256`` (where given)."""
     import http.client
 
+    from seqlm.io.runtime import Progress
+
     digest, total = hashlib.sha256(), 0
     with atomic_write(path, "wb") as f:
         try:
             with urlopen(url) as response:
                 length = response.headers.get("Content-Length")
-                while block := response.read(BLOCK):
-                    digest.update(block)
-                    f.write(block)
-                    total += len(block)
+                with Progress(int(length) if length else None, f"downloading {path.name}", unit="B") as bar:
+                    while block := response.read(BLOCK):
+                        digest.update(block)
+                        f.write(block)
+                        total += len(block)
+                        bar.update(len(block))
         except (OSError, http.client.HTTPException) as e:
             raise TransferError(getattr(e, "reason", None) or f"the transfer broke off ({type(e).__name__}: {e})") \
                 from None

@@ -18,6 +18,7 @@ from conftest import drop_unk, lmplz_arpa
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
 from seqlm.models.ngram.model import NGramLM
+from seqlm.tasks.score import score
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import Vocab
 from seqlm.training.train import train_ngram
@@ -241,15 +242,26 @@ def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, t
                 monkeypatch.setattr(NGramLM, "_compiled_text", lambda self, lines: None)
             for name, lines in ("plain", plain), ("surrogate", surrogate):
                 logp, oov, _ = model.score_text(lines)
-                got[how, name] = logp, oov, model.line_totals(lines)
+                got[how, name] = logp, oov, model.line_totals(lines), score(model, lines)
         monkeypatch.undo()
         for name in "plain", "surrogate":
-            (fl, fo, ft), (pl, po, pt) = got["compiled", name], got["python", name]
+            (fl, fo, ft, fr), (pl, po, pt, pr) = got["compiled", name], got["python", name]
             np.testing.assert_allclose(fl, pl, rtol=0, atol=1e-12)
             assert np.array_equal(fo, po) and fo.dtype == po.dtype == bool
             np.testing.assert_allclose(ft[0], pt[0], rtol=0, atol=1e-12)
             assert ft[1:] == pt[1:]
+            # seqlm.score's rows, made by the compiled reader (line_rows) or in Python: the same rows
+            assert [list(r) for r in fr] == [list(r) for r in pr]
+            for a, b in zip(fr, pr):
+                assert {k: v for k, v in a.items() if k not in ("log_prob", "perplexity")} == \
+                    {k: v for k, v in b.items() if k not in ("log_prob", "perplexity")}
+                assert a["log_prob"] == pytest.approx(b["log_prob"], abs=1e-12)
+                assert a["perplexity"] == pytest.approx(b["perplexity"], rel=1e-12)
     assert lowered.line_totals(["THE CAT"])[0] == lm.line_totals(["the cat"])[0]
+    from seqlm.tasks.score import ROW_KEYS
+
+    assert lm.line_rows(texts[:5], "sentence", ROW_KEYS, "word") is not None  # the compiled rows were compared
+    assert lowered.line_rows(["THE CAT"], "sentence", ROW_KEYS, "word") is None  # a row shows the line as given
     # every Unicode space splits for the unicode rule: non-ASCII text is read by the tokenizer in Python
     assert unicode.line_totals(["the\u3000cat\x1csat"]) == unicode.line_totals(["the cat sat"])
     assert lm.line_totals(["the\u3000cat"]) != lm.line_totals(["the cat"])

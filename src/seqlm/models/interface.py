@@ -108,6 +108,11 @@ class LanguageModel(ABC):
         totals, counts = line_sums(logp.tolist(), oov.tolist(), tokens)
         return totals, counts, [len(t) + 1 for t in tokens]
 
+    def line_rows(self, lines: list[str], mode: str, keys: tuple, unit: str) -> list[dict] | None:
+        """``score``'s row per line (``keys``: tasks/score.py's ``ROW_KEYS``), where the model makes them faster
+        than :meth:`line_totals` and a Python loop (the compiled n-gram reader); else None."""
+        return None
+
     def score_lines(
         self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
     ) -> tuple[np.ndarray, State]:

@@ -10,6 +10,7 @@ from seqlm.models.interface import LanguageModel, as_lines, check_mode, check_mo
 from seqlm.text.vocab import EOS
 
 LEVELS = ("line", "token", "corpus")
+ROW_KEYS = ("text", "log_prob", "log_base", "tokens", "perplexity", "oov", "unit")  # a row's keys, in order
 
 
 def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", mode: str = "sentence") -> list[dict]:
@@ -39,6 +40,9 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         totals, counts = line_sums(logps, oovs, tokens)
         lengths = [len(t) + 1 for t in tokens]
     else:
+        rows = model.line_rows(lines, mode, ROW_KEYS, model.vocab.tokenizer.unit)
+        if rows is not None:  # made by the model's compiled reader: the same rows as below (tested)
+            return rows
         totals, counts, lengths = model.line_totals(lines, mode)
     unit = model.vocab.tokenizer.unit
     out = []  # a loop, not a comprehension (a function object each call before Python 3.12): a call of one
@@ -46,8 +50,8 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
     a = 0
     for i in range(len(lines)):
         total, n = totals[i], lengths[i]
-        row = {"text": lines[i], "log_prob": total, "log_base": "e", "tokens": n,
-               "perplexity": exp(-total / n) if isfinite(total) else inf, "oov": counts[i], "unit": unit}
+        row = dict(zip(ROW_KEYS, (lines[i], total, "e", n, exp(-total / n) if isfinite(total) else inf, counts[i],
+                                  unit)))
         if per == "token":
             row["token_log_probs"] = [{"token": t, "log_prob": v, "oov": o}
                                       for t, v, o in zip(tokens[i] + [EOS], logps[a:a + n], oovs[a:a + n])]

@@ -9,6 +9,7 @@ context are added, and the context is kept only as far as it can extend.  Built 
 (Cython); where it is not built, the Python reference answers (slower, with one warning).
 """
 
+from libc.math cimport INFINITY, exp, isfinite
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
@@ -655,6 +656,23 @@ cdef class Querier:
             unknowns.append(unknown)
             counts.append(count)
         return totals, unknowns, counts
+
+    def text_rows(self, Reader rd, list lines, tuple keys, object unit):
+        """:meth:`text_totals` as ``seqlm.score``'s row per line, made here (a Python loop making them cost a
+        tenth of scoring them): ``keys`` (tasks/score.py's ``ROW_KEYS``) name the text, its total ln p, the log
+        base, the scored positions, the perplexity, the unknown words and the unit, in that order."""
+        k_text, k_logp, k_base, k_tokens, k_ppl, k_oov, k_unit = keys
+        cdef list out = []
+        cdef Py_ssize_t size, count, unknown
+        cdef const char* s
+        cdef double total
+        for line in lines:
+            s = utf8(line, &size)
+            count = unknown = 0
+            total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
+            out.append({k_text: line, k_logp: total, k_base: "e", k_tokens: count,
+                        k_ppl: exp(-total / count) if isfinite(total) else INFINITY, k_oov: unknown, k_unit: unit})
+        return out
 
     def score_flat(self, const int64_t[::1] ids, const int64_t[::1] lengths):
         """:meth:`score_lines` of lines given as flat ``ids`` and each line's ``lengths`` (NGramLM.score_flat)."""

@@ -257,6 +257,17 @@ class NGramLM(LanguageModel):
                 pass
         return super().line_totals(lines, mode)
 
+    def line_rows(self, lines, mode, keys, unit):
+        check_mode(mode)
+        compiled = self._compiled_text(lines)
+        # the lines as given (a lowercasing tokenizer reads copies, and a row shows the line itself)
+        if compiled is not None and compiled[2] is lines and isinstance(lines, list):
+            try:
+                return compiled[0].text_rows(compiled[1], lines, keys, unit)
+            except UnicodeEncodeError:
+                pass
+        return None
+
     def score_flat(self, ids, lengths, mode="sentence", state=None):
         check_mode(mode)
         fast = self._fast()

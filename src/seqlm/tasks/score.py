@@ -18,6 +18,11 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
     all lines (``per="corpus"``).  ``lines``: a list of lines, or one line.  Log-probs are natural logs
     (``"log_base": "e"``)."""
     check_model(model, "score")
+    if type(lines) is str and per == "line" and "\n" not in lines and not lines.isspace() and lines:
+        # one line, the call a per-sentence user makes: the checks below all hold; the model's own rows
+        rows = model.line_rows([lines], mode, ROW_KEYS, model.vocab.tokenizer.unit)
+        if rows is not None:
+            return rows
     lines = as_lines(lines, "score")
     check_mode(mode)
     if per not in LEVELS:

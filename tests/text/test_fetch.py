@@ -257,3 +257,37 @@ def test_the_corpora_recipes_run(recipe, server, cache, monkeypatch, tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     metric = res["config"]["meta"]["target"]["metric"]
     assert metric in res["metrics"] and res["config"]["meta"]["status"].startswith("not yet run here")
+
+
+def test_one_process_writes_the_cache_at_a_time(server, cache, monkeypatch):
+    """While another seqlm process writes a corpus's cache folder (a torchrun's other rank, another run), a
+    second waits for it, then finds its files instead of writing them again."""
+    import time
+
+    from seqlm.io.locks import output_lock
+
+    serve(monkeypatch, "wikitext-2", (server.url + "/wikitext-2-v1.zip",))
+    got, waited = {}, {}
+
+    def second():
+        t = time.perf_counter()
+        got["paths"] = corpora.locate("wikitext-2")
+        waited["s"] = time.perf_counter() - t
+
+    with output_lock(cache / "wikitext-2"):
+        worker = threading.Thread(target=second)
+        worker.start()
+        time.sleep(0.6)
+        assert worker.is_alive()  # waiting for the lock
+        fetch.extract(corpora.REGISTRY["wikitext-2"], write_zip(cache), cache / "wikitext-2")  # "the first"
+    worker.join(10)
+    assert waited["s"] >= 0.5 and got["paths"]["test"].read_text() == WIKI["test"]
+    assert leftovers(cache / "wikitext-2") == sorted([fetch.MANIFEST, "wiki.train.tokens", "wiki.valid.tokens",
+                                                      "wiki.test.tokens"])  # nothing downloaded a second time
+
+
+def write_zip(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "placed.zip"
+    path.write_bytes(WIKI_ZIP)
+    return path

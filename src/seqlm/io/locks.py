@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -13,15 +14,15 @@ from seqlm.io.files import check_parent, output_error, signals_held
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
+def output_lock(path: str | os.PathLike, flag: str = "--out", wait: bool = False) -> Iterator[None]:
     """Hold an advisory lock on the output ``path`` (a folder or file seqlm is about to write) for the whole
     block: a second seqlm process writing the same path stops at once with one line naming the process that
-    holds it.  The lock is ``flock`` on ``.NAME.lock`` beside the path (the path itself is replaced
-    atomically), removed on release; it is checked after locking to be the file still at that name, so a
-    process that opened it just before its removal tries again.  Where ``flock`` is missing (not POSIX), the
-    block runs unlocked."""
+    holds it (``wait``: it waits for it instead, saying so once; signals still stop it while it waits).  The
+    lock is ``flock`` on ``.NAME.lock`` beside the path (the path itself is replaced atomically), removed on
+    release; it is checked after locking to be the file still at that name, so a process that opened it just
+    before its removal tries again.  Where ``flock`` is missing (not POSIX), the block runs unlocked."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401 (only whether it exists)
     except ImportError:  # pragma: no cover - Windows
         yield
         return
@@ -34,27 +35,20 @@ def output_lock(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
         raise output_error(path, e) from None
     mine = None  # the locked descriptor, once held: the finally below removes the lock only then
     try:
-        with signals_held():  # a signal between making the file and holding it would leave it behind: it waits
-            while True:
-                try:
-                    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
-                except OSError as e:
-                    raise output_error(lock, e) from None
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-                    os.close(fd)
-                    raise SeqlmError(f"{path} is being written by another seqlm process (pid {holder}): wait for "
-                                     f"it to finish, or choose another {flag}") from None
-                try:
-                    same = os.path.samestat(os.fstat(fd), os.stat(lock))
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    mine = fd
-                    break
-                os.close(fd)  # removed by its holder between our open and our lock: take the new one
+        told = False
+        while True:
+            mine, holder = _take(lock)
+            if mine is not None:
+                break
+            if not wait:
+                raise SeqlmError(f"{path} is being written by another seqlm process (pid {holder}): wait for "
+                                 f"it to finish, or choose another {flag}")
+            if not told:
+                told = True
+                import logging
+
+                logging.getLogger("seqlm").info("waiting for seqlm process %s, which is writing %s", holder, path)
+            time.sleep(0.2)
         os.ftruncate(mine, 0)
         os.write(mine, str(os.getpid()).encode())
         yield
@@ -63,6 +57,31 @@ def output_lock(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
             with contextlib.suppress(OSError):
                 lock.unlink()
             os.close(mine)
+
+
+def _take(lock: Path) -> tuple[int | None, str]:
+    """(the locked descriptor of ``lock``, "") or (None, the pid of the process that holds it)."""
+    import fcntl
+
+    with signals_held():  # a signal between making the file and holding it would leave it behind: it waits
+        while True:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
+            except OSError as e:
+                raise output_error(lock, e) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                return None, holder
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd, ""
+            os.close(fd)  # removed by its holder between our open and our lock: take the new one
 
 
 def locks_output(fn):

@@ -288,7 +288,8 @@ def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
             for p in paths.values():
                 fetch.verify(p, spec.sha256[p.name])
             return paths
-    fetch.download_files(spec, dest)
+    with fetch.cache_lock(dest):
+        fetch.download_files(spec, dest)
     return {split: dest / fname for split, fname in spec.files.items()}
 
 

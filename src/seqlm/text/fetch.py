@@ -159,11 +159,25 @@ def manifest_digests(manifest: Path) -> dict[str, str]:
 def archive_files(spec, folders: list[Path], dest: Path) -> dict[str, Path]:
     """The split files of an archive-layout ``spec``: already extracted (verified) in one of ``folders``;
     else extracted into ``dest`` from the archive found in one of ``folders``, or downloaded into ``dest``."""
-    archive = spec.archive
     for folder in folders:
         found = extracted(spec, folder)
         if found is not None:
             return found
+    with cache_lock(dest):  # one process extracts or downloads into the cache at a time
+        found = extracted(spec, dest)  # made by another process while this one looked
+        return found if found is not None else _archive_files(spec, folders, dest)
+
+
+def cache_lock(dest: Path):
+    """The lock of a corpus's cache folder while seqlm writes it (io/locks.py): a second process (another rank of a
+    torchrun, another run started at once) waits for the first, then finds its files."""
+    from seqlm.io.locks import output_lock
+
+    return output_lock(dest, "cache folder (XDG_CACHE_HOME)", wait=True)
+
+
+def _archive_files(spec, folders: list[Path], dest: Path) -> dict[str, Path]:
+    archive = spec.archive
     for folder in folders:
         path = folder / archive.name
         if path.is_file():

@@ -11,7 +11,7 @@ import pytest
 from models.ngram.test_external import EDGE, assert_same_model, external
 from seqlm.cli import main
 from seqlm.errors import SeqlmError
-from seqlm.models.ngram.cluster import FAULT, Engine
+from seqlm.models.ngram.cluster_engine import FAULT, Engine
 from seqlm.text.corpora import read_lines
 from seqlm.text.tokenize import Tokenizer
 from seqlm.training.train import train_ngram

@@ -26,28 +26,21 @@ of counts, a text block's distinct types).  The kernels are the single-process p
 A task writes each file under a temporary name and renames it, and removes nothing it read, so a task that a
 dead worker left half done is simply run again (the engine reschedules it: ``distributed.scheduler.
 allowed-failures`` times, then the run fails with one line and no model).  Files of a stage are removed by the
-client once the stage is done.
+client once the stage is done.  The engine (the Dask client, the memory budget) and the scratch files are in
+cluster_engine.py.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import pickle
-import re
-import resource
 import shutil
-import signal
-import socket
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from seqlm.errors import SeqlmError, check_signals, signals_deferred
-from seqlm.io.memory import parse_memory
+from seqlm.errors import SeqlmError
+from seqlm.models.ngram.cluster_engine import Engine, Meter, fault, read_counted, remove_scratch, save, scratch
 from seqlm.models.ngram.external_count import COLUMNS, SHARE, chunk_ngrams, merge_entries
 from seqlm.models.ngram.smoothing import (
     Tables,
@@ -57,216 +50,16 @@ from seqlm.models.ngram.smoothing import (
     safe_log,
     unigram_probs,
 )
-from seqlm.text.bulk import TypeTable, pad_lines, read_raw, tokenize_block
+from seqlm.text.bulk import TypeTable, pad_lines, tokenize_block
 from seqlm.text.corpora import open_text
 from seqlm.text.tokenize import Tokenizer
 from seqlm.text.vocab import BOS_ID, EOS_ID, UNK_ID, Vocab
 
 log = logging.getLogger(__name__)
 
-INSTALL = "pip install 'seqlm[cluster]'"
 _BYTES_PER_POSITION = 120  # a block in a task: ids, ranks, keys, the sort and its copies, inverse, ends
 _BYTES_PER_NGRAM = 200  # a bucket in a task: the merge's rows and copies, or estimation's columns and temporaries
 _MAX_BUCKETS = 4096
-FAULT = "SEQLM_CLUSTER_FAULT"  # tests: "stage:index[:always]" kills the worker running that task
-
-
-# -- the engine --------------------------------------------------------------------------------------
-class Engine:
-    """A Dask client on a local cluster of N worker processes (``local:N``) or on a running scheduler
-    (``tcp://HOST:PORT``), with the per-worker memory budget."""
-
-    def __init__(self, spec: str, memory: str | int | None):
-        self.spec = spec
-        m = re.fullmatch(r"local:(\d+)", spec)
-        if not m and not re.fullmatch(r"(tcp|tls)://[^\s]+:\d+", spec):
-            raise SeqlmError(f"--cluster {spec!r}: give local:N (N worker processes here) or tcp://HOST:PORT (a "
-                             f"running dask scheduler)")
-        self.local = int(m.group(1)) if m else None
-        if self.local is not None and not 1 <= self.local <= 256:
-            raise SeqlmError(f"--cluster {spec}: give between 1 and 256 local workers")
-        self.memory = memory
-        self.cluster = self.client = None
-        self.stages: dict[str, dict] = {}  # per task function: tasks, seconds, bytes (the benchmark's scaling model)
-
-    def __enter__(self) -> "Engine":
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise SeqlmError(f"--cluster needs Dask distributed: {INSTALL}") from None
-        # a run stopped by a signal leaves the client's pending gathers to asyncio, which would print each one's
-        # traceback ("Task exception was never retrieved ... AllExit") after seqlm's one line
-        if not any(isinstance(f, _QuietExit) for f in logging.getLogger("asyncio").filters):
-            logging.getLogger("asyncio").addFilter(_QuietExit())
-        if self.local is not None:
-            import dask
-
-            # "port 8787 is in use": its HTTP server takes another, and says so.  And the workers keep glibc's
-            # dynamic mmap threshold: dask sets MALLOC_TRIM_THRESHOLD_, which turns it off, and then every array
-            # over 128 KB is fresh pages to fault in (packing the trie ran 2x slower).  memory_limit=0: the
-            # budget sizes every task, the nanny must not kill a worker on its own
-            environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-                       if k != "MALLOC_TRIM_THRESHOLD_"}
-            try:
-                with signals_deferred(), warnings.catch_warnings(), \
-                        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.cluster = LocalCluster(n_workers=self.local, threads_per_worker=1, processes=True,
-                                                memory_limit=0, dashboard_address=None,
-                                                silence_logs=logging.CRITICAL)
-                    self.client = Client(self.cluster)
-            except BaseException:  # a signal while the workers started: they are stopped, then it is raised
-                self.close()
-                raise
-            self.workers = self.local
-            self.budget = max(1 << 12, parse_memory(self.memory) // self.local)
-        else:
-            try:
-                host, port = self.spec.split("://", 1)[1].rsplit(":", 1)
-                socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()  # refused: at once
-                self.client = Client(self.spec, timeout="10s")
-            except (OSError, TimeoutError) as e:
-                raise SeqlmError(f"--cluster {self.spec}: no dask scheduler answers there ({e}): start one "
-                                 f"(dask scheduler; dask worker {self.spec}) or check the address") from None
-            info = self.client.scheduler_info()["workers"]
-            if not info:
-                self.close()
-                raise SeqlmError(f"--cluster {self.spec}: the scheduler has no workers: start some "
-                                 f"(dask worker {self.spec})")
-            self.workers = len(info)
-            limits = [w.get("memory_limit") or 0 for w in info.values()]
-            self.budget = parse_memory(self.memory) if self.memory else (min(limits) // 2 if all(limits) else
-                                                                        parse_memory(None))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for thing in (self.client, self.cluster):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception:  # noqa: BLE001 - closing after a failure must not hide it
-                    pass
-        self.client = self.cluster = None
-
-    def map(self, fn, *iterables, **common) -> list:
-        """``[fn(*args, **common) for args in zip(*iterables)]`` on the workers, in order."""
-        items = list(zip(*iterables))
-        if not items:
-            return []
-        from distributed import KilledWorker
-
-        check_signals()  # a signal whose exception was swallowed (a library's callback) stops the run here
-        t0 = time.perf_counter()
-        futures = self.client.map(functools.partial(_timed, fn), *zip(*items), pure=False, **common)
-        try:
-            done = self.client.gather(futures)
-            wall = time.perf_counter() - t0
-            name = fn.__name__.strip("_")
-            st = self.stages.setdefault(name, {"calls": 0, "tasks": 0, "wall_s": 0.0, "task_s": 0.0, "max_task_s": 0.0,
-                                               "read_bytes": 0, "written_bytes": 0, "client_bytes": 0})
-            st["calls"] += 1
-            st["tasks"] += len(done)
-            st["wall_s"] += wall
-            for _, sec, r, w, c in done:
-                st["task_s"] += sec
-                st["max_task_s"] = max(st["max_task_s"], sec)
-                st["read_bytes"] += r
-                st["written_bytes"] += w
-                st["client_bytes"] += c
-            log.debug("%s: %d tasks in %.2fs", name, len(items), wall)
-            return [d[0] for d in done]
-        except KilledWorker:
-            tries = 1 + int(self.client.run_on_scheduler(_allowed_failures))
-            raise SeqlmError(f"--cluster {self.spec}: a worker died running {fn.__name__.strip('_')}, {tries} times "
-                             f"on {tries} workers; no model was written: give each worker more memory (or a lower "
-                             f"--memory), and see the workers' logs") from None
-        finally:
-            self.client.cancel(futures)
-
-    def check_storage(self, *folders: Path) -> None:
-        """Every worker must see the scratch and output folders at the same paths (shared storage)."""
-        seen = self.client.run(_visible, [str(f) for f in folders])
-        for worker, missing in seen.items():
-            if missing:
-                raise SeqlmError(f"--cluster {self.spec}: worker {worker} cannot see {missing[0]}: give --temp-dir and "
-                                 f"--out on storage every worker mounts at the same path")
-
-    def peak_rss_mb(self) -> list[float]:
-        """Each worker process's peak resident memory so far (MB)."""
-        return sorted(round(v / 1024, 1) for v in self.client.run(_peak_kb).values())
-
-
-class _QuietExit(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return type(exc).__name__ not in ("AllExit", "CancelledError")
-
-
-def _allowed_failures() -> int:
-    import dask
-
-    return dask.config.get("distributed.scheduler.allowed-failures")
-
-
-def _visible(paths: list[str]) -> list[str]:
-    return [p for p in paths if not os.path.isdir(p)]
-
-
-def _peak_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _fault(work: Path, stage: str, i: int) -> None:
-    """Tests: kill this worker process at the task named by $SEQLM_CLUSTER_FAULT (once, or every time)."""
-    want = os.environ.get(FAULT, "")
-    if not want.startswith(f"{stage}:{i}"):
-        return
-    marker = work.parent / f"seqlm-fault-{stage}-{i}"  # beside the scratch folder: the test sees it
-    if want.endswith(":always") or not marker.exists():
-        marker.touch()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# -- files of the scratch folder ----------------------------------------------------------------------
-class _Meter:
-    """Bytes a task read from and wrote to the scratch folder (per process: a worker runs one task at a time)."""
-
-    read = written = 0
-
-
-def _timed(fn, *args, **common):
-    """Run a task and measure it: (result, seconds, bytes read, bytes written, bytes of the result)."""
-    _Meter.read = _Meter.written = 0
-    t0 = time.perf_counter()
-    out = fn(*args, **common)
-    return out, time.perf_counter() - t0, _Meter.read, _Meter.written, len(pickle.dumps(out))
-
-
-def _read(path: Path, dtype, start: int = 0, count: int = -1) -> np.ndarray:
-    a = read_raw(path, dtype, start, count)
-    _Meter.read += a.nbytes
-    return a
-
-
-def _f(work: Path, name: str, *at) -> Path:
-    return work / (name + "-".join(str(a) for a in at) + ".bin")
-
-
-def _save(path: Path, a: np.ndarray) -> None:
-    """Write an array whole, under a temporary name renamed at the end (a retried task overwrites it)."""
-    tmp = path.with_name(path.name + ".part")
-    np.ascontiguousarray(a).tofile(tmp)
-    _Meter.written += a.nbytes
-    os.replace(tmp, path)
-
-
-def _remove(work: Path, *names: str) -> None:
-    for name in names:
-        for f in work.glob(name + "*.bin"):
-            f.unlink()
 
 
 class Segmented:
@@ -277,7 +70,7 @@ class Segmented:
         self.starts = np.asarray(starts, dtype=np.int64)  # (buckets + 1,): where each bucket begins, then the size
 
     def _file(self, b: int) -> Path:
-        return _f(self.work, self.name, self.k, b)
+        return scratch(self.work, self.name, self.k, b)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Elements ``lo .. hi``."""
@@ -286,7 +79,7 @@ class Segmented:
         while lo < hi:
             s, e = int(self.starts[b]), int(self.starts[b + 1])
             if e > lo:
-                out.append(_read(self._file(b), self.dtype, lo - s, min(hi, e) - lo))
+                out.append(read_counted(self._file(b), self.dtype, lo - s, min(hi, e) - lo))
                 lo = min(hi, e)
             b += 1
         return np.concatenate(out) if out else np.zeros(0, self.dtype)
@@ -302,7 +95,7 @@ class Segmented:
             if len(sel):
                 mm = np.memmap(self._file(b), dtype=self.dtype, mode="r")
                 out[sel] = mm[idx[sel] - self.starts[b]]
-                _Meter.read += len(sel) * self.dtype.itemsize
+                Meter.read += len(sel) * self.dtype.itemsize
                 del mm
         return out
 
@@ -338,29 +131,29 @@ def line_cuts(path: Path, block: int) -> list[tuple[int, int]]:
 
 
 def _read_block(i: int, start: int, end: int, *, path: str, tokenizer: Tokenizer, work: Path):
-    _fault(work, "read", i)
+    fault(work, "read", i)
     with open_text(Path(path)) as f:
         f.seek(start)
         data = f.read(end - start)
-    _Meter.read += len(data)
+    Meter.read += len(data)
     hashes, per_line, text_of = tokenize_block(data, path, start, tokenizer)
     hashes = hashes.view(np.int64)
-    _save(_f(work, "hashes", i), hashes)
-    _save(_f(work, "lines", i), per_line.astype(np.int64))
+    save(scratch(work, "hashes", i), hashes)
+    save(scratch(work, "lines", i), per_line.astype(np.int64))
     u, first, c = np.unique(hashes, return_index=True, return_counts=True)
     return u, c, [text_of(j) for j in first.tolist()], len(per_line)
 
 
 def _ids_block(i: int, *, work: Path):
-    _fault(work, "ids", i)
-    lengths = _read(_f(work, "lines", i), np.int64)
-    h = _read(_f(work, "hashes", i), np.int64)
+    fault(work, "ids", i)
+    lengths = read_counted(scratch(work, "lines", i), np.int64)
+    h = read_counted(scratch(work, "hashes", i), np.int64)
     if not len(lengths):
-        _save(_f(work, "ids", i), np.zeros(0, np.int32))
+        save(scratch(work, "ids", i), np.zeros(0, np.int32))
         return 0
-    hashes = _read(work / "type-hashes.bin", np.int64)
-    ids = _read(work / "type-ids.bin", np.int32)[np.searchsorted(hashes, h)]
-    _save(_f(work, "ids", i), pad_lines(ids, lengths))
+    hashes = read_counted(work / "type-hashes.bin", np.int64)
+    ids = read_counted(work / "type-ids.bin", np.int32)[np.searchsorted(hashes, h)]
+    save(scratch(work, "ids", i), pad_lines(ids, lengths))
     return len(ids) + 2 * len(lengths)
 
 
@@ -381,10 +174,10 @@ def read_text(engine: Engine, path: Path, work: Path, tokenizer: Tokenizer, bloc
         vocab = Vocab.from_counts(dict(zip(types.words, types.counts.tolist())), tokenizer, min_count, max_size)
     word_ids = np.array([vocab.text_stoi.get(w, UNK_ID) for w in types.words], dtype=np.int32)
     order = np.argsort(types.hashes)
-    _save(work / "type-hashes.bin", types.hashes[order])
-    _save(work / "type-ids.bin", word_ids[order])
+    save(work / "type-hashes.bin", types.hashes[order])
+    save(work / "type-ids.bin", word_ids[order])
     sizes = engine.map(_ids_block, range(len(blocks)), work=work)
-    _remove(work, "hashes", "lines")
+    remove_scratch(work, "hashes", "lines")
     uni = np.bincount(word_ids, weights=types.counts, minlength=len(vocab)).astype(np.int64)
     uni[EOS_ID] = lines
     return vocab, sizes, uni, int(types.counts.sum()), lines
@@ -392,20 +185,20 @@ def read_text(engine: Engine, path: Path, work: Path, tokenizer: Tokenizer, bloc
 
 # -- 2. counting ---------------------------------------------------------------------------------------
 def _count_block(ci: int, *, work: Path, k: int, V: int, need_ranks: bool, bounds: np.ndarray):
-    _fault(work, f"count{k}", ci)
-    ids = _read(_f(work, "ids", ci), np.int32)
-    ranks = ids if k == 2 else _read(_f(work, f"ranks{k - 1}-", ci), np.int32)
+    fault(work, f"count{k}", ci)
+    ids = read_counted(scratch(work, "ids", ci), np.int32)
+    ranks = ids if k == 2 else read_counted(scratch(work, f"ranks{k - 1}-", ci), np.int32)
     uk, counts, suffix, inverse, end = chunk_ngrams(ids, ranks, k, V, need_ranks)
     cut = np.concatenate([[0], np.searchsorted(uk, bounds), [len(uk)]])
     sizes = []
     for b in range(len(bounds) + 1):
         lo, hi = int(cut[b]), int(cut[b + 1])
         if hi > lo:
-            _save(_f(work, f"piece{k}-", ci, b), np.stack([uk[lo:hi], counts[lo:hi], suffix[lo:hi]], axis=1))
+            save(scratch(work, f"piece{k}-", ci, b), np.stack([uk[lo:hi], counts[lo:hi], suffix[lo:hi]], axis=1))
         sizes.append(hi - lo)
     if need_ranks:
-        _save(_f(work, f"inverse{k}-", ci), inverse)
-        _save(_f(work, f"ends{k}-", ci), end.astype(np.int32))
+        save(scratch(work, f"inverse{k}-", ci), inverse)
+        save(scratch(work, f"ends{k}-", ci), end.astype(np.int32))
     return sizes
 
 
@@ -420,33 +213,33 @@ def bounds(cum: np.ndarray, ranks: np.ndarray, buckets: int, V: int) -> np.ndarr
 
 
 def _merge_bucket(b: int, blocks: list[int], *, work: Path, k: int, need_ranks: bool, below):
-    _fault(work, f"merge{k}", b)
-    parts = [_read(_f(work, f"piece{k}-", ci, b), np.int64).reshape(-1, 3) for ci in blocks]
+    fault(work, f"merge{k}", b)
+    parts = [read_counted(scratch(work, f"piece{k}-", ci, b), np.int64).reshape(-1, 3) for ci in blocks]
     e = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
     keys, counts, suffix, group = merge_entries(e, need_ranks)
-    _save(_f(work, "keys", k, b), keys)
-    _save(_f(work, "counts", k, b), counts)
-    _save(_f(work, "suffix", k, b), suffix)
+    save(scratch(work, "keys", k, b), keys)
+    save(scratch(work, "counts", k, b), counts)
+    save(scratch(work, "suffix", k, b), suffix)
     if need_ranks:
-        _save(_f(work, "group", k, b), group)
+        save(scratch(work, "group", k, b), group)
     if below is not None:  # Kneser-Ney: the suffix ranks, to the buckets of the order below that hold them
         s = np.sort(suffix)
         cut = np.searchsorted(s, below)
         for t in range(len(below) - 1):
             if cut[t + 1] > cut[t]:
-                _save(_f(work, f"cont{k - 1}-", t, b), (s[cut[t]:cut[t + 1]] - below[t]).astype(np.int32))
+                save(scratch(work, f"cont{k - 1}-", t, b), (s[cut[t]:cut[t + 1]] - below[t]).astype(np.int32))
     cum = np.cumsum(counts)  # a sample of the cumulative counts, for the bounds of the order above
     at = np.unique(np.searchsorted(cum, np.linspace(0, cum[-1], 65)[1:])) if len(cum) else np.zeros(0, np.int64)
     return len(keys), (int(keys[-1]) if len(keys) else -1), at, cum[at]
 
 
 def _block_ranks(ci: int, n: int, pieces, *, work: Path, k: int, starts):
-    _fault(work, f"ranks{k}", ci)
-    m = [_read(_f(work, "group", k, b), np.int64, at, size) + starts[b] for b, at, size in pieces]
+    fault(work, f"ranks{k}", ci)
+    m = [read_counted(scratch(work, "group", k, b), np.int64, at, size) + starts[b] for b, at, size in pieces]
     m = np.concatenate(m).astype(np.int32) if m else np.zeros(0, np.int32)
     r = np.full(n, -1, dtype=np.int32)
-    r[_read(_f(work, f"ends{k}-", ci), np.int32)] = m[_read(_f(work, f"inverse{k}-", ci), np.int32)]
-    _save(_f(work, f"ranks{k}-", ci), r)
+    r[read_counted(scratch(work, f"ends{k}-", ci), np.int32)] = m[read_counted(scratch(work, f"inverse{k}-", ci), np.int32)]
+    save(scratch(work, f"ranks{k}-", ci), r)
 
 
 class Order:
@@ -486,7 +279,7 @@ def count(engine: Engine, work: Path, sizes: list[int], order: int, V: int, kn: 
         base = np.concatenate([[0], np.cumsum([m[3][-1] if len(m[3]) else 0 for m in merged])])
         ranks = np.concatenate([o.starts[b] + m[2] for b, m in enumerate(merged)]).astype(np.int64)
         cum = np.concatenate([base[b] + m[3] for b, m in enumerate(merged)]).astype(np.float64)
-        _remove(work, f"piece{k}-")
+        remove_scratch(work, f"piece{k}-")
         if need_ranks:
             at = np.zeros(buckets, dtype=np.int64)
             pieces = []
@@ -494,12 +287,12 @@ def count(engine: Engine, work: Path, sizes: list[int], order: int, V: int, kn: 
                 pieces.append([(b, int(at[b]), n) for b, n in enumerate(per_block[j]) if n])
                 at += per_block[j]
             engine.map(_block_ranks, blocks, [sizes[i] for i in blocks], pieces, work=work, k=k, starts=o.starts)
-            _remove(work, f"group{k}-", f"inverse{k}-", f"ends{k}-")
+            remove_scratch(work, f"group{k}-", f"inverse{k}-", f"ends{k}-")
         if k > 2:
-            _remove(work, f"ranks{k - 1}-")
+            remove_scratch(work, f"ranks{k - 1}-")
         orders.append(o)
         below = o.starts
-    _remove(work, "ranks", "ids")
+    remove_scratch(work, "ranks", "ids")
     return orders
 
 
@@ -507,16 +300,16 @@ def count(engine: Engine, work: Path, sizes: list[int], order: int, V: int, kn: 
 def _unigram_continuations(_i: int, *, work: Path, V: int, sources: int) -> np.ndarray:
     cont = np.zeros(V, dtype=np.int64)
     for src in range(sources):
-        f = _f(work, "cont1-", 0, src)
+        f = scratch(work, "cont1-", 0, src)
         if f.exists():
-            cont += np.bincount(_read(f, np.int32), minlength=V)
+            cont += np.bincount(read_counted(f, np.int32), minlength=V)
     return cont
 
 
 def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Segmented | None, prune_k: int):
-    _fault(work, f"adjust{k}", b)
-    keys = _read(_f(work, "keys", k, b), np.int64)
-    raw = _read(_f(work, "counts", k, b), np.int64)
+    fault(work, f"adjust{k}", b)
+    keys = read_counted(scratch(work, "keys", k, b), np.int64)
+    raw = read_counted(scratch(work, "counts", k, b), np.int64)
     ctx = keys // V
     if k == 2:
         sb = ctx == BOS_ID
@@ -526,12 +319,12 @@ def _adjust(b: int, *, work: Path, k: int, V: int, continuations: int, below: Se
     if continuations:  # Kneser-Ney below the highest order: N1+(. g) from the pieces the order above sent
         cont = np.zeros(len(keys), dtype=np.int64)
         for src in range(continuations):
-            f = _f(work, f"cont{k}-", b, src)
+            f = scratch(work, f"cont{k}-", b, src)
             if f.exists():
-                cont += np.bincount(_read(f, np.int32), minlength=len(keys))
+                cont += np.bincount(read_counted(f, np.int32), minlength=len(keys))
         a = np.where(sb, raw, cont)
-    _save(_f(work, "adjusted", k, b), a)
-    _save(_f(work, "bos", k, b), sb)
+    save(scratch(work, "adjusted", k, b), a)
+    save(scratch(work, "bos", k, b), sb)
     return counts_of_counts(a), int((raw > prune_k).sum())
 
 
@@ -541,11 +334,11 @@ def _estimate_bucket(b: int, c0: int, c1: int, at: int, *, work: Path, columns: 
                      kept_prefix, last: bool) -> int:
     """A bucket's estimate, its columns written in place into the model folder's column files: its kept n-grams
     from ``at``, the backoff weights of its contexts' kept n-grams of the order below from where they begin."""
-    _fault(work, f"estimate{k}", b)
-    keys = _read(_f(work, "keys", k, b), np.int64)
-    raw = _read(_f(work, "counts", k, b), np.int64)
-    a = _read(_f(work, "adjusted", k, b), np.int64)
-    suffix = _read(_f(work, "suffix", k, b), np.int64)
+    fault(work, f"estimate{k}", b)
+    keys = read_counted(scratch(work, "keys", k, b), np.int64)
+    raw = read_counted(scratch(work, "counts", k, b), np.int64)
+    a = read_counted(scratch(work, "adjusted", k, b), np.int64)
+    suffix = read_counted(scratch(work, "suffix", k, b), np.int64)
     p, bow, kept = order_step(smoothing, raw, a, keys // V - c0, c1 - c0, lower.gather(suffix), d, prune_k, kval,
                               V - 1)
     kk = keys[kept]
@@ -559,8 +352,8 @@ def _estimate_bucket(b: int, c0: int, c1: int, at: int, *, work: Path, columns: 
     _write_at(columns, f"logprob{k}", at, safe_log(p[kept]))
     _write_at(columns, f"logbow{k - 1}", bow_at, safe_log(bow[kp]))
     if not last:
-        _save(_f(work, "p", k, b), p)
-        _save(_f(work, "kept", k, b), kept)
+        save(scratch(work, "p", k, b), p)
+        save(scratch(work, "kept", k, b), kept)
     return int(kept.sum())
 
 
@@ -571,7 +364,7 @@ def _write_at(columns: dict, name: str, at: int, a: np.ndarray) -> None:
     with open(path, "r+b") as f:
         f.seek(start + at * a.dtype.itemsize)
         f.write(np.ascontiguousarray(a).tobytes())
-    _Meter.written += a.nbytes
+    Meter.written += a.nbytes
 
 
 def column_files(folder: Path, kept_n: list[int]) -> dict:
@@ -597,7 +390,7 @@ def _pack(_i: int, *, work: Path, out: Path, V: int, kept_n: list[int], quantize
     from seqlm.models.ngram.model import TRIE
     from seqlm.models.ngram.trie import pack
 
-    _fault(work, "pack", 0)
+    fault(work, "pack", 0)
     N = len(kept_n)
     cols = out / COLUMNS
     shutil.rmtree(out / TRIE, ignore_errors=True)  # what a dead worker left
@@ -608,7 +401,7 @@ def _pack(_i: int, *, work: Path, out: Path, V: int, kept_n: list[int], quantize
         from seqlm.models.ngram.prune import entropy_prune
 
         threshold, max_ngrams, prune = entropy
-        counts = [_read(work / "unigrams.bin", np.int64)] + [np.concatenate([_read(_f(work, "counts", k, b), np.int64) for b in range(buckets[k - 2])])
+        counts = [read_counted(work / "unigrams.bin", np.int64)] + [np.concatenate([read_counted(scratch(work, "counts", k, b), np.int64) for b in range(buckets[k - 2])])
                           for k in range(2, N)]
         pruned = entropy_prune(Tables(V, *columns, unseen, info), threshold, max_ngrams, counts, prune)
         columns, info, sizes = [pruned.keys, pruned.logprob, pruned.logbow], pruned.info, pruned.sizes()
@@ -667,7 +460,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
             kept_n.append(sum(n for _, n in res))
             kept_at.append(np.concatenate([[0], np.cumsum([n for _, n in res])]).astype(np.int64))
             below = Segmented(work, "bos", o.k, o.starts, bool)
-        _remove(work, "cont", "bos")
+        remove_scratch(work, "cont", "bos")
         if not kn:
             coc = [None] * order
         discounts, info = order_discounts(smoothing, coc)
@@ -677,7 +470,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
         lower = unigram_probs(smoothing, a1 if kn else uni, V, discounts[0], k)
         lp = safe_log(lower)
         lp[BOS_ID] = -np.inf
-        _save(_f(work, "p", 1, 0), lower)
+        save(scratch(work, "p", 1, 0), lower)
         columns = column_files(out / COLUMNS, kept_n)
         _write_at(columns, "keys1", 0, np.arange(V, dtype=np.int64))
         _write_at(columns, "logprob1", 0, lp)
@@ -689,7 +482,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
                               columns=columns, k=o.k, V=V, smoothing=smoothing, d=discounts[o.k - 1],
                               prune_k=prune[o.k - 1], kval=k, lower=lower_seg, kept_below=kept_below,
                               kept_prefix=kept_prefix, last=last)
-            _remove(work, f"p{o.k - 1}-", f"kept{o.k - 1}-", f"adjusted{o.k}-", f"suffix{o.k}-", f"keys{o.k}-")
+            remove_scratch(work, f"p{o.k - 1}-", f"kept{o.k - 1}-", f"adjusted{o.k}-", f"suffix{o.k}-", f"keys{o.k}-")
             lower_seg = Segmented(work, "p", o.k, o.starts, np.float64)
             per_bucket = np.zeros(len(o.sizes), dtype=np.int64)
             per_bucket[bs] = kept
@@ -698,7 +491,7 @@ def estimate(path: Path, out: Path, work: Path, spec: str, *, order: int, smooth
             kept_prefix = np.concatenate([[0], np.cumsum(per_bucket)])
         entropy = (prune_entropy, max_ngrams, prune) if (prune_entropy is not None or max_ngrams is not None) else None
         if entropy:  # histories are weighed by their counts
-            _save(work / "unigrams.bin", uni)
+            save(work / "unigrams.bin", uni)
         layout, info, kept_n = engine.map(
             _pack, [0], work=work, out=out, V=V, kept_n=kept_n, quantize=quantize,
             unseen="uniform" if smoothing == "add-k" else "backoff", info=info, entropy=entropy,

@@ -152,3 +152,14 @@ def test_the_tools_work_on_pieces(tmp_path, toy_files, capsys):
     assert main(["mix", str(kn), str(word), "--out", str(tmp_path / "bad"), "--valid", str(toy_files["valid"])]) == 2
     err = capsys.readouterr().err
     assert err.count("seqlm: error:") == 1 and "Traceback" not in err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("level", ["bpe", "unigram"])
+def test_pieces_cut_in_a_batch_equal_pieces_cut_line_by_line(level, toy_lines):
+    """tokenize_many (the library's batch, what reading a file and scoring many lines call) gives each line the
+    pieces tokenize gives it: blank and odd lines, lowercasing and whitespace included."""
+    tok = Tokenizer(level, lowercase=True).learned(toy_lines[0], 300)
+    lines = toy_lines[1][:200] + ["", "   ", "Café  AU\tlait", "日本語 text", "a\u00a0b", "THE END."]
+    assert tok.tokenize_many(lines) == [tok.tokenize(line) for line in lines]
+    word = Tokenizer("word")
+    assert word.tokenize_many(lines) == [word.tokenize(line) for line in lines]

@@ -95,15 +95,13 @@ class LanguageModel(ABC):
                    state: State = None) -> tuple[np.ndarray, np.ndarray, State]:
         """:meth:`score_tokens` of lines of text, read by the model's tokenizer: what ``evaluate`` and
         ``score`` call (a model may read the text itself, without a Python object per token)."""
-        tok = self.vocab.tokenizer.tokenize
-        return self.score_tokens([tok(line) for line in lines], mode, state)
+        return self.score_tokens(self.vocab.tokenizer.tokenize_many(list(lines)), mode, state)
 
     def line_totals(self, lines: list[str], mode: str = "sentence") -> tuple[list[float], list[int], list[int]]:
         """Each line of text's total ln p (its tokens and ``</s>``), how many of its tokens are out of the
         vocabulary, and how many positions it scored (its tokens + 1), as Python numbers: what ``score``
         reports per line (a model may sum without arrays)."""
-        tok = self.vocab.tokenizer.tokenize
-        tokens = [tok(line) for line in lines]
+        tokens = self.vocab.tokenizer.tokenize_many(list(lines))
         logp, oov, _ = self.score_tokens(tokens, mode)
         totals, counts = line_sums(logp.tolist(), oov.tolist(), tokens)
         return totals, counts, [len(t) + 1 for t in tokens]

@@ -38,8 +38,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         flat, scored_oov, _ = model.score_text(lines, mode)
         return [summarize(flat, scored_oov, model, mode, lines)]
     if per == "token":
-        tok = model.vocab.tokenizer.tokenize
-        tokens = [tok(line) for line in lines]
+        tokens = model.vocab.tokenizer.tokenize_many(lines)
         flat, scored_oov, _ = model.score_tokens(tokens, mode)
         logps, oovs = flat.tolist(), scored_oov.tolist()
         totals, counts = line_sums(logps, oovs, tokens)

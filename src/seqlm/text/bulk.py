@@ -90,8 +90,7 @@ def _char_block(text: str, tokenizer: Tokenizer):
     raw = text.split("\n")
     if raw and raw[-1] == "":
         raw.pop()
-    toks = [tokenizer.tokenize(line) for line in raw]
-    toks = [t for t in toks if t]
+    toks = [t for t in tokenizer.tokenize_many(raw) if t]
     flat = [c for t in toks for c in t]
     hashes = textbytes.hash_words(flat) if flat else np.zeros(0, np.uint64)
     return hashes, np.array([len(t) for t in toks], dtype=np.int64), lambda i: flat[i]

@@ -58,8 +58,7 @@ def split_lengths(flat: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
 
 
 def encode_lines(vocab: Vocab, lines: Sequence[str]) -> Encoded:
-    tok = vocab.tokenizer.tokenize
-    return encode_tokens(vocab, [tok(line) for line in lines])
+    return encode_tokens(vocab, vocab.tokenizer.tokenize_many(list(lines)))
 
 
 def encode_tokens(vocab: Vocab, tokens: list[list[str]]) -> Encoded:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from seqlm.errors import SeqlmError
+from seqlm.text.subword import SUBWORD
 
 SPACE = "\u2581"
 LEVELS = ("word", "char", "bpe", "unigram", "byte")
@@ -68,6 +69,17 @@ class Tokenizer:
             raise SeqlmError(f"this {self.level} tokenizer has learned no pieces yet: train a model (seqlm train "
                              f"--level {self.level}) to learn them from its training text")
         return subword.pieces(self.model, " ".join(line.split()))
+
+    def tokenize_many(self, lines: list[str]) -> list[list[str]]:
+        """:meth:`tokenize` of each line (the same tokens, tested); subword pieces are cut in one batch by the
+        library's threads."""
+        if self.level not in SUBWORD or self.model is None:
+            return [self.tokenize(line) for line in lines]
+        from seqlm.text import subword
+
+        if self.lowercase:
+            lines = [line.lower() for line in lines]
+        return subword.pieces_batch(self.model, [" ".join(line.split()) for line in lines])
 
     def detokenize(self, tokens: list[str]) -> str:
         if self.level == "word":

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def build_vocab(lines: Sequence[str], tokenizer: Tokenizer, min_count: int = 1,
                 max_size: int | None = None) -> tuple[Vocab, list[list[str]]]:
-    tokenized = [tokenizer.tokenize(line) for line in lines]
+    tokenized = tokenizer.tokenize_many(list(lines))
     return Vocab.build(tokenized, tokenizer, min_count=min_count, max_size=max_size), tokenized
 
 
@@ -48,7 +48,7 @@ def train_ngram(lines: Sequence[str], *, smoothing: str = "mkn", order: int = 3,
     if vocab is None:
         vocab, tokenized = build_vocab(lines, tokenizer, min_count, max_size)
     else:
-        tokenized = [vocab.tokenizer.tokenize(line) for line in lines]
+        tokenized = vocab.tokenizer.tokenize_many(list(lines))
     lengths = np.fromiter((len(t) for t in tokenized), dtype=np.int64, count=len(tokenized))
     ids = vocab.encode([w for t in tokenized for w in t])
     t1 = time.perf_counter()

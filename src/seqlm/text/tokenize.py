@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass, field, replace
 
 from seqlm.errors import SeqlmError
-from seqlm.text.subword import SUBWORD
+from seqlm.text import subword
+from seqlm.text.subword import SPACE, SUBWORD
 
-SPACE = "\u2581"
 LEVELS = ("word", "char", "bpe", "unigram", "byte")
 WHITESPACE = ("kenlm", "unicode")
 KENLM_BLANKS = " \t\r\x00"  # what lmplz splits words at (its line ends at \n)
@@ -61,8 +61,6 @@ class Tokenizer:
             return [w for w in _KENLM_SPLIT.split(line) if w]
         if self.level == "char":
             return list(SPACE.join(line.split()))
-        from seqlm.text import subword
-
         if self.level == "byte":
             return subword.byte_tokens(" ".join(line.split()))
         if self.model is None:
@@ -75,8 +73,6 @@ class Tokenizer:
         library's threads."""
         if self.level not in SUBWORD or self.model is None:
             return [self.tokenize(line) for line in lines]
-        from seqlm.text import subword
-
         if self.lowercase:
             lines = [line.lower() for line in lines]
         return subword.pieces_batch(self.model, [" ".join(line.split()) for line in lines])
@@ -86,8 +82,6 @@ class Tokenizer:
             return " ".join(tokens)
         if self.level == "char":
             return "".join(tokens).replace(SPACE, " ")
-        from seqlm.text import subword
-
         return subword.byte_text(tokens) if self.level == "byte" else subword.pieces_text(tokens)
 
     def learned(self, lines, vocab_size: int) -> "Tokenizer":
@@ -95,8 +89,6 @@ class Tokenizer:
         pieces), else itself."""
         if self.level not in ("bpe", "unigram") or self.model is not None:
             return self
-        from seqlm.text import subword
-
         lower = str.lower if self.lowercase else str
         normalized = (" ".join(lower(line).split()) for line in lines)
         return replace(self, model=subword.learn(self.level, normalized, vocab_size))

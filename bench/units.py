@@ -3,7 +3,7 @@ and bytes, on one scale (bits per byte and word-level perplexity of the same tes
 conventions.md), for Kneser-Ney and, with ``--lstm-minutes``, for the CPU LSTM fitted to the data under one budget.
 
     SEQLM_DATA=../shared/data python bench/units.py [--corpora brown-raw,brown,ptb] [--lstm-minutes 15]
-        [--results results/units.json]
+        [--lstm-corpora brown-raw,ptb] [--results results/units.json]
 
 Each row is the command a user runs, as a whole process: ``seqlm train --train T --valid V --test X --model kn
 --order N --level L [--vocab-size S] --out O --results R`` (the LSTM rows: ``--model lstm --minutes M``, no
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpora", default="brown-raw,brown,ptb")
     ap.add_argument("--lstm-minutes", type=float, default=0, help="also the LSTM rows, each with this budget")
-    ap.add_argument("--lstm-corpus", default="brown-raw")
+    ap.add_argument("--lstm-corpora", default="brown-raw", help="comma-separated: the corpora of the LSTM rows")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/units.json)")
     args = ap.parse_args(argv)
     seqlm = shutil.which("seqlm") or "seqlm"
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
            "lstm_minutes": args.lstm_minutes}
     jobs = [(c, "kn", u) for c in args.corpora.split(",") for u in NGRAM_UNITS]
     if args.lstm_minutes:
-        jobs += [(args.lstm_corpus, "lstm", u) for u in LSTM_UNITS]
+        jobs += [(c, "lstm", u) for c in args.lstm_corpora.split(",") for u in LSTM_UNITS]
     for corpus, kind, unit in jobs:
         label, level, pieces = unit[:3]
         f = files(corpus)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqlm.io.files import PNG_METADATA
+from seqlm.reporting.markdown import number
 from seqlm.reporting.results import read_results
-from seqlm.reporting.tables import ablation_of, number
+from seqlm.reporting.tables import ablation_of
 
 
 def plot_scale(res: dict, target: Path) -> None:

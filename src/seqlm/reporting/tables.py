@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seqlm.reporting.markdown import md_table, number
+from seqlm.reporting.race import race_tables
 from seqlm.reporting.results import read_results
-
-
-def number(x, digits: int = 2) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def ngram_table(res: dict, source: str) -> list[str]:
@@ -74,12 +72,6 @@ def recipe_table(rows: list[tuple[dict, str]]) -> list[str]:
     return lines
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table under its title line."""
-    return [title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def throughput_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
     rows = []
@@ -89,7 +81,7 @@ def throughput_table(res: dict, source: str) -> list[str]:
             (f", NCE ({r['nce_samples']} noise words)" if r.get("nce_samples") else "")
         rows.append([name, backend, r["precision"], "yes" if r.get("graphed") else "no", f"{r['tokens_per_s']:,.0f}",
                      f"{r.get('vs_baseline', 1.0):.2f}x"])
-    return _table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
+    return md_table(f"**Training throughput** (batch {res.get('batch')}, bptt {res.get('bptt')}, vocabulary "
                   f"{res.get('vocab'):,}; from `{source}`; {hw.get('device') or hw.get('cpu')}, torch "
                   f"{res.get('torch')}; baseline = the PyTorch word_language_model loop, measured in the same run: "
                   f"each recurrent kind against the loop on the same kind (its --model LSTM, GRU, RNN_TANH), the window "
@@ -103,7 +95,7 @@ def ddp_table(res: dict, source: str) -> list[str]:
     rows = [[str(r["processes"]), str(r["threads_per_process"]), r["precision"], f"{r['tokens_per_s']:,.0f}",
              f"{r['tokens_per_s'] / one[r['precision']]:.2f}x" if one.get(r["precision"]) else "–"]
             for r in res["results"]]
-    return _table(f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global "
+    return md_table(f"**Training in several processes** (`seqlm train` under torchrun, DDP, {res['model']}, global "
                   f"batch {res['global_batch']}, bptt {res['bptt']}; tokens/s after {res['warmup_steps']} warm-up "
                   f"steps; from `{source}`; {hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores, torch "
                   f"{res.get('torch')})", ["processes", "threads each", "precision", "tokens/s", "vs one process"], rows)
@@ -152,7 +144,7 @@ def ablation_table(name: str, base: tuple[dict, str] | None, rows: list[tuple[di
                     number(m.get("test_perplexity")), delta(m.get("test_perplexity")), "+0 (same model)", test_time,
                     f"`{source}`"])
     hw = (base_res or (rows or adapted)[0][0]).get("hardware", {})
-    return _table(f"**Ablation `{name}`** (the base recipe with one change per row, each run for real on "
+    return md_table(f"**Ablation `{name}`** (the base recipe with one change per row, each run for real on "
                   f"{hw.get('device') or hw.get('cpu')}, {hw.get('cores')} cores; evaluation-time rows wrap the base "
                   f"model, their parameters tuned on validation only; PTB, stream mode)",
                   ["row", "valid ppl", "test ppl", "vs base", "training wall time", "evaluation time", "file"], out)
@@ -201,7 +193,7 @@ def serve_table(res: dict, source: str) -> list[str]:
         for row in r["length"]:
             rows.append([name, f"text of {row['tokens']:,} tokens + 1 word", "–", "–", "–", f"{row['p50_ms']:.2f}",
                          f"{row['p99_ms']:.2f}"])
-    return _table(f"**Serving** (`python bench/serve.py`: `seqlm serve` in its own process, clients on loopback on "
+    return md_table(f"**Serving** (`python bench/serve.py`: `seqlm serve` in its own process, clients on loopback on "
                   f"the same machine (one keep-alive connection each, on asyncio streams: the clients share the 2 cores "
                   f"with the server, so they must cost little), suggestion requests of people typing PTB validation "
                   f"sentences; with C clients every request waits behind up to C - 1 others, so latency under load is "
@@ -224,7 +216,7 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
                              f"({r['tokens']:,} tokens), whole processes", f"{r['seqlm_score_s']:.3f} s",
                              f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
                              f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
-        out += _table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
+        out += md_table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
                       f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}; "
                       f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference in "
                       f"a sentence's log10 p {m['max_abs_log10_difference']:.1e}; from `{source}`; {hw.get('cpu')}, "
@@ -232,7 +224,7 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
         size_rows = [[f["format"], f"{f['bytes'] / 1e6:.1f} MB", f"{f['bytes_per_ngram']:.2f}",
                       number(f["perplexity"], 4) if f["perplexity"] else "–",
                       f"{f['vs_float64']:+.1e}" if f["vs_float64"] is not None else "–"] for f in m["formats"]]
-        out += [""] + _table(f"**Model bytes and test perplexity, {m['model']}** ({m['ngrams']:,} n-grams; KenLM's "
+        out += [""] + md_table(f"**Model bytes and test perplexity, {m['model']}** ({m['ngrams']:,} n-grams; KenLM's "
                              f"formats built by `build_binary` in the same run; perplexity next to the float64 tables "
                              f"seqlm's estimator makes, {m['float64_perplexity']:.4f})",
                              ["format", "bytes", "bytes per n-gram", "test perplexity", "vs float64"], size_rows) + [""]
@@ -262,7 +254,7 @@ def prune_table(res: dict, source: str) -> list[str]:
                 text = number(r["test_perplexity"]) if r else "–"
                 cells.append(f"**{text}**" if r and r["test_perplexity"] == best else text)
             lines.append(cells)
-        out += _table(f"**Pruning to a size, {corpus}** (modified-KN {res['order']}-gram; unpruned: {full['ngrams']:,} "
+        out += md_table(f"**Pruning to a size, {corpus}** (modified-KN {res['order']}-gram; unpruned: {full['ngrams']:,} "
                       f"n-grams, {full['bytes'] / 1e6:.1f} MB, test perplexity {number(full['test_perplexity'])}; "
                       f"each row one size, every method pruned to it; best in bold; `python bench/prune.py`, from "
                       f"`{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
@@ -279,7 +271,7 @@ def counts_table(res: dict, source: str) -> list[str]:
             ["`seqlm train --counts` (merge and estimate)", f"{res['merge_estimate_seconds']:.1f} s"],
             ["`seqlm train --train` on the whole text", f"{res['whole_text_seconds']:.1f} s"],
             ["the two model folders' tries byte for byte equal", "yes" if res["same_trie"] else "**no**"]]
-    return _table(f"**Counts as a unit of work** (modified-KN {res['order']}-gram; whole processes; `python "
+    return md_table(f"**Counts as a unit of work** (modified-KN {res['order']}-gram; whole processes; `python "
                   f"bench/counts.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)", ["what", "result"],
                   rows)
 
@@ -295,7 +287,7 @@ def cluster_table(res: dict, source: str) -> list[str]:
                      " / ".join(f"{m:.0f}" for m in c["worker_peak_rss_mb"]) + f" MB (share {r['worker_budget_mb']:.0f})", f"{c['blocks']} / {c['buckets'][0]}",
                      f"{sum(s['read_bytes'] + s['written_bytes'] for s in c['stages'].values()) / 1e9:.1f} GB",
                      "yes" if r["same_trie"] else "**no**"])
-    lines = _table(f"**5-gram estimation on a local cluster** (modified KN, `--memory {res['memory']}`, generated "
+    lines = md_table(f"**5-gram estimation on a local cluster** (modified KN, `--memory {res['memory']}`, generated "
                    f"text; whole processes: `seqlm train --train FILE` against the same with `--cluster local:{w}`; "
                    f"peak RSS counts the mapped files a process touched: packing the trie maps the whole model, in the "
                    f"one process or in one worker; "
@@ -309,7 +301,7 @@ def cluster_table(res: dict, source: str) -> list[str]:
         prow = [[m, f"{v['hours']:.2f} h"] + [f"{v['terms_s'][k]:,} s" for k in v["terms_s"]] + [v["limit"]]
                 for m, v in p["machines"].items()]
         terms = list(next(iter(p["machines"].values()))["terms_s"])
-        lines += [""] + _table(
+        lines += [""] + md_table(
             f"**Projected: a {a['tokens'] / 1e9:g}B-token 5-gram on a cluster** (from the {p['measured_tokens']:,}-token "
             f"run's stages above; assumed: {a['workers_per_machine']} workers per machine at this machine's per-core "
             f"rates, {a['nic_gb_s']} GB/s per machine and {a['storage_gb_s']} GB/s of shared storage in all, "
@@ -324,7 +316,7 @@ def subword_libs_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
     rows = [[r["library"], r["units"], f"{r['learn_seconds']:.1f} s", f"{r['lines_per_second_one_by_one']:,.0f}",
              f"{r['lines_per_second_batch']:,.0f}", f"{r['test_pieces']:,}"] for r in res["rows"]]
-    return _table(f"**Subword libraries** ({res['pieces']:,} pieces learned from {res['corpus']}'s "
+    return md_table(f"**Subword libraries** ({res['pieces']:,} pieces learned from {res['corpus']}'s "
                   f"{res['train_lines']:,} training lines, byte fallback; its {res['test_lines']:,} test lines cut; "
                   f"`python bench/subword_libs.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
                   ["library", "units", "learn", "lines/s, one at a time", "lines/s, one batch", "test pieces"], rows)
@@ -346,7 +338,7 @@ def units_table(res: dict, source: str) -> list[str]:
                      f"{number(r['perplexity'])} per {r.get('unit') or _unit_of(r['units'])}", f"{r['oov']:,}", f"{r['vocab_size']:,}", size,
                      f"{r['model_mb']:.1f} MB", f"{r['seconds']:.0f} s"])
     budget = f"; each LSTM stopped by `--minutes {res['lstm_minutes']:g}`" if res.get("lstm_minutes") else ""
-    return _table(f"**One text, every unit** (test split; bits per byte and word-level perplexity count the same "
+    return md_table(f"**One text, every unit** (test split; bits per byte and word-level perplexity count the same "
                   f"bytes and words whatever the unit; `seqlm train --level L` as a whole process{budget}; `python "
                   f"bench/units.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
                   ["corpus", "model", "units", "bits per byte", "word ppl", "token ppl", "OOV tokens", "vocabulary",
@@ -368,7 +360,7 @@ def neural_defaults_table(res: dict, source: str) -> list[str]:
                      f"{r['tokens_per_second']:,.0f}" if r.get("tokens_per_second") else "",
                      str(r["epochs"]) if "epochs" in r else "", number(r["valid_perplexity"]),
                      number(r["test_perplexity"])])
-    return _table(f"**A neural run on raw text without a recipe** (each neural run stopped by the same "
+    return md_table(f"**A neural run on raw text without a recipe** (each neural run stopped by the same "
                   f"`--minutes {res['minutes']:g}`, then its best epoch evaluated; one vocabulary, every training type; "
                   f"`python bench/neural_defaults.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
                   ["corpus", "run", "model", "parameters", "train tokens/s", "epochs completed", "valid ppl", "test ppl"], rows)
@@ -382,7 +374,7 @@ def interpolate_table(res: dict, source: str) -> list[str]:
         rows.append([f"PTB {split}"] + [number(x) for x in r["parts"]] + [number(r["token_mixture"]),
                                                                          number(r["one_model"])])
     weights = ", ".join(f"{p} {w:.3f}" for p, w in zip(res["parts"], res["weights"]))
-    return _table(f"**One model from two** (modified-KN {res['order']}-grams of {' and '.join(res['parts'])}, weights "
+    return md_table(f"**One model from two** (modified-KN {res['order']}-grams of {' and '.join(res['parts'])}, weights "
                   f"fitted on PTB valid: {weights}; the one model: {sum(res['ngrams']):,} n-grams over {res['vocab_size']:,} "
                   f"words, written in {res['seconds']:.1f} s; `python bench/interpolate.py`, from `{source}`; "
                   f"{hw.get('cpu')}, {hw.get('cores')} cores)",
@@ -395,7 +387,7 @@ def asr_table(res: dict, source: str) -> list[str]:
     hw = res.get("hardware", {})
     rows = [[r["decoder"], f"{r['wer']:.4f}", f"{r['utterances_per_s']:.1f}"] for r in res["rows"]]
     lstm = f"; the LSTM: `{res['lstm']}`, test perplexity {number(res.get('lstm_test_perplexity'))}" if res.get("lstm") else ""
-    return _table(f"**CTC decoding** (`python bench/asr.py`: pyctcdecode's beam search, beam {res['beam']}, alpha "
+    return md_table(f"**CTC decoding** (`python bench/asr.py`: pyctcdecode's beam search, beam {res['beam']}, alpha "
                   f"{res['alpha']}, beta {res['beta']}, over synthetic emissions of {res['utterances']} PTB test "
                   f"sentences ({res['words']:,} words; {res['confuse']:.0%} of the letters confused, "
                   f"{res['noise']:.0%} noise); the KN5's best beams through seqlm equal the kenlm module's: "
@@ -414,7 +406,7 @@ def mixture_table(res: dict, source: str) -> list[str]:
         if m.get("test_perplexity") else ""
     fit = res.get("fit", {})
     how = "given" if fit.get("given") else f"fitted by EM on {fit.get('valid_lines')} validation lines"
-    return _table(f"**Mixture** (`seqlm mix`: p = Σ λ_k p_k per token, weights {how}{ratio}; stream mode; from "
+    return md_table(f"**Mixture** (`seqlm mix`: p = Σ λ_k p_k per token, weights {how}{ratio}; stream mode; from "
                   f"`{source}`)", ["model", "kind", "weight", "valid ppl", "test ppl"], rows)
 
 
@@ -451,6 +443,7 @@ def render(results_dir: Path) -> str:
             gathered[res["type"]].append((res, rel))
     if recipes:
         blocks.append(recipe_table(recipes))
+        blocks += race_tables(recipes)
     for name in sorted(({ablation_of(r) for r, _ in recipes} | set(ABLATION_BASES)) - {"", "clipping"}):
         rows = [(r, src) for r, src in recipes if ablation_of(r) == name]
         base_name = ABLATION_BASES.get(name)

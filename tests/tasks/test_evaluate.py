@@ -78,6 +78,10 @@ def test_one_rule_for_newlines(toy_lines, text_file):
     for call in (evaluate, score):
         with pytest.raises(SeqlmError, match="line 2 holds a newline"):
             call(lm, ["the cat", "he\nsaid"])
+        with pytest.raises(TypeError, match="lines of text \\(str\\), not int"):
+            call(lm, ["the cat", 3])
+    rows = score(lm, lines := ["the cat", "he said"])
+    assert [r["text"] for r in rows] == lines == ["the cat", "he said"]  # the caller's list is left as it was
 
 
 def test_one_scale_whatever_the_unit(toy_lines):

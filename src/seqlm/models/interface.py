@@ -177,6 +177,12 @@ def as_lines(lines, caller: str) -> list[str]:
     """The lines of one text (str, cut at newlines) or of a sequence of lines (see :func:`line_chunks`)."""
     if isinstance(lines, str) and "\n" not in lines:  # one line: the call a per-sentence user makes
         return [lines]
+    if type(lines) is list:  # a list of lines, as most callers give: checked in one join, not line by line
+        try:
+            if "\n" not in "".join(lines):
+                return lines
+        except TypeError:
+            pass  # an item that is not text: line_chunks names it
     return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]
 
 

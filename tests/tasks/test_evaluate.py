@@ -80,6 +80,8 @@ def test_one_rule_for_newlines(toy_lines, text_file):
             call(lm, ["the cat", "he\nsaid"])
         with pytest.raises(TypeError, match="lines of text \\(str\\), not int"):
             call(lm, ["the cat", 3])
+    with pytest.raises(SeqlmError, match="line 6 holds a newline"):  # found in a later block, numbered in all
+        evaluate(lm, ["the cat"] * 5 + ["he\nsaid"], batch_lines=2)
     rows = score(lm, lines := ["the cat", "he said"])
     assert [r["text"] for r in rows] == lines == ["the cat", "he said"]  # the caller's list is left as it was
 

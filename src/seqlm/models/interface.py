@@ -158,8 +158,20 @@ def line_chunks(lines, size: int, caller: str):
         lines = [x for x in lines.split("\n") if x.strip()] if "\n" in lines else [lines]
     elif isinstance(lines, (bytes, bytearray)) or not hasattr(lines, "__iter__"):
         raise TypeError(f"{caller}() takes a line (str) or a list of lines, not {type(lines).__name__}")
+    if type(lines) is list:  # as most callers give them: each chunk checked in one join, not line by line
+        for a in range(0, len(lines), size):
+            chunk = lines[a:a + size]
+            if not _clean(chunk):
+                break  # an item that is not text, or holds a newline: the loop below names it
+            yield chunk
+        else:
+            return
+        lines = lines[a:]
+        start = a + 1
+    else:
+        start = 1
     chunk: list[str] = []
-    for i, line in enumerate(lines, 1):
+    for i, line in enumerate(lines, start):
         if not isinstance(line, str):
             raise TypeError(f"{caller}() takes lines of text (str), not {type(line).__name__}")
         if "\n" in line:
@@ -173,16 +185,20 @@ def line_chunks(lines, size: int, caller: str):
         yield chunk
 
 
+def _clean(lines: list) -> bool:
+    """Whether every item of ``lines`` is text without a newline (one join: a few C calls for them all)."""
+    try:
+        return "\n" not in "".join(lines)
+    except TypeError:
+        return False
+
+
 def as_lines(lines, caller: str) -> list[str]:
     """The lines of one text (str, cut at newlines) or of a sequence of lines (see :func:`line_chunks`)."""
     if isinstance(lines, str) and "\n" not in lines:  # one line: the call a per-sentence user makes
         return [lines]
-    if type(lines) is list:  # a list of lines, as most callers give: checked in one join, not line by line
-        try:
-            if "\n" not in "".join(lines):
-                return lines
-        except TypeError:
-            pass  # an item that is not text: line_chunks names it
+    if type(lines) is list and _clean(lines):  # as most callers give them: taken as they are
+        return lines
     return [line for chunk in line_chunks(lines, 1 << 62, caller) for line in chunk]
 
 

@@ -61,7 +61,17 @@ def row(res: dict, seconds: float, out: Path) -> dict:
             "level": (res.get("config") or {}).get("data", {}).get("level"),
             "oov": test.get("oov", m.get("test_oov")), "vocab_size": model.get("vocab_size"),
             "ngrams": model.get("ngrams"), "parameters": model.get("parameters"),
-            "model_mb": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, "seconds": seconds}
+            "model_mb": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, "seconds": seconds,
+            **trained(res)}
+
+
+def trained(res: dict) -> dict:
+    """A neural run's epochs, tokens seen and tokens per second of training (from its results file)."""
+    last = (res.get("epochs") or [{}])[-1]
+    if not last.get("tokens"):
+        return {}
+    return {"epochs": res.get("epochs_completed"), "tokens_seen": last["tokens"],
+            "tokens_per_second": last["tokens"] / last["seconds"] if last.get("seconds") else None}
 
 
 def main(argv=None) -> int:

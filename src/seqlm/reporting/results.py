@@ -20,6 +20,7 @@ TYPES = {
     "counts": "bench/counts.py",
     "ngram-cluster": "bench/cluster.py",
     "units": "bench/units.py",
+    "unit-bits": "bench/unit_bits.py",
     "subword-libs": "bench/subword_libs.py",
     "interpolate": "bench/interpolate.py",
     "neural-defaults": "bench/neural_defaults.py",

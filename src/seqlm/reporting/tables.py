@@ -8,6 +8,7 @@ from pathlib import Path
 from seqlm.reporting.markdown import md_table, number
 from seqlm.reporting.race import race_tables
 from seqlm.reporting.results import read_results
+from seqlm.reporting.units import subword_libs_table, unit_bits_table, units_table
 
 
 def ngram_table(res: dict, source: str) -> list[str]:
@@ -311,40 +312,6 @@ def cluster_table(res: dict, source: str) -> list[str]:
     return lines
 
 
-def subword_libs_table(res: dict, source: str) -> list[str]:
-    """HF tokenizers against sentencepiece on the same text and settings (bench/subword_libs.py)."""
-    hw = res.get("hardware", {})
-    rows = [[r["library"], r["units"], f"{r['learn_seconds']:.1f} s", f"{r['lines_per_second_one_by_one']:,.0f}",
-             f"{r['lines_per_second_batch']:,.0f}", f"{r['test_pieces']:,}"] for r in res["rows"]]
-    return md_table(f"**Subword libraries** ({res['pieces']:,} pieces learned from {res['corpus']}'s "
-                  f"{res['train_lines']:,} training lines, byte fallback; its {res['test_lines']:,} test lines cut; "
-                  f"`python bench/subword_libs.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
-                  ["library", "units", "learn", "lines/s, one at a time", "lines/s, one batch", "test pieces"], rows)
-
-
-def _unit_of(label: str) -> str:
-    """What a token is, from a units row's label (rows of neural runs recorded before their metrics said)."""
-    return {"word": "word", "char": "character", "byte": "byte"}.get(label, "subword")
-
-
-def units_table(res: dict, source: str) -> list[str]:
-    """The same text in words, characters, subword pieces and bytes, on one scale (bench/units.py)."""
-    hw = res.get("hardware", {})
-    rows = []
-    for r in res["rows"]:
-        size = (f"{sum(r['ngrams']):,} n-grams" if r.get("ngrams") else
-                f"{r['parameters']:,} parameters" if r.get("parameters") else "")
-        rows.append([r["corpus"], r["model"], r["units"], f"{r['bits_per_byte']:.4f}", number(r["word_perplexity"]),
-                     f"{number(r['perplexity'])} per {r.get('unit') or _unit_of(r['units'])}", f"{r['oov']:,}", f"{r['vocab_size']:,}", size,
-                     f"{r['model_mb']:.1f} MB", f"{r['seconds']:.0f} s"])
-    budget = f"; each LSTM stopped by `--minutes {res['lstm_minutes']:g}`" if res.get("lstm_minutes") else ""
-    return md_table(f"**One text, every unit** (test split; bits per byte and word-level perplexity count the same "
-                  f"bytes and words whatever the unit; `seqlm train --level L` as a whole process{budget}; `python "
-                  f"bench/units.py`, from `{source}`; {hw.get('cpu')}, {hw.get('cores')} cores)",
-                  ["corpus", "model", "units", "bits per byte", "word ppl", "token ppl", "OOV tokens", "vocabulary",
-                   "size", "folder", "seconds"], rows)
-
-
 def neural_defaults_table(res: dict, source: str) -> list[str]:
     """A neural run without a recipe: fitted settings against the plain defaults (bench/neural_defaults.py)."""
     hw = res.get("hardware", {})
@@ -432,7 +399,7 @@ def render(results_dir: Path) -> str:
     recipes, grads, adapted = [], [], []
     one_table = {"ngram-ptb": ngram_table, "train-throughput": throughput_table, "train-throughput-ddp": ddp_table,
                  "serve": serve_table, "ngram-scale": scale_table, "kenlm-api": kenlm_api_table, "asr": asr_table, "mix": mixture_table, "probe": probe_table,
-                 "prune": prune_table, "counts": counts_table, "ngram-cluster": cluster_table, "units": units_table, "subword-libs": subword_libs_table, "interpolate": interpolate_table,
+                 "prune": prune_table, "counts": counts_table, "ngram-cluster": cluster_table, "units": units_table, "unit-bits": unit_bits_table, "subword-libs": subword_libs_table, "interpolate": interpolate_table,
                  "neural-defaults": neural_defaults_table}
     gathered = {"adapt": adapted, "train": recipes, "gradients": grads}
     for path, res in read_results(results_dir):

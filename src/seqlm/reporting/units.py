@@ -57,4 +57,20 @@ def unit_bits_table(res: dict, source: str) -> list[str]:
                     f"included; stream mode; `python bench/unit_bits.py`, from `{source}`; {hw.get('cpu')}, "
                     f"{hw.get('cores')} cores)",
                     ["model", "bits per byte", "of which: known words", "unknown words", "line ends",
-                     "bits per known word", "bits per unknown word"], rows)
+                     "bits per known word", "bits per unknown word"], rows) + ["", _lead(res)]
+
+
+def _lead(res: dict) -> str:
+    """Each model's distance from the word model of its family, split as the table splits the bits."""
+    family = lambda r: r["model"].split()[0].rstrip("0123456789")  # noqa: E731  KN5, KN6 -> KN; LSTM
+    word = {family(r): r for r in res["rows"] if r["level"] == "word"}
+    says = []
+    for r in res["rows"]:
+        w = word.get(family(r))
+        if w is None or r is w:
+            continue
+        d = {k: r[f"{k}_bits_per_byte"] - w[f"{k}_bits_per_byte"] for k in ("known_words", "unknown_words", "line_ends")}
+        says.append(f"`{r['model']}` is {r['bits_per_byte'] - w['bits_per_byte']:+.4f} bits per byte from `{w['model']}`: "
+                    f"{d['known_words']:+.4f} on the known words, {d['unknown_words']:+.4f} on the unknown ones, "
+                    f"{d['line_ends']:+.4f} on the line ends.")
+    return " ".join(says)

@@ -79,7 +79,9 @@ def race_tables(recipes: list[tuple[dict, str]]) -> list[list[str]]:
                  f"cores, and its best trained on an exact loss; every Transformer run; {unit} seen = in the epochs "
                  f"completed; \"after {common / 1e6:.1f}M\" = validation {fig} after as many {unit} as the best "
                  f"Transformer saw, or the run's last reading before; the last epoch's training perplexity is with "
-                 f"dropout on, and only where the loss is exact (not NCE); from each run's results file)")
+                 f"dropout on, and only where the loss is exact (not NCE); tokens/s as each run measured it: the runs were "
+                 f"made on different days of a shared machine, so set speeds side by side in the training throughput "
+                 f"table, measured in one run; from each run's results file)")
         blocks.append(md_table(title, ["run", "kind", "parameters", "precision", f"{unit}/s", f"{unit} seen",
                                        f"valid {fig} after {common / 1e6:.1f}M", f"best valid {fig}", f"test {fig}",
                                        "last epoch: train / valid ppl", "file"], rows))

@@ -3,7 +3,7 @@ and bytes, on one scale (bits per byte and word-level perplexity of the same tes
 conventions.md), for Kneser-Ney and, with ``--lstm-minutes``, for the CPU LSTM fitted to the data under one budget.
 
     SEQLM_DATA=../shared/data python bench/units.py [--corpora brown-raw,brown,ptb] [--lstm-minutes 15]
-        [--lstm-corpora brown-raw,ptb] [--results results/units.json]
+        [--lstm-corpora brown-raw,ptb] [--results results/units.json] [--work DIR --keep]
 
 Each row is the command a user runs, as a whole process: ``seqlm train --train T --valid V --test X --model kn
 --order N --level L [--vocab-size S] --out O --results R`` (the LSTM rows: ``--model lstm --minutes M``, no
@@ -80,9 +80,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lstm-minutes", type=float, default=0, help="also the LSTM rows, each with this budget")
     ap.add_argument("--lstm-corpora", default="brown-raw", help="comma-separated: the corpora of the LSTM rows")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/units.json)")
+    ap.add_argument("--work", help="the scratch folder (default: a new temporary one)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep every model folder and run's results file in the scratch folder (e.g. for "
+                         "bench/unit_bits.py --model)")
     args = ap.parse_args(argv)
     seqlm = shutil.which("seqlm") or "seqlm"
-    work = scratch(None, "seqlm-units-")
+    work = scratch(args.work, "seqlm-units-")
     out = {"type": "units", "benchmark": "units", "hardware": hardware(), "commit": git_commit(), "rows": [],
            "lstm_minutes": args.lstm_minutes}
     jobs = [(c, "kn", u) for c in args.corpora.split(",") for u in NGRAM_UNITS]
@@ -101,16 +105,17 @@ def main(argv=None) -> int:
         r = {"corpus": corpus, "model": kind if kind == "lstm" else f"KN{unit[3]}", "units": label, **row(res, seconds,
                                                                                                         folder)}
         out["rows"].append(r)
-        shutil.rmtree(folder, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
         print(f"{corpus} {r['model']} {label}: {r['bits_per_byte']:.4f} bits/byte, word ppl {r['word_perplexity']:.1f}"
-              f" ({r['perplexity']:.2f} per {r['unit']}, {r['oov']} OOV), {r['model_mb']:.1f} MB, {seconds:.0f} s",
+              f" ({r['perplexity']:.2f} per {r['unit'] or r['level']}, {r['oov']} OOV), {r['model_mb']:.1f} MB, {seconds:.0f} s",
               file=sys.stderr)
         if args.results:  # as it goes: a stop loses nothing
             from seqlm.io.files import atomic_write
 
             with atomic_write(args.results) as fh:
                 json.dump(out, fh, indent=2)
-    finish(out, args.results, work, keep=False)
+    finish(out, args.results, work, keep=args.keep)
     return 0
 
 

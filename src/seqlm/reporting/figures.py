@@ -7,7 +7,7 @@ from pathlib import Path
 
 from seqlm.io.files import PNG_METADATA
 from seqlm.reporting.markdown import number
-from seqlm.reporting.results import read_results
+from seqlm.reporting.results import read_results, text_level
 from seqlm.reporting.tables import ablation_of
 
 
@@ -109,7 +109,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
         elif res.get("metrics", {}).get("valid_perplexity") and "ngrams" in res.get("model", {}):
             ngrams.append(res)
     written = []
-    is_char = lambda r: "test_bits_per_character" in r.get("metrics", {})  # noqa: E731
+    is_char = lambda r: text_level(r) == "char"  # noqa: E731
     chars = [r for r in runs + ngrams if is_char(r)]
     runs, ngrams = [r for r in runs if not is_char(r)], [r for r in ngrams if not is_char(r)]
     if chars:

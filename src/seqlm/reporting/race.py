@@ -6,10 +6,7 @@ as every run saw), with the gap between the last epoch's training and validation
 from __future__ import annotations
 
 from seqlm.reporting.markdown import md_table, number
-
-
-def _level(res: dict) -> str:
-    return "char" if "test_bits_per_character" in res.get("metrics", {}) else "word"
+from seqlm.reporting.results import text_level
 
 
 def _curve(res: dict, key: str) -> list[tuple[int, float]]:
@@ -36,7 +33,7 @@ def _entrants(recipes: list[tuple[dict, str]]) -> dict[str, list[tuple[dict, str
     test = lambda x: x[0]["metrics"].get("test_perplexity") or 1e30  # noqa: E731
     out: dict[str, list[tuple[dict, str]]] = {}
     for level in ("word", "char"):
-        mine = [(r, s) for r, s in runs if _level(r) == level]
+        mine = [(r, s) for r, s in runs if text_level(r) == level]
         kinds = {r["model"]["kind"] for r, _ in mine}
         chosen = [(r, s) for r, s in mine if r["model"]["kind"] == "transformer"]
         for kind in kinds - {"transformer"}:
@@ -62,12 +59,13 @@ def race_tables(recipes: list[tuple[dict, str]]) -> list[list[str]]:
             last = r["epochs"][-1]
             speed = last["tokens"] / last["seconds"] if last.get("seconds") else None
             at = _at(curves[id(r)], common)
-            ratio = last.get("train_perplexity"), last.get("valid_perplexity")
-            gap = f"{ratio[0]:.1f} / {ratio[1]:.1f}" if _exact(r) and all(ratio) else "– (NCE)" if not _exact(r) else "–"
+            train, valid = last.get("train_perplexity"), last.get("valid_perplexity")
+            exact = _exact(r) and bool(train and valid)
+            gap = f"{train:.1f} / {valid:.1f}" if exact else "–" if _exact(r) else "– (NCE)"
             best = min((v for _, v in curves[id(r)]), default=None)
             test = r["metrics"].get("test_bits_per_character" if level == "char" else "test_perplexity")
             facts[id(r)] = {"speed": speed, "seen": last["tokens"], "at": at, "test": test,
-                            "gap": ratio[1] / ratio[0] if _exact(r) and all(ratio) else None}
+                            "gap": valid / train if exact else None}
             rows.append([r["recipe"], r["model"]["kind"], f"{r['model'].get('parameters') or 0:,}",
                          r.get("precision") or "–", f"{speed:,.0f}" if speed else "–", f"{last['tokens'] / 1e6:.1f}M",
                          (number(at[1], digits) + ("" if at[0] == common else f" (at {at[0] / 1e6:.1f}M)")) if at else "–",

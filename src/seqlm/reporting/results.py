@@ -51,3 +51,9 @@ def read_results(folder: Path, *types: str) -> list[tuple[Path, dict]]:
         if not types or kind in types:
             out.append((path, res))
     return out
+
+
+def text_level(res: dict) -> str:
+    """Whether a training run modelled characters or words ("char" or "word"): a character run's metrics give
+    bits per character."""
+    return "char" if "test_bits_per_character" in res.get("metrics", {}) else "word"

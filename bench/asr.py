@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
-from common import finish, ptb_kn5, ptb_test_lines, scratch  # noqa: E402
+from common import finish, ptb_kn5, ptb_test_lines, source_scratch  # noqa: E402
 from seqlm import asr  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 
@@ -38,12 +38,12 @@ def main() -> None:
     ap.add_argument("--lstm", help="a neural run or model folder trained on PTB (rows for it and its mixture)")
     ap.add_argument("--utterances", type=int, default=100)
     ap.add_argument("--beam", type=int, default=20)
-    ap.add_argument("--work", help="scratch folder (default: a temporary one)")
+    ap.add_argument("--work", help="scratch folder, kept: its models are reused while seqlm's source is unchanged (default: a temporary one, removed)")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/asr.json)")
     args = ap.parse_args()
     import pyctcdecode
 
-    work = scratch(args.work, "seqlm-asr-")
+    work = source_scratch(args.work, "seqlm-asr-")
     kn5, arpa = ptb_kn5(work)
     lines = ptb_test_lines()
     texts = []

@@ -3,7 +3,9 @@ ARPA file, trained once per scratch folder) and PTB's test sentences."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,27 @@ def scratch(path: str | None, prefix: str) -> Path:
     work = Path(path or tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+def source_scratch(path: str | None, prefix: str) -> Path:
+    """:func:`scratch` for a benchmark that keeps the models it trains (``--work``) to reuse them: a subfolder
+    named by a hash of seqlm's source (``code-<hash>``), so a model made by other code is never measured as
+    this code's (a kept model's trie layout can predate the code that reads it); the subfolders of other
+    source versions, which only this function makes, are removed."""
+    work = scratch(path, prefix)
+    if not path:
+        return work
+    digest = hashlib.sha256()
+    src = Path(__file__).resolve().parents[1] / "src" / "seqlm"
+    for f in sorted(src.rglob("*")):
+        if f.suffix in (".py", ".pyx") and f.is_file():
+            digest.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes() + b"\0")
+    here = work / f"code-{digest.hexdigest()[:16]}"
+    for old in work.glob("code-*"):
+        if old.is_dir() and old != here:
+            shutil.rmtree(old)
+    here.mkdir(exist_ok=True)
+    return here
 
 
 def ptb_kn5(work: Path) -> tuple[Path, Path]:

@@ -8,9 +8,11 @@ Measured in this run for each model, each pair timed alternately (seqlm, kenlm, 
   stepping (a decoder's inner call: one word, two states) -- ``seqlm.kenlm.Model`` on the model folder
   against ``kenlm.Model`` on its ARPA file;
 * seqlm's own API: ``seqlm.score(lm, one_line)`` per call, and ``seqlm.score(lm, lines)`` /
-  ``seqlm.evaluate(lm, lines, mode="sentence")`` over the list, against a loop of kenlm's ``score``;
+  ``seqlm.evaluate(lm, lines, mode="sentence")`` over the list, against a loop of kenlm's ``score``: as users
+  call them (a long list is scored in parts, one thread per core) and in one thread (``SEQLM_THREADS=1``);
 * whole processes: ``seqlm score MODEL --file F`` against KenLM's ``query`` on its trie binary (and on
-  the ARPA file), for PTB's test file and for a file of about 1M tokens (PTB's train + valid);
+  the ARPA file), for PTB's test file and for a file of about 1M tokens (PTB's train + valid); seqlm's also in
+  one thread;
 * model bytes and test perplexity: the seqlm folder (float32) and its ``seqlm convert --quantize 8`` copy
   against ``build_binary`` probing, trie, and trie with 8-bit quantization, built in this run from the same
   ARPA file; each perplexity next to the float64 tables the estimator makes before packing them.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -36,9 +39,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
 import seqlm.kenlm as skenlm  # noqa: E402
-from common import finish, ptb_kn5, ptb_test_lines, scratch  # noqa: E402
+from common import finish, ptb_kn5, ptb_test_lines, source_scratch  # noqa: E402
 from seqlm.io.files import atomic_write  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
+from seqlm.io.runtime import scoring_threads  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 
 KENLM_BIN = REPO.parent / "shared" / "peers" / "kenlm" / "bin"
@@ -70,12 +74,13 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def process_seconds(cmd: list[str], stdin: Path, rounds: int) -> float:
+def process_seconds(cmd: list[str], stdin: Path, rounds: int, env: dict | None = None) -> float:
     best = math.inf
     for _ in range(rounds):
         with open(stdin, "rb") as f:
             t0 = time.perf_counter()
-            subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                           env=None if env is None else {**os.environ, **env})
             best = min(best, time.perf_counter() - t0)
     return best
 
@@ -165,6 +170,18 @@ def measure_model(name: str, folder: Path, arpa: Path, sentences: list[str], tra
     t = best_of(rounds, {"seqlm": lambda: seqlm.evaluate(lm, sentences, mode="sentence"), "kenlm": kenlm_loop})
     record("seqlm_evaluate", "seqlm.evaluate(lm, lines, mode=sentence) vs a loop of kenlm score", t["seqlm"],
            t["kenlm"], tokens, "token")
+    # the same two calls in one thread (the lines are scored in parts, one per core, where there are several)
+    os.environ["SEQLM_THREADS"] = "1"
+    try:
+        one = seqlm.load(folder)
+    finally:
+        os.environ.pop("SEQLM_THREADS")
+    t = best_of(rounds, {"seqlm": lambda: seqlm.score(one, sentences), "kenlm": kenlm_loop})
+    record("seqlm_score_list_1t", "seqlm.score(lm, lines), one thread (SEQLM_THREADS=1)", t["seqlm"], t["kenlm"],
+           tokens, "token")
+    t = best_of(rounds, {"seqlm": lambda: seqlm.evaluate(one, sentences, mode="sentence"), "kenlm": kenlm_loop})
+    record("seqlm_evaluate_1t", "seqlm.evaluate(lm, lines, mode=sentence), one thread (SEQLM_THREADS=1)", t["seqlm"],
+           t["kenlm"], tokens, "token")
 
     # bytes and test perplexity of each format: seqlm's folders (float32; 8-bit codes) and KenLM's binaries
     # built from the same ARPA file by build_binary
@@ -225,16 +242,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--generated", default="10M", help="words of the generated corpus of the second model (0: none)")
-    ap.add_argument("--work", help="scratch folder (default: a temporary one)")
+    ap.add_argument("--work", help="scratch folder, kept: its models are reused while seqlm's source is unchanged (default: a temporary one, removed)")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/kenlm-api.json)")
     args = ap.parse_args()
 
-    work = scratch(args.work, "seqlm-kenlm-api-")
+    work = source_scratch(args.work, "seqlm-kenlm-api-")
     folder, arpa = ptb_kn5(work)
     ptb = locate("ptb")
     test_file = Path(ptb["test"])
     out: dict = {"type": "kenlm-api", "benchmark": "kenlm-api", "hardware": hardware(), "commit": git_commit(REPO),
-                 "rounds": args.rounds, "models": []}
+                 "rounds": args.rounds, "scoring_threads": scoring_threads(), "models": []}
     out["models"].append(measure_model("PTB modified-KN 5-gram", folder, arpa, ptb_test_lines(),
                                        Path(ptb["train"]).read_text().splitlines(), work, args.rounds))
     if args.generated != "0":
@@ -258,7 +275,9 @@ def main() -> None:
         n_tokens = sum(len(line.split()) + 1 for line in text.read_text().splitlines() if line.strip())
         row = {"file": text.name, "tokens": n_tokens,
                "seqlm_score_s": process_seconds([seqlm_bin, "-q", "score", str(folder), "--file", str(text),
-                                                 "--per", "corpus"], text, args.rounds)}
+                                                 "--per", "corpus"], text, args.rounds),
+               "seqlm_score_1t_s": process_seconds([seqlm_bin, "-q", "score", str(folder), "--file", str(text),
+                                                    "--per", "corpus"], text, args.rounds, {"SEQLM_THREADS": "1"})}
         if query.exists() and trie.exists():
             row["query_trie_s"] = process_seconds([str(query), "-v", "summary", str(trie)], text, args.rounds)
             row["query_arpa_s"] = process_seconds([str(query), "-v", "summary", str(arpa)], text, 1)

@@ -5,9 +5,11 @@ flags, states equal exactly when KenLM's are."""
 
 import copy
 import math
+import os
 import pickle
 import random
 import re
+import time
 
 import numpy as np
 import pytest
@@ -313,3 +315,56 @@ def test_looking_ahead_changes_no_number(toy_lines, texts, monkeypatch, index_ru
     ids, lengths = np.concatenate(enc), np.array([len(x) for x in enc])
     assert np.array_equal(ahead.score_flat(ids, lengths), plain.score_flat(ids, lengths))
     assert np.array_equal(plain.score_flat(ids, lengths), lm.score_stream(ids, lengths))
+
+
+def test_scoring_in_threads_changes_no_number(toy_lines, texts):
+    lm = train_ngram(toy_lines[0][:1500], order=4)
+    if lm.querier() is None:
+        pytest.skip("the compiled query loop is not built here")
+    from seqlm.models.ngram import fastquery
+    from seqlm.tasks.score import ROW_KEYS
+    from seqlm.text.vocab import BOS_ID, EOS_ID
+
+    one, three = (fastquery.Querier(lm.trie, BOS_ID, EOS_ID, threads=n) for n in (1, 3))
+    reader = lm.reader(b" ")
+    lines = [line for line in texts if line.strip()] * 3
+    while sum(len(line) for line in lines) < 3 * fastquery.PART:
+        lines += lines
+    lines += ["zzqx naïve", "", "the"]  # unknown words, non-ASCII, an empty line: at the end, in the last part
+    assert fastquery.Job(list(lines), 3, True, True).nparts == 3
+    assert fastquery.Job(lines[:5], 3, True, True).nparts == 1  # short: not worth a thread
+    for a, b in zip(one.text_logp(reader, lines), three.text_logp(reader, lines)):
+        assert np.array_equal(a, b)
+    assert one.text_totals(reader, lines) == three.text_totals(reader, lines)
+    assert one.text_rows(reader, lines, ROW_KEYS, "word") == three.text_rows(reader, lines, ROW_KEYS, "word")
+    assert len(one.text_rows(reader, lines, ROW_KEYS, "word")) == len(lines)
+    assert fastquery._pool._max_workers >= 2
+    # a process forked after the pool was made scores in threads of its own (the parent's are not in it)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os._exit(0 if three.text_totals(reader, lines) == one.text_totals(reader, lines) else 1)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("a forked child hung on its parent's thread pool")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_scoring_threads_come_from_the_environment(monkeypatch):
+    from seqlm.io.runtime import cores, scoring_threads
+
+    monkeypatch.setenv("SEQLM_THREADS", "1")
+    assert scoring_threads() == 1
+    monkeypatch.setenv("SEQLM_THREADS", "999")
+    assert scoring_threads() == cores()
+    monkeypatch.delenv("SEQLM_THREADS")
+    assert scoring_threads() == cores()
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("SEQLM_THREADS", bad)
+        with pytest.raises(SeqlmError, match="SEQLM_THREADS"):
+            scoring_threads()

@@ -112,6 +112,19 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def scoring_threads() -> int:
+    """How many threads seqlm's compiled scoring of many lines uses: ``$SEQLM_THREADS`` where set, else the
+    cores this process may run on (never more than those)."""
+    value = os.environ.get("SEQLM_THREADS", "").strip()
+    if not value:
+        return cores()
+    if not value.isdigit() or int(value) < 1:
+        from seqlm.errors import SeqlmError
+
+        raise SeqlmError(f"SEQLM_THREADS={value!r}: give a whole number of threads, 1 or more (or unset it)")
+    return min(int(value), cores())
+
+
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` CPU threads (default: the cores this process may run on, never more)."""
     import torch

@@ -217,6 +217,9 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
                              f"({r['tokens']:,} tokens), whole processes", f"{r['seqlm_score_s']:.3f} s",
                              f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
                              f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
+                if "seqlm_score_1t_s" in r:
+                    rows.append(["the same, seqlm in one thread (`SEQLM_THREADS=1`)", f"{r['seqlm_score_1t_s']:.3f} s",
+                                 f"{r['query_trie_s']:.3f} s", f"{r['query_trie_s'] / r['seqlm_score_1t_s']:.2f}x"])
         out += md_table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
                       f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}; "
                       f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference in "

@@ -11,8 +11,10 @@ context are added, and the context is kept only as far as it can extend.  Built 
 
 from libc.math cimport INFINITY, exp, isfinite
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
+
+import os
 
 import numpy as np
 
@@ -20,6 +22,8 @@ DEF MAX_ORDER = 32
 DEF SCAN = 8  # runs this short are scanned, longer ones binary-searched (interpolation measured slower: the
 # ids of frequent words, which most runs hold, are small)
 DEF PROBE_RUN = 32  # runs longer than this are searched by the hash index where there is one: trie.INDEX_RUN
+DEF PART_BYTES = 1 << 16  # lines are scored in threads in parts of at least this many bytes (about 12k words:
+# a millisecond of scoring, against tens of microseconds to hand a part to a thread)
 DEF PREFETCH_LINES = 4  # a run of children up to this many cache lines is fetched whole before it is searched
 cdef uint64_t MULT = 0x9E3779B97F4A7C15  # io/hashindex.py's
 cdef uint64_t SEED = 0x243F6A8885A308D3  # a word hash's start (any odd constant)
@@ -275,6 +279,110 @@ def _state(tuple ranks):
     return out
 
 
+cdef struct Part:
+    Py_ssize_t first, last  # its lines
+    int64_t* ids  # room for its longest line's word ids
+    double* out  # its tokens' ln p from 0 (or NULL)
+    uint8_t* oov  # and whether each is unknown
+    Py_ssize_t count, unknown  # the tokens and unknown words it scored
+
+
+cdef class Job:
+    """Lines of text to be scored without the GIL, in parts of about equal bytes, one per thread: each line's
+    UTF-8 (the lines held, so their buffers stay put) and what scoring writes: each part's tokens (where
+    ``tokens``) and each line's total, tokens and unknown words (where ``per_line``)."""
+
+    cdef list texts
+    cdef const char** s
+    cdef Py_ssize_t* size
+    cdef Py_ssize_t n
+    cdef double* totals
+    cdef Py_ssize_t* counts
+    cdef Py_ssize_t* unknowns
+    cdef Part* parts
+    cdef readonly int nparts
+    cdef list values, flags  # the parts' token buffers (bytearrays: returned without a copy)
+
+    def __dealloc__(self):
+        cdef int k
+        if self.parts != NULL:
+            for k in range(self.nparts):
+                free(self.parts[k].ids)
+        free(self.parts)
+        free(self.s)
+        free(self.size)
+        free(self.totals)
+        free(self.counts)
+        free(self.unknowns)
+
+    def __init__(self, list texts, int threads, bint tokens, bint per_line):
+        """``texts``: a list no other code holds (its items' buffers are read without the GIL)."""
+        cdef Py_ssize_t i, n = len(texts), total = 0, longest, bound, line = 0, done = 0
+        cdef int k, nparts
+        self.texts, self.n, self.values, self.flags = texts, n, [], []
+        self.s = <const char**>malloc(max(n, 1) * sizeof(char*))
+        self.size = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+        if self.s == NULL or self.size == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.s[i] = utf8(texts[i], &self.size[i])
+            total += self.size[i]
+        if per_line:
+            self.totals = <double*>malloc(max(n, 1) * sizeof(double))
+            self.counts = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+            self.unknowns = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+            if self.totals == NULL or self.counts == NULL or self.unknowns == NULL:
+                raise MemoryError()
+        nparts = <int>min(<Py_ssize_t>max(threads, 1), max(total // PART_BYTES, 1), max(n, 1))
+        self.parts = <Part*>calloc(nparts, sizeof(Part))
+        if self.parts == NULL:
+            raise MemoryError()
+        self.nparts = nparts
+        for k in range(nparts):  # part k ends where the lines' bytes pass (k + 1) / nparts of the total
+            self.parts[k].first = line
+            longest = bound = 0
+            while line < n and (k == nparts - 1 or done < total * (k + 1) // nparts):
+                longest = max(longest, self.size[line])
+                bound += self.size[line] // 2 + 2  # words are separated: at most this many tokens
+                done += self.size[line]
+                line += 1
+            self.parts[k].last = line
+            self.parts[k].ids = <int64_t*>malloc((longest // 2 + 1) * sizeof(int64_t))
+            if self.parts[k].ids == NULL:
+                raise MemoryError()
+            if tokens:
+                self.values.append(bytearray(8 * bound))
+                self.flags.append(bytearray(bound))
+                self.parts[k].out = <double*><char*>self.values[k]
+                self.parts[k].oov = <uint8_t*><char*>self.flags[k]
+
+    def logp(self):
+        """(ln p, oov) of every token, the parts' in order (two arrays)."""
+        if self.nparts == 1:
+            return (np.frombuffer(self.values[0], dtype=np.float64, count=self.parts[0].count),
+                    np.frombuffer(self.flags[0], dtype=np.uint8, count=self.parts[0].count))
+        return (np.concatenate([np.frombuffer(self.values[k], dtype=np.float64, count=self.parts[k].count)
+                                for k in range(self.nparts)]),
+                np.concatenate([np.frombuffer(self.flags[k], dtype=np.uint8, count=self.parts[k].count)
+                                for k in range(self.nparts)]))
+
+
+PART = PART_BYTES  # (for tests)
+_pool = None
+_pool_pid = 0
+
+
+def _workers(int n):
+    """A pool of at least ``n`` threads, made once per process (a pool made before a fork has no threads in
+    the child)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool, _pool_pid = ThreadPoolExecutor(n, thread_name_prefix="seqlm-score"), os.getpid()
+    return _pool
+
+
 cdef class Querier:
     """Pointers into one model's trie (kept alive by ``self.arrays``) and the query loops over it."""
 
@@ -284,6 +392,7 @@ cdef class Querier:
     cdef Order o[MAX_ORDER]
     cdef list arrays
     cdef bint lookahead
+    cdef readonly int threads
     cdef int64_t* ids  # a line's word ids (line_c), grown as lines need
     cdef Py_ssize_t capacity
 
@@ -300,11 +409,12 @@ cdef class Querier:
             self.ids, self.capacity = grown, max(n, 2 * self.capacity)
         return self.ids
 
-    def __init__(self, trie, int64_t bos, int64_t eos, bint lookahead=False):
+    def __init__(self, trie, int64_t bos, int64_t eos, bint lookahead=False, int threads=1):
         """The arrays of a :class:`seqlm.models.ngram.trie.Trie`; ``bos``/``eos``: the ids of ``<s>`` and
         ``</s>`` (an unknown word is id 0, ``<unk>``); ``lookahead``: fetch the memory of the words ahead
-        while one is scored (:meth:`ahead`; pays where the trie does not fit in cache)."""
-        self.lookahead = lookahead
+        while one is scored (:meth:`ahead`; pays where the trie does not fit in cache); ``threads``: how many
+        score a long list of lines at once (:class:`Job`)."""
+        self.lookahead, self.threads = lookahead, max(threads, 1)
         cdef int order = trie.order
         if order > MAX_ORDER:
             raise ValueError(f"order {order} > {MAX_ORDER}")
@@ -582,11 +692,18 @@ cdef class Querier:
     cdef double line_c(self, Reader rd, const char* s, Py_ssize_t size, bint bos, bint eos,
                        double* out, uint8_t* oov, int* lengths, Py_ssize_t* count,
                        Py_ssize_t* unknown) except? -1:
+        """:meth:`line_ids` with this querier's buffer of word ids (grown as the line needs)."""
+        return self.line_ids(rd, s, size, bos, eos, self.id_buffer(size // 2 + 1), out, oov, lengths, count,
+                             unknown)
+
+    cdef double line_ids(self, Reader rd, const char* s, Py_ssize_t size, bint bos, bint eos, int64_t* ids,
+                         double* out, uint8_t* oov, int* lengths, Py_ssize_t* count,
+                         Py_ssize_t* unknown) noexcept nogil:
         """Total ln p of the words of one line of text [and ``</s>``] [from ``<s>``]; each word's ln p, oov
         flag and matched length into ``out``/``oov``/``lengths`` where not NULL; the number of values and
-        of unknown words added to ``count`` and ``unknown``.  The words are hashed and their table slots
-        fetched all at once before they are looked up, so the lookups overlap."""
-        cdef int64_t* ids = self.id_buffer(size // 2 + 1)
+        of unknown words added to ``count`` and ``unknown``; ``ids``: room for ``size // 2 + 1`` word ids.
+        The words are hashed and their table slots fetched all at once before they are looked up, so the
+        lookups overlap."""
         cdef Py_ssize_t i = 0, j, k, nw = 0
         cdef uint64_t h
         while rd.next_word(s, size, &i, &j):
@@ -623,57 +740,77 @@ cdef class Querier:
         self.line_c(rd, s, size, bos, eos, out, oov, lengths, &count, &unknown)
         return [(out[k] * rd.scale, lengths[k], oov[k] == 1) for k in range(count)]
 
+    cdef void run_part(self, Reader rd, Job job, int k) noexcept nogil:
+        """Score part ``k`` of ``job``: every line from ``<s>`` with its ``</s>``."""
+        cdef Part* p = &job.parts[k]
+        cdef Py_ssize_t line, count, unknown
+        cdef double total
+        for line in range(p.first, p.last):
+            count, unknown = p.count, p.unknown
+            total = self.line_ids(rd, job.s[line], job.size[line], True, True, p.ids, p.out, p.oov, NULL,
+                                  &p.count, &p.unknown)
+            if job.totals != NULL:
+                job.totals[line] = total
+                job.counts[line] = p.count - count
+                job.unknowns[line] = p.unknown - unknown
+
+    def _run_part(self, Reader rd, Job job, int k):
+        with nogil:
+            self.run_part(rd, job, k)
+
+    cdef Job score_job(self, Reader rd, list texts, bint tokens, bint per_line):
+        """``texts`` scored as a :class:`Job`: its parts in ``self.threads`` threads at most (this one among
+        them), without the GIL."""
+        cdef Job job = Job(texts, self.threads, tokens, per_line)
+        cdef int k
+        cdef list pending = []
+        if job.nparts > 1:
+            pool = _workers(job.nparts - 1)
+            pending = [pool.submit(self._run_part, rd, job, k) for k in range(1, job.nparts)]
+        with nogil:
+            self.run_part(rd, job, 0)
+        for f in pending:
+            f.result()
+        return job
+
     def text_logp(self, Reader rd, lines):
         """(ln p, oov) of the words of each line of text and its ``</s>``, every line from ``<s>``, all lines
         concatenated (NGramLM.score_text)."""
-        cdef Py_ssize_t size, most = 0, count = 0, unknown = 0
-        cdef list texts = []
-        for line in lines:
-            texts.append(line)
-            utf8(line, &size)
-            most += size // 2 + 2
-        # plain buffers (a typed memoryview costs about a microsecond to make: a call of one line pays it)
-        cdef bytearray values = bytearray(8 * most), flags = bytearray(most)
-        cdef double* out = <double*><char*>values
-        cdef uint8_t* oov = <uint8_t*><char*>flags
-        cdef const char* s
-        for line in texts:
-            s = utf8(line, &size)
-            self.line_c(rd, s, size, True, True, out, oov, NULL, &count, &unknown)
-        return (np.frombuffer(values, dtype=np.float64, count=count),
-                np.frombuffer(flags, dtype=np.uint8, count=count))
+        return self.score_job(rd, list(lines), True, False).logp()
 
     def text_totals(self, Reader rd, lines):
         """Each line's total ln p (its words and ``</s>``, from ``<s>``), its count of unknown words and its
         number of scored tokens: three lists (NGramLM.line_totals)."""
-        cdef list totals = [], unknowns = [], counts = []
-        cdef Py_ssize_t size, count, unknown
-        cdef const char* s
-        for line in lines:
-            s = utf8(line, &size)
-            count = unknown = 0
-            totals.append(self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown))
-            unknowns.append(unknown)
-            counts.append(count)
-        return totals, unknowns, counts
+        cdef Job job = self.score_job(rd, list(lines), False, True)
+        cdef Py_ssize_t i
+        return ([job.totals[i] for i in range(job.n)], [job.unknowns[i] for i in range(job.n)],
+                [job.counts[i] for i in range(job.n)])
 
     def text_rows(self, Reader rd, list lines, tuple keys, object unit):
         """:meth:`text_totals` as ``seqlm.score``'s row per line, made here (a Python loop making them cost a
         tenth of scoring them): ``keys`` (tasks/score.py's ``ROW_KEYS``) name the text, its total ln p, the log
         base, the scored positions, the perplexity, the unknown words and the unit, in that order."""
         k_text, k_logp, k_base, k_tokens, k_ppl, k_oov, k_unit = keys
-        cdef list out = [None] * len(lines)
+        # the lines held as scored (another thread may change the caller's list); one line needs no copy
+        cdef list texts = list(lines) if len(lines) > 1 else lines
+        cdef list out = [None] * len(texts)
         cdef Py_ssize_t size, count, unknown, i = 0
         cdef const char* s
         cdef double total
+        cdef Job job = None
         # every row a copy of one made here (a copy of a small dict takes its key table whole: faster than
         # inserting seven keys), its five per-line values then set
         cdef dict row, template = {k_text: None, k_logp: 0.0, k_base: "e", k_tokens: 0, k_ppl: 0.0, k_oov: 0,
                                    k_unit: unit}
-        for line in lines:
-            s = utf8(line, &size)
-            count = unknown = 0
-            total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
+        if len(texts) > 1:  # scored first (in threads where long); one line, the call a per-sentence user makes,
+            job = self.score_job(rd, texts, False, True)  # is scored below with nothing made for it
+        for line in texts:
+            if job is None:
+                s = utf8(line, &size)
+                count = unknown = 0
+                total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
+            else:
+                total, count, unknown = job.totals[i], job.counts[i], job.unknowns[i]
             row = template.copy()
             row[k_text] = line
             row[k_logp] = total

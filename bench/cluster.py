@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import corpus as gen  # noqa: E402
-from common import finish, scratch  # noqa: E402
+from common import finish, scratch, seqlm_command  # noqa: E402
 from seqlm.io.memory import parse_memory  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", help="folder for the corpora (kept, reused) and the models")
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/ngram-cluster.json)")
     args = ap.parse_args(argv)
-    seqlm = shutil.which("seqlm") or "seqlm"
+    seqlm = seqlm_command()
     work = scratch(args.work, "seqlm-cluster-")
     out = {"type": "ngram-cluster", "benchmark": "ngram-cluster", "hardware": hardware(), "commit": git_commit(),
            "order": 5, "memory": args.memory, "workers": args.workers, "rows": []}

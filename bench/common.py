@@ -6,11 +6,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import seqlm
 from seqlm.text.corpora import locate
+
+
+def seqlm_command() -> str:
+    """The ``seqlm`` console script beside this Python (a venv's, as users run it), else the one on PATH: not
+    a version manager's shim (pyenv's is a bash script that costs ~50 ms a call before Python starts)."""
+    beside = Path(sys.executable).parent / "seqlm"
+    return str(beside) if beside.exists() else shutil.which("seqlm") or "seqlm"
 
 
 def scratch(path: str | None, prefix: str) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import finish, scratch  # noqa: E402
+from common import finish, scratch, seqlm_command  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--order", type=int, default=5)
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/counts.json)")
     args = ap.parse_args(argv)
-    seqlm = shutil.which("seqlm") or "seqlm"
+    seqlm = seqlm_command()
     work = scratch(None, "seqlm-counts-")
     lines = Path(locate("ptb")["train"]).read_text().splitlines()
     whole = work / "train.txt"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import brown, finish, scratch  # noqa: E402
+from common import brown, finish, scratch, seqlm_command  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 
 SMALL_LINES = 5000
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", help="also write the figures to this JSON file (e.g. results/neural-defaults.json)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args(argv)
-    seqlm = shutil.which("seqlm") or "seqlm"
+    seqlm = seqlm_command()
     work = scratch(None, "seqlm-neural-defaults-")
     rows = []
     for name, files in corpora(work).items():

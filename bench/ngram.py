@@ -40,8 +40,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
+from common import seqlm_command  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.models.ngram.arpa import write_arpa  # noqa: E402
 from seqlm.tasks.evaluate import evaluate_data  # noqa: E402
@@ -64,10 +66,7 @@ def run_process(cmd: list[str], env=None) -> tuple[float, float, int]:
 
 
 def time_estimation(tmp: Path, repeats: int) -> dict:
-    seqlm_bin = shutil.which("seqlm") or ""
-    cmd = [seqlm_bin, "-q", "train", "--corpus", "ptb", "--model", "kn", "--order", "5", "--out", str(tmp / "kn5")]
-    if not seqlm_bin:
-        cmd = [sys.executable, "-m", "seqlm.cli"] + cmd[1:]
+    cmd = [seqlm_command(), "-q", "train", "--corpus", "ptb", "--model", "kn", "--order", "5", "--out", str(tmp / "kn5")]
     runs = [run_process(cmd[:-1] + [f"{cmd[-1]}-{i}"]) for i in range(repeats)]
     if any(r[2] for r in runs):
         raise SystemExit(f"seqlm train failed: {' '.join(cmd)}")
@@ -218,7 +217,6 @@ def scale_agreement(work: Path, text: Path, lmplz: str, seqlm_bin: str, sentence
 
 
 def scale(args) -> None:
-    sys.path.insert(0, str(REPO / "bench"))
     import corpus as gen
     from seqlm.io.files import atomic_write
 
@@ -227,7 +225,7 @@ def scale(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     results = Path(args.results or REPO / "results" / "ngram-scale.json")
     lmplz = shutil.which("lmplz")
-    seqlm_bin = shutil.which("seqlm")
+    seqlm_bin = seqlm_command()
     out: dict = {"type": "ngram-scale", "benchmark": "ngram-scale", "doc": SCALE_DOC, "hardware": hardware(), "commit": git_commit(REPO),
                  "order": 5, "lmplz_memory": "4G", "seqlm_memory": "4G", "memory_available_gb": meminfo("MemAvailable") / 1e9, "rows": []}
     for n in sizes:

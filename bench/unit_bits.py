@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import seqlm  # noqa: E402
-from common import brown, finish, scratch  # noqa: E402
+from common import brown, finish, scratch, seqlm_command  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.subword import SPACE  # noqa: E402
 
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     n_bytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
     n_words = sum(len(line.split()) for line in lines)
     work = scratch(None, "seqlm-unit-bits-")
-    seqlm_cli = shutil.which("seqlm") or "seqlm"
+    seqlm_cli = seqlm_command()
     models = []
     for name, label, level, pieces, order in UNITS:
         folder = work / f"{level}-{pieces}"

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import brown, finish, scratch  # noqa: E402
+from common import brown, finish, scratch, seqlm_command  # noqa: E402
 from seqlm.io.records import git_commit, hardware  # noqa: E402
 from seqlm.text.corpora import locate  # noqa: E402
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
                     help="keep every model folder and run's results file in the scratch folder (e.g. for "
                          "bench/unit_bits.py --model)")
     args = ap.parse_args(argv)
-    seqlm = shutil.which("seqlm") or "seqlm"
+    seqlm = seqlm_command()
     work = scratch(args.work, "seqlm-units-")
     out = {"type": "units", "benchmark": "units", "hardware": hardware(), "commit": git_commit(), "rows": [],
            "lstm_minutes": args.lstm_minutes}

@@ -125,3 +125,21 @@ def test_every_kind_names_an_importable_builder_and_loader(name):
     row = kinds.KINDS[name]
     assert callable(kinds.resolve(row.builder)) and callable(kinds.loader(row.folder)), name
     assert kinds.loader(row.folder) == kinds.resolve(row.loader)
+
+
+def test_the_package_and_the_cli_import_only_what_a_command_uses():
+    """``import seqlm`` binds its API on first use (start-up is part of every command's time: a whole
+    ``seqlm score`` is compared with KenLM's ``query``); every public name still resolves, to its home."""
+    import subprocess
+    import sys
+
+    code = ("import sys, seqlm, seqlm.cli\n"
+            "heavy = sorted(m for m in ('numpy', 'torch', 'seqlm.reporting.report', 'seqlm.server.app') if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "from seqlm import score, export\n"
+            "import seqlm.models.ngram.arpa as arpa, seqlm.tasks.score as ts\n"
+            "assert score is ts.score and export is arpa.write_arpa\n"
+            "assert all(getattr(seqlm, n) is not None for n in seqlm.__all__) and set(seqlm.__all__) <= set(dir(seqlm))\n"
+            "try:\n    seqlm.nothing\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

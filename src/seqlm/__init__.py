@@ -15,29 +15,38 @@ The public API has the names of the CLI subcommands::
 
 from __future__ import annotations
 
-# Each name below is bound from the module that defines it.  None of these modules imports torch at import
-# time (the neural ones import it on use), so the n-gram path stays light.
-from seqlm.errors import SeqlmError
-from seqlm.models.interface import LanguageModel
-from seqlm.models.loader import load
-from seqlm.models.neural.embeddings import neighbours
-from seqlm.models.ngram.arpa import write_arpa as export
-from seqlm.models.ngram.model import NGramLM
-from seqlm.reporting.report import report
-from seqlm.server.app import serve
-from seqlm.tasks.evaluate import evaluate
-from seqlm.tasks.generate import beam_search, generate, predict
-from seqlm.tasks.rescore import rescore
-from seqlm.tasks.score import score
-from seqlm.text.corpora import load_corpus
-from seqlm.text.tokenize import Tokenizer
-from seqlm.text.vocab import Vocab
-from seqlm.training.train import count, train
-from seqlm.version import __version__ as __version__
-from seqlm.workflows.adapt import adapt
-from seqlm.workflows.diagnose import diagnose
-from seqlm.workflows.interpolate import interpolate
-from seqlm.workflows.mix import mix
+# Each name below is bound, on first use, from the module that defines it (PEP 562): ``import seqlm`` and a
+# command that needs a few modules import only those.  None of them imports torch at import time (the neural
+# ones import it on use), so the n-gram path stays light.
+_HOMES = {
+    "SeqlmError": "seqlm.errors", "LanguageModel": "seqlm.models.interface", "load": "seqlm.models.loader",
+    "neighbours": "seqlm.models.neural.embeddings", "export": ("seqlm.models.ngram.arpa", "write_arpa"),
+    "NGramLM": "seqlm.models.ngram.model", "report": "seqlm.reporting.report", "serve": "seqlm.server.app",
+    "evaluate": "seqlm.tasks.evaluate", "beam_search": "seqlm.tasks.generate", "generate": "seqlm.tasks.generate",
+    "predict": "seqlm.tasks.generate", "rescore": "seqlm.tasks.rescore", "score": "seqlm.tasks.score",
+    "load_corpus": "seqlm.text.corpora", "Tokenizer": "seqlm.text.tokenize", "Vocab": "seqlm.text.vocab",
+    "count": "seqlm.training.train", "train": "seqlm.training.train", "adapt": "seqlm.workflows.adapt",
+    "diagnose": "seqlm.workflows.diagnose", "interpolate": "seqlm.workflows.interpolate", "mix": "seqlm.workflows.mix",
+}
+
+from seqlm.version import __version__ as __version__  # noqa: E402
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'seqlm' has no attribute {name!r}")
+    import importlib
+
+    module, attr = home if isinstance(home, tuple) else (home, name)
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # bound once: later uses are plain lookups
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __all__ = ["train", "evaluate", "score", "predict", "generate", "beam_search", "export", "load", "neighbours", "report", "mix",
            "adapt", "diagnose", "rescore", "serve", "interpolate", "count", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",

@@ -210,21 +210,24 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
     out: list[str] = []
     for m in res["models"]:
         rows = [[r["what"], f"{r['seqlm_us']:.2f} µs/{r['unit']}", f"{r['kenlm_us']:.2f} µs/{r['unit']}",
-                 f"{r['speed_vs_kenlm']:.2f}x"] for r in m["calls"].values()]
+                 f"{r['speed_vs_kenlm']:.2f}x", f"{r['speed_vs_kenlm_warm']:.2f}x" if "speed_vs_kenlm_warm" in r else "–"]
+                for r in m["calls"].values()]
         if m is res["models"][0]:
             for r in res.get("processes", []):
                 rows.append([f"`seqlm score MODEL --file F --per corpus` vs `query` on the trie binary: {r['file']} "
                              f"({r['tokens']:,} tokens), whole processes", f"{r['seqlm_score_s']:.3f} s",
                              f"{r['query_trie_s']:.3f} s (ARPA: {r['query_arpa_s']:.3f} s)",
-                             f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x"])
+                             f"{r['query_trie_s'] / r['seqlm_score_s']:.2f}x", "–"])
                 if "seqlm_score_1t_s" in r:
                     rows.append(["the same, seqlm in one thread (`SEQLM_THREADS=1`)", f"{r['seqlm_score_1t_s']:.3f} s",
-                                 f"{r['query_trie_s']:.3f} s", f"{r['query_trie_s'] / r['seqlm_score_1t_s']:.2f}x"])
+                                 f"{r['query_trie_s']:.3f} s", f"{r['query_trie_s'] / r['seqlm_score_1t_s']:.2f}x", "–"])
         out += md_table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
-                      f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}; "
+                      f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}, "
+                      f"each run twice in a row: \"speed vs kenlm\" from the first runs, each after the other's (its "
+                      f"memory partly out of cache), \"in a loop\" from the second, each right after its own; "
                       f"`seqlm.kenlm.Model` on the model folder, `kenlm.Model` on its ARPA file; largest difference in "
                       f"a sentence's log10 p {m['max_abs_log10_difference']:.1e}; from `{source}`; {hw.get('cpu')}, "
-                      f"{hw.get('cores')} cores)", ["what a user calls", "seqlm", "kenlm", "speed vs kenlm"], rows)
+                      f"{hw.get('cores')} cores)", ["what a user calls", "seqlm", "kenlm", "speed vs kenlm", "in a loop"], rows)
         size_rows = [[f["format"], f"{f['bytes'] / 1e6:.1f} MB", f"{f['bytes_per_ngram']:.2f}",
                       number(f["perplexity"], 4) if f["perplexity"] else "–",
                       f"{f['vs_float64']:+.1e}" if f["vs_float64"] is not None else "–"] for f in m["formats"]]

@@ -30,12 +30,17 @@ def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stre
     the text's length.
     """
     check_model(model, "evaluate")
-    check_mode(mode)
     if batch_lines is not None and batch_lines < 1:
         raise SeqlmError(f"batch_lines must be >= 1 (got {batch_lines})")
+    return _evaluate(model, line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"), mode)
+
+
+def _evaluate(model: LanguageModel, chunks, mode: str) -> dict:
+    """:func:`evaluate` over ``chunks``, lists of lines (checked: no newline in a line)."""
+    check_mode(mode)
     totals = Totals()
     state = None
-    for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
+    for chunk in chunks:
         logp, oov, state = model.score_text(chunk, mode, state)
         totals.add(logp, oov, len(chunk), chunk, model)
     if not totals.lines:
@@ -109,10 +114,13 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
 def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
     """:func:`evaluate` on a text file's non-blank lines, read a block at a time (memory stays flat): a model
     that reads text itself (an n-gram model's compiled reader) makes no Python object per token."""
-    from seqlm.text.corpora import iter_lines
+    from seqlm.text.corpora import line_lists
 
     check_model(model, "evaluate")
-    return evaluate(model, iter_lines(path), mode=mode)
+    # the file's lines a block (1 MB) at a time, as lists (lines read from a file hold no newline), at most
+    # CHUNK_LINES scored at a time
+    return _evaluate(model, (lines[a:a + CHUNK_LINES] for lines in line_lists(path)
+                             for a in range(0, len(lines), CHUNK_LINES)), mode)
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: list[str]) -> dict:

@@ -171,12 +171,20 @@ def read_lines(path: str | os.PathLike, keep_blank: bool = False) -> list[str]:
 def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1 << 20):
     """:func:`read_lines`, one block of the file at a time: memory stays flat whatever the file's size
     (an error about the file's content comes when the reader gets there)."""
+    for lines in line_lists(path, keep_blank, block):
+        yield from lines
+
+
+def line_lists(path: str | os.PathLike, keep_blank: bool = False, block: int = 1 << 20):
+    """:func:`iter_lines` as a list of lines per block of about ``block`` bytes (for a reader that takes
+    many lines at once: no Python step per line)."""
     path = Path(path)
     seen = False
     for offset, data in line_blocks(path, block):
         lines = _decode(data, str(path), offset, keep_blank)
-        seen = seen or any(line.strip() for line in lines)
-        yield from lines
+        seen = seen or any(map(str.strip, lines))
+        if lines:
+            yield lines
     if not seen:
         raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
 

@@ -181,6 +181,7 @@ def measure_model(name: str, folder: Path, arpa: Path, sentences: list[str], tra
     os.environ["SEQLM_THREADS"] = "1"
     try:
         one = seqlm.load(folder)
+        one.querier()  # the compiled loop, made (and its threads read) on first use: here
     finally:
         os.environ.pop("SEQLM_THREADS")
     t = best_of(rounds, {"seqlm": lambda: seqlm.score(one, sentences), "kenlm": kenlm_loop})

@@ -29,24 +29,10 @@ _HOMES = {
     "diagnose": "seqlm.workflows.diagnose", "interpolate": "seqlm.workflows.interpolate", "mix": "seqlm.workflows.mix",
 }
 
+from seqlm.io.lazy import exports  # noqa: E402
 from seqlm.version import __version__ as __version__  # noqa: E402
 
-
-def __getattr__(name: str):
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'seqlm' has no attribute {name!r}")
-    import importlib
-
-    module, attr = home if isinstance(home, tuple) else (home, name)
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value  # bound once: later uses are plain lookups
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOMES))
-
+__getattr__, __dir__ = exports(__name__, _HOMES)
 
 __all__ = ["train", "evaluate", "score", "predict", "generate", "beam_search", "export", "load", "neighbours", "report", "mix",
            "adapt", "diagnose", "rescore", "serve", "interpolate", "count", "load_corpus", "Vocab", "Tokenizer", "LanguageModel", "NGramLM",

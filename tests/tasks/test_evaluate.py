@@ -101,3 +101,43 @@ def test_one_scale_whatever_the_unit(toy_lines):
         assert r["bits_per_byte"] == pytest.approx(-r["log_prob"] / r["bytes"] / math.log(2))
         assert r["word_perplexity"] == pytest.approx(math.exp(-r["log_prob"] / r["words"]))
     assert a["word_perplexity"] == pytest.approx(a["perplexity"], rel=0.05)  # nearly its tokens (one \u00a0 line)
+
+
+def test_a_block_read_whole_equals_its_lines_read_in_python(tmp_path, toy_lines, monkeypatch):
+    # the compiled reader takes each ASCII block of a file whole (NGramLM.block_sums): the same figures as
+    # the file's lines cut in Python, for every tokenizer rule it reads, a block that is not ASCII among them
+    from seqlm.models.ngram import fastquery
+    from seqlm.text import corpora
+    from seqlm.text.tokenize import Tokenizer
+    from seqlm.text.vocab import BOS_ID, EOS_ID, Vocab
+
+    lm = train_ngram(toy_lines[0], order=4)
+    if lm.querier() is None:
+        pytest.skip("the compiled query loop is not built here")
+    odd = ["the cat\r", "", "   ", "\x1c\x1d", " a\x1cb  c\t d \r", "zzqx the", "\x0b\x0c", "THE Cat sat"]
+    path = tmp_path / "odd.txt"
+    path.write_bytes(("\n".join(toy_lines[1][:300] + odd + ["naïve café"] + toy_lines[2][:300] + odd)
+                      + "\nno newline at the end").encode())
+    blocks = corpora.line_blocks
+    monkeypatch.setattr(corpora, "line_blocks", lambda p, block=1 << 20: blocks(p, 2048))  # many blocks, one not ASCII
+
+    def like(tokenizer):
+        return NGramLM(Vocab(lm.vocab.itos, tokenizer), None, trie=lm.trie)
+
+    for model in (lm, like(Tokenizer(lowercase=True)), like(Tokenizer(whitespace="unicode"))):
+        assert model.block_sums(b"the cat\n") is not None  # the block path is taken
+        a, b = evaluate_file(model, path), evaluate(model, read_lines(path))
+        for key in ("tokens", "oov", "lines", "bytes", "words"):
+            assert a[key] == b[key], key
+        for key in ("log_prob", "perplexity_without_oov", "perplexity"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12), key
+    # parts of about equal bytes, each ending at a line's end; the same sums in one thread or three
+    data = path.read_bytes().replace("naïve café".encode(), b"naive cafe") * 40
+    job = fastquery.block_job(data, 3)
+    assert job.nparts == 3 and len(data) > 3 * fastquery.PART
+    one, three = (fastquery.Querier(lm.trie, BOS_ID, EOS_ID, threads=n) for n in (1, 3))
+    reader = lm._compiled_text([])[1]
+    x, y = one.block_sums(reader, data), three.block_sums(reader, data)
+    assert {k: v for k, v in x.items() if "log_prob" not in k} == {k: v for k, v in y.items() if "log_prob" not in k}
+    assert x["log_prob"] == pytest.approx(y["log_prob"], rel=1e-12)
+    assert x["lines"] == len([line for line in data.decode().split("\n") if line.strip()])

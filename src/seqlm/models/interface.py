@@ -106,6 +106,12 @@ class LanguageModel(ABC):
         totals, counts = line_sums(logp.tolist(), oov.tolist(), tokens)
         return totals, counts, [len(t) + 1 for t in tokens]
 
+    def block_sums(self, data: bytes) -> dict | None:
+        """What evaluate.Totals sums over the non-blank lines of ``data`` (a block of whole lines of a file,
+        ASCII text without NUL bytes), where the model reads such a block itself, with no Python object per
+        line (the compiled n-gram reader); else None."""
+        return None
+
     def line_rows(self, lines: list[str], mode: str, keys: tuple, unit: str) -> list[dict] | None:
         """``score``'s row per line (``keys``: tasks/score.py's ``ROW_KEYS``), where the model makes them faster
         than :meth:`line_totals` and a Python loop (the compiled n-gram reader); else None."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -112,15 +113,28 @@ def evaluate_data(model: LanguageModel, *, corpus: str | None = None, split: str
 
 
 def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
-    """:func:`evaluate` on a text file's non-blank lines, read a block at a time (memory stays flat): a model
-    that reads text itself (an n-gram model's compiled reader) makes no Python object per token."""
-    from seqlm.text.corpora import line_lists
+    """:func:`evaluate` on a text file's non-blank lines, read a block (1 MB) at a time (memory stays flat): a
+    model that reads text itself (an n-gram model's compiled reader) takes each block of ASCII text whole,
+    with no Python object per line or token; other blocks are cut into lines here."""
+    from seqlm.text.corpora import block_lines, line_blocks
 
     check_model(model, "evaluate")
-    # the file's lines a block (1 MB) at a time, as lists (lines read from a file hold no newline), at most
-    # CHUNK_LINES scored at a time
-    return _evaluate(model, (lines[a:a + CHUNK_LINES] for lines in line_lists(path)
-                             for a in range(0, len(lines), CHUNK_LINES)), mode)
+    check_mode(mode)
+    path = Path(path)
+    totals, state = Totals(), None
+    for offset, data in line_blocks(path):
+        sums = model.block_sums(data) if data.isascii() and b"\x00" not in data else None
+        if sums is not None:
+            totals.add_sums(sums)
+            continue
+        lines = block_lines(data, str(path), offset)
+        for a in range(0, len(lines), CHUNK_LINES):
+            chunk = lines[a:a + CHUNK_LINES]
+            logp, oov, state = model.score_text(chunk, mode, state)
+            totals.add(logp, oov, len(chunk), chunk, model)
+    if not totals.lines:
+        raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
+    return totals.result(model, mode)
 
 
 def summarize(logp: np.ndarray, oov: np.ndarray, model: LanguageModel, mode: str, lines: list[str]) -> dict:
@@ -156,6 +170,16 @@ class Totals:
                 self.words += int(len(logp))  # the model's tokens are those words, and its </s> the line ends
             else:
                 self.words += len(joined.split()) + len(text)
+
+    def add_sums(self, sums: dict) -> None:
+        """Add a model's own sums over a block of text (LanguageModel.block_sums)."""
+        self.log_prob += sums["log_prob"]
+        self.known_log_prob += sums["known_log_prob"]
+        self.tokens += sums["tokens"]
+        self.oov += sums["oov"]
+        self.lines += sums["lines"]
+        self.bytes += sums["bytes"]
+        self.words += sums["words"]
 
     def result(self, model: LanguageModel, mode: str) -> dict:
         unit = model.vocab.tokenizer.unit

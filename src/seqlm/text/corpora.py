@@ -27,7 +27,6 @@ from pathlib import Path
 
 from seqlm.errors import SeqlmError
 from seqlm.io.files import sha256_file
-from seqlm.text import fetch
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +170,12 @@ def read_lines(path: str | os.PathLike, keep_blank: bool = False) -> list[str]:
 def iter_lines(path: str | os.PathLike, keep_blank: bool = False, block: int = 1 << 20):
     """:func:`read_lines`, one block of the file at a time: memory stays flat whatever the file's size
     (an error about the file's content comes when the reader gets there)."""
-    for lines in line_lists(path, keep_blank, block):
-        yield from lines
-
-
-def line_lists(path: str | os.PathLike, keep_blank: bool = False, block: int = 1 << 20):
-    """:func:`iter_lines` as a list of lines per block of about ``block`` bytes (for a reader that takes
-    many lines at once: no Python step per line)."""
     path = Path(path)
     seen = False
     for offset, data in line_blocks(path, block):
-        lines = _decode(data, str(path), offset, keep_blank)
+        lines = block_lines(data, str(path), offset, keep_blank)
         seen = seen or any(map(str.strip, lines))
-        if lines:
-            yield lines
+        yield from lines
     if not seen:
         raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
 
@@ -244,13 +235,13 @@ def open_text(path: Path):
 
 
 def decode_lines(data: bytes, name: str, keep_blank: bool = False) -> list[str]:
-    lines = _decode(data, name, 0, keep_blank)
+    lines = block_lines(data, name, 0, keep_blank)
     if not any(line.strip() for line in lines):
         raise SeqlmError(f"{name} is empty (no non-blank line): give a file with text")
     return lines
 
 
-def _decode(data: bytes, name: str, offset: int, keep_blank: bool) -> list[str]:
+def block_lines(data: bytes, name: str, offset: int, keep_blank: bool = False) -> list[str]:
     """The lines of ``data``, bytes ``offset``... of ``name`` (a block of whole lines, or the end)."""
     text = decode_block(data, name, offset)
     if offset == 0 and text.startswith("\ufeff"):
@@ -284,6 +275,8 @@ def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
     """Paths of a named corpus's files (split -> path), verified; downloads into the cache if needed."""
     if name not in REGISTRY:
         raise SeqlmError(f"unknown corpus {name!r}: choose one of {', '.join(REGISTRY)} or give --train FILE")
+    from seqlm.text import fetch  # here: reading a file needs no downloader (hashlib, tarfile, urllib)
+
     spec = REGISTRY[name]
     if data_dir is not None and not Path(data_dir).is_dir():
         raise SeqlmError(f"--data-dir {data_dir} is not a folder: give the folder that holds {spec.folder}/")
@@ -303,6 +296,8 @@ def locate(name: str, data_dir: str | None = None) -> dict[str, Path]:
 
 def pinned(spec: CorpusSpec, path: Path) -> str:
     """The SHA-256 a named corpus's file was verified against."""
+    from seqlm.text import fetch
+
     if spec.archive is not None:
         return fetch.manifest_digests(path.parent / fetch.MANIFEST)[path.name]
     return spec.sha256[path.name]

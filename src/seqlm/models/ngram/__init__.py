@@ -1,9 +1,12 @@
-"""Count-based n-gram language models: counting, smoothing, backoff queries, ARPA files."""
+"""Count-based n-gram language models: counting, smoothing, backoff queries, ARPA files.
 
-from seqlm.models.ngram.arpa import write_arpa
-from seqlm.models.ngram.arpa_reader import read_arpa
-from seqlm.models.ngram.counts import count_ngrams
-from seqlm.models.ngram.model import NGramLM
-from seqlm.models.ngram.smoothing import Tables, estimate
+The names below are bound on first use (io/lazy.py): a query of a model folder imports neither the ARPA
+reader nor the estimator."""
+
+from seqlm.io.lazy import exports
 
 __all__ = ["NGramLM", "Tables", "count_ngrams", "estimate", "read_arpa", "write_arpa"]
+__getattr__, __dir__ = exports(__name__, {
+    "write_arpa": "seqlm.models.ngram.arpa", "read_arpa": "seqlm.models.ngram.arpa_reader",
+    "count_ngrams": "seqlm.models.ngram.counts", "NGramLM": "seqlm.models.ngram.model",
+    "Tables": "seqlm.models.ngram.smoothing", "estimate": "seqlm.models.ngram.smoothing"})

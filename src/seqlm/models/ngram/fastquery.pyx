@@ -12,7 +12,7 @@ context are added, and the context is kept only as far as it can extend.  Built 
 from libc.math cimport INFINITY, exp, isfinite
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 
 import os
 
@@ -285,6 +285,18 @@ cdef struct Part:
     double* out  # its tokens' ln p from 0 (or NULL)
     uint8_t* oov  # and whether each is unknown
     Py_ssize_t count, unknown  # the tokens and unknown words it scored
+    # a block of text (:func:`block_sums`): its bytes, the room its longest line needs so far, and its sums
+    const char* begin
+    const char* end
+    Py_ssize_t room
+    bint failed  # no memory for a line
+    double logp, known  # ln p of all tokens, and of those in the vocabulary
+    Py_ssize_t lines, words, nbytes  # non-blank lines; words as str.split() makes them, plus one a line; bytes
+
+
+cdef uint8_t PY_SPACE[256]  # the ASCII bytes str.split() and str.strip() take for whitespace
+for _b in (0x20, 0x09, 0x0a, 0x0d, 0x0b, 0x0c, 0x1c, 0x1d, 0x1e, 0x1f):  # " \t\n\r\v\f" and \x1c-\x1f
+    PY_SPACE[_b] = 1
 
 
 cdef class Job:
@@ -302,12 +314,16 @@ cdef class Job:
     cdef Part* parts
     cdef readonly int nparts
     cdef list values, flags  # the parts' token buffers (bytearrays: returned without a copy)
+    cdef bint block  # a block of text (block_sums), not a list of lines
 
     def __dealloc__(self):
         cdef int k
         if self.parts != NULL:
             for k in range(self.nparts):
                 free(self.parts[k].ids)
+                if self.block:  # the room it grew itself
+                    free(self.parts[k].out)
+                    free(self.parts[k].oov)
         free(self.parts)
         free(self.s)
         free(self.size)
@@ -368,6 +384,31 @@ cdef class Job:
 
 
 PART = PART_BYTES  # (for tests)
+def block_job(bytes data, int threads):
+    """A :class:`Job` over the lines of ``data``, ASCII text cut at ``\\n`` (a ``\\r`` before it dropped, blank
+    lines skipped, as corpora.decode_lines reads a file), in parts of about equal bytes that end at a line's
+    end; its lines are found by the threads that score them (:meth:`Querier.block_sums`)."""
+    cdef Job job = Job.__new__(Job)
+    cdef const char* s = PyBytes_AS_STRING(data)
+    cdef const char* cut
+    cdef Py_ssize_t total = PyBytes_GET_SIZE(data), at = 0, target
+    cdef int k, nparts = <int>min(<Py_ssize_t>max(threads, 1), max(total // PART_BYTES, 1))
+    job.texts, job.values, job.flags, job.block = [data], [], [], True
+    job.parts = <Part*>calloc(nparts, sizeof(Part))
+    if job.parts == NULL:
+        raise MemoryError()
+    job.nparts = nparts
+    for k in range(nparts):
+        job.parts[k].begin = s + at
+        target = total if k == nparts - 1 else max(at, total * (k + 1) // nparts)
+        if target < total:  # on to the end of the line there
+            cut = <const char*>memchr(s + target, 10, total - target)
+            target = total if cut == NULL else cut - s + 1
+        at = target
+        job.parts[k].end = s + at
+    return job
+
+
 _pool = None
 _pool_pid = 0
 
@@ -754,24 +795,101 @@ cdef class Querier:
                 job.counts[line] = p.count - count
                 job.unknowns[line] = p.unknown - unknown
 
+    cdef void run_block(self, Reader rd, Job job, int k) noexcept nogil:
+        """Score part ``k`` of a :func:`block_job`: each non-blank line from ``<s>`` with its ``</s>``, into
+        the part's sums."""
+        cdef Part* p = &job.parts[k]
+        cdef const char* s = p.begin
+        cdef const char* e
+        cdef Py_ssize_t n, i, words, count, unknown, room
+        cdef bint inword
+        cdef double lp
+        while s < p.end:
+            e = <const char*>memchr(s, 10, p.end - s)
+            if e == NULL:
+                e = p.end
+            n = e - s
+            if n > 0 and s[n - 1] == 13:
+                n -= 1
+            words, inword = 0, False
+            for i in range(n):
+                if PY_SPACE[<uint8_t>s[i]]:
+                    inword = False
+                elif not inword:
+                    inword, words = True, words + 1
+            if words:
+                room = n // 2 + 2
+                if room > p.room:  # grown as lines need (freed with the job)
+                    free(p.ids)
+                    free(p.out)
+                    free(p.oov)
+                    p.ids = <int64_t*>malloc(room * sizeof(int64_t))
+                    p.out = <double*>malloc(room * sizeof(double))
+                    p.oov = <uint8_t*>calloc(room, 1)
+                    p.room = room
+                    if p.ids == NULL or p.out == NULL or p.oov == NULL:
+                        p.failed, p.room = True, 0
+                        return
+                count = unknown = 0
+                self.line_ids(rd, s, n, True, True, p.ids, p.out, p.oov, NULL, &count, &unknown)
+                for i in range(count):
+                    lp = p.out[i]
+                    p.logp += lp
+                    if p.oov[i]:
+                        p.oov[i] = 0
+                    else:
+                        p.known += lp
+                p.count += count
+                p.unknown += unknown
+                p.lines += 1
+                p.words += words + 1
+                p.nbytes += n + 1
+            s = e + 1
+
     def _run_part(self, Reader rd, Job job, int k):
         with nogil:
-            self.run_part(rd, job, k)
+            if job.block:
+                self.run_block(rd, job, k)
+            else:
+                self.run_part(rd, job, k)
 
     cdef Job score_job(self, Reader rd, list texts, bint tokens, bint per_line):
-        """``texts`` scored as a :class:`Job`: its parts in ``self.threads`` threads at most (this one among
-        them), without the GIL."""
-        cdef Job job = Job(texts, self.threads, tokens, per_line)
+        """``texts`` scored as a :class:`Job` (:meth:`run_job`)."""
+        return self.run_job(rd, Job(texts, self.threads, tokens, per_line))
+
+    cdef Job run_job(self, Reader rd, Job job):
+        """``job``'s parts scored in ``self.threads`` threads at most (this one among them), without the GIL."""
         cdef int k
         cdef list pending = []
         if job.nparts > 1:
             pool = _workers(job.nparts - 1)
             pending = [pool.submit(self._run_part, rd, job, k) for k in range(1, job.nparts)]
-        with nogil:
-            self.run_part(rd, job, 0)
+        self._run_part(rd, job, 0)
         for f in pending:
             f.result()
         return job
+
+    def block_sums(self, Reader rd, bytes data):
+        """The sums of scoring every non-blank line of ``data`` (ASCII text, :func:`block_job`) from ``<s>``
+        with its ``</s>``: a dict of ``log_prob`` (ln), ``known_log_prob`` (the tokens in the vocabulary's),
+        ``tokens``, ``oov``, ``lines``, ``words`` (as str.split() makes them, plus one a line) and ``bytes``
+        (a newline counted after every line): evaluate.Totals's."""
+        cdef Job job = self.run_job(rd, block_job(data, self.threads))
+        cdef int k
+        cdef Part* p
+        out = {"log_prob": 0.0, "known_log_prob": 0.0, "tokens": 0, "oov": 0, "lines": 0, "words": 0, "bytes": 0}
+        for k in range(job.nparts):
+            p = &job.parts[k]
+            if p.failed:
+                raise MemoryError()
+            out["log_prob"] += p.logp
+            out["known_log_prob"] += p.known
+            out["tokens"] += p.count
+            out["oov"] += p.unknown
+            out["lines"] += p.lines
+            out["words"] += p.words
+            out["bytes"] += p.nbytes
+        return out
 
     def text_logp(self, Reader rd, lines):
         """(ln p, oov) of the words of each line of text and its ``</s>``, every line from ``<s>``, all lines

@@ -259,6 +259,13 @@ class NGramLM(LanguageModel):
                 pass
         return super().line_totals(lines, mode)
 
+    def block_sums(self, data):
+        compiled = self._compiled_text([])
+        if compiled is None:
+            return None
+        fast, reader, _ = compiled
+        return fast.block_sums(reader, data.lower() if self.vocab.tokenizer.lowercase else data)
+
     def line_rows(self, lines, mode, keys, unit):
         check_mode(mode)
         compiled = self._compiled_text(lines)

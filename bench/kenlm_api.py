@@ -14,8 +14,8 @@ only scores):
   ``seqlm.evaluate(lm, lines, mode="sentence")`` over the list, against a loop of kenlm's ``score``: as users
   call them (a long list is scored in parts, one thread per core) and in one thread (``SEQLM_THREADS=1``);
 * whole processes: ``seqlm score MODEL --file F`` against KenLM's ``query`` on its trie binary (and on
-  the ARPA file), for PTB's test file and for a file of about 1M tokens (PTB's train + valid); seqlm's also in
-  one thread;
+  the ARPA file), run alternately, for PTB's test file, a file of 1M tokens (PTB's train + valid) and one of
+  10M (that ten times); seqlm's also in one thread;
 * model bytes and test perplexity: the seqlm folder (float32) and its ``seqlm convert --quantize 8`` copy
   against ``build_binary`` probing, trie, and trie with 8-bit quantization, built in this run from the same
   ARPA file; each perplexity next to the float64 tables the estimator makes before packing them.
@@ -79,14 +79,17 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def process_seconds(cmd: list[str], stdin: Path, rounds: int, env: dict | None = None) -> float:
-    best = math.inf
+def process_seconds(cmds: dict, stdin: Path, rounds: int) -> dict:
+    """Best wall seconds of each whole process (name -> (argv, extra environment or None)), the commands run
+    alternately, ``stdin`` fed to each."""
+    best = {name: math.inf for name in cmds}
     for _ in range(rounds):
-        with open(stdin, "rb") as f:
-            t0 = time.perf_counter()
-            subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                           env=None if env is None else {**os.environ, **env})
-            best = min(best, time.perf_counter() - t0)
+        for name, (cmd, env) in cmds.items():
+            with open(stdin, "rb") as f:
+                t0 = time.perf_counter()
+                subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                               env=None if env is None else {**os.environ, **env})
+                best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -268,10 +271,15 @@ def main() -> None:
                                            g_arpa, g_test, g_train, work, args.rounds))
 
     # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file)
-    big = work / "ptb-train-valid.txt"
+    # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file), on
+    # PTB's test file, PTB's train + valid (1M tokens) and those ten times over (10M)
+    big, bigger = work / "ptb-train-valid.txt", work / "ptb-train-valid-x10.txt"
     if not big.exists():
         with atomic_write(big) as f:
             f.write(Path(ptb["train"]).read_text() + Path(ptb["valid"]).read_text())
+    if not bigger.exists():
+        with atomic_write(bigger) as f:
+            f.write(big.read_text() * 10)
     seqlm_bin = seqlm_command()
     # as a user's install has them (pip compiles a package's modules; this checkout may run without): the
     # modules' bytecode, so start-up does not compile seqlm's sources on every run
@@ -279,16 +287,16 @@ def main() -> None:
     query = KENLM_BIN / "query"
     trie = work / f"{folder.name}-trie.bin"
     out["processes"] = []
-    for text in (test_file, big):
+    for text, rounds in ((test_file, args.rounds), (big, args.rounds), (bigger, min(args.rounds, 5))):
         n_tokens = sum(len(line.split()) + 1 for line in text.read_text().splitlines() if line.strip())
-        row = {"file": text.name, "tokens": n_tokens,
-               "seqlm_score_s": process_seconds([seqlm_bin, "-q", "score", str(folder), "--file", str(text),
-                                                 "--per", "corpus"], text, args.rounds),
-               "seqlm_score_1t_s": process_seconds([seqlm_bin, "-q", "score", str(folder), "--file", str(text),
-                                                    "--per", "corpus"], text, args.rounds, {"SEQLM_THREADS": "1"})}
+        ours = [seqlm_bin, "-q", "score", str(folder), "--file", str(text), "--per", "corpus"]
+        cmds = {"seqlm_score_s": (ours, None), "seqlm_score_1t_s": (ours, {"SEQLM_THREADS": "1"})}
         if query.exists() and trie.exists():
-            row["query_trie_s"] = process_seconds([str(query), "-v", "summary", str(trie)], text, args.rounds)
-            row["query_arpa_s"] = process_seconds([str(query), "-v", "summary", str(arpa)], text, 1)
+            cmds["query_trie_s"] = ([str(query), "-v", "summary", str(trie)], None)
+        row = {"file": text.name, "tokens": n_tokens, **process_seconds(cmds, text, rounds)}
+        if query.exists():
+            row.update(query_arpa_s=process_seconds({"arpa": ([str(query), "-v", "summary", str(arpa)], None)}, text,
+                                                    1)["arpa"])
         out["processes"].append(row)
         print(f"{text.name} ({n_tokens:,} tokens): " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
                                                                if k.endswith("_s")), file=sys.stderr)

@@ -17,7 +17,8 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
     """One dict per line (``per="line"``, or ``"token"`` adding every token's log-prob), or one dict for
     all lines (``per="corpus"``).  ``lines``: a list of lines, or one line.  Log-probs are natural logs
     (``"log_base": "e"``)."""
-    check_model(model, "score")
+    if LanguageModel not in type(model).__mro__:  # check_model's test, inline: a one-line call is a few microseconds
+        check_model(model, "score")
     if type(lines) is str and per == "line" and "\n" not in lines and not lines.isspace() and lines:
         # one line, the call a per-sentence user makes: the checks below all hold; the model's own rows
         rows = model.line_rows([lines], mode, ROW_KEYS, model.vocab.tokenizer.unit)

@@ -915,20 +915,22 @@ cdef class Querier:
         cdef Py_ssize_t size, count, unknown, i = 0
         cdef const char* s
         cdef double total
-        cdef Job job = None
+        cdef Job job
+        if len(texts) == 1:  # the call a per-sentence user makes: scored here, its row made at once
+            line = texts[0]
+            s = utf8(line, &size)
+            count = unknown = 0
+            total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
+            out[0] = {k_text: line, k_logp: total, k_base: "e", k_tokens: count,
+                      k_ppl: exp(-total / count) if isfinite(total) else INFINITY, k_oov: unknown, k_unit: unit}
+            return out
+        job = self.score_job(rd, texts, False, True)  # in threads where long
         # every row a copy of one made here (a copy of a small dict takes its key table whole: faster than
         # inserting seven keys), its five per-line values then set
         cdef dict row, template = {k_text: None, k_logp: 0.0, k_base: "e", k_tokens: 0, k_ppl: 0.0, k_oov: 0,
                                    k_unit: unit}
-        if len(texts) > 1:  # scored first (in threads where long); one line, the call a per-sentence user makes,
-            job = self.score_job(rd, texts, False, True)  # is scored below with nothing made for it
         for line in texts:
-            if job is None:
-                s = utf8(line, &size)
-                count = unknown = 0
-                total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
-            else:
-                total, count, unknown = job.totals[i], job.counts[i], job.unknowns[i]
+            total, count, unknown = job.totals[i], job.counts[i], job.unknowns[i]
             row = template.copy()
             row[k_text] = line
             row[k_logp] = total

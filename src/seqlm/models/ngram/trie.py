@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlm.config import check_quantize
 from seqlm.errors import SeqlmError
 from seqlm.io import hashindex
 
@@ -238,6 +237,8 @@ def pack(vocab_size: int, keys: list, logprob: list, logbow: list, quantize: int
     with ``folder``, written there as ``.npy`` files and memory-mapped.  ``quantize``: bits of the codes
     of ln p and ln backoff above order 1 (as KenLM's ``build_binary -q -b``), or None for float32."""
     if quantize is not None:
+        from seqlm.config import check_quantize  # here: querying a model needs no training configuration
+
         check_quantize(quantize)
     V, order = vocab_size, len(keys)
     layout, data, base, centers, index = [], [], [], [], []

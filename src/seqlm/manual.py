@@ -104,7 +104,11 @@ def kenlm_summary(results_dir: Path) -> str:
     rows = ["| on the PTB 5-gram | seqlm | KenLM | seqlm's speed or size vs KenLM |", "|---|---|---|---|"]
     for key, what in (("score", "`score(sentence)`, the kenlm module's API"),
                       ("base_score", "`BaseScore(in, word, out)`, a decoder's step"),
-                      ("seqlm_score_one", "`seqlm.score(lm, line)` vs the kenlm module's `score`")):
+                      ("seqlm_score_one", "`seqlm.score(lm, line)` vs the kenlm module's `score`"),
+                      ("seqlm_score_list", "`seqlm.score(lm, lines)`, a list, vs a loop of the kenlm module's `score` "
+                                           "(per token)")):
+        if key not in calls:
+            continue
         r = calls[key]
         rows.append(f"| {what} | {r['seqlm_us']:.2f} µs | {r['kenlm_us']:.2f} µs | {r['speed_vs_kenlm']:.2f}x |")
     for r in [r for r in res.get("processes", []) if r["tokens"] >= 1_000_000]:  # the goal's files

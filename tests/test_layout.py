@@ -143,3 +143,22 @@ def test_the_package_and_the_cli_import_only_what_a_command_uses():
             "try:\n    seqlm.nothing\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_the_cli_imports_numpy_without_blas_threads():
+    # OpenBLAS's threads spin at import and take cores from the scoring threads; the user's setting wins, and
+    # the environment is put back for torch and child processes
+    import subprocess
+    import sys
+
+    code = ("import os; from seqlm.io.runtime import import_numpy_quietly; import_numpy_quietly(); "
+            "print(len(os.listdir('/proc/self/task')), os.environ.get('OPENBLAS_NUM_THREADS'))")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}  # (dask's workers set it here)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert out == ["1", "None"]
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert out[1] == "2"

@@ -34,7 +34,18 @@ def register(sub) -> None:
     add_json(s, "one JSON object per line")
 
 
+def quiet_blas(model: str) -> None:
+    """A model folder is queried with no matrix product in numpy: its BLAS threads off (io.runtime)."""
+    from pathlib import Path
+
+    from seqlm.io.runtime import import_numpy_quietly
+
+    if Path(model).is_dir():
+        import_numpy_quietly()
+
+
 def evaluate(args) -> int:
+    quiet_blas(args.model)  # first: before anything imports numpy
     from seqlm.models.loader import load
     from seqlm.tasks.evaluate import evaluate_data
 
@@ -60,6 +71,7 @@ def evaluate(args) -> int:
 
 
 def score(args) -> int:
+    quiet_blas(args.model)  # first: before anything imports numpy
     from seqlm.models.loader import load
     from seqlm.tasks.score import score
 

@@ -20,6 +20,12 @@ def test_a_result_without_a_type_is_one_line(tmp_path):
         read_results(tmp_path)
 
 
+def test_a_run_without_a_recipe_is_named_by_its_file(tmp_path):
+    # seqlm train without a recipe fits its settings to the data and records no recipe name: the tables, the
+    # figures and the race name it by its results file
+    (tmp_path / "cpu-lstm-fitted.json").write_text(json.dumps({"type": "train", "recipe": None, "metrics": {}}))
+    (tmp_path / "cpu-lstm.json").write_text(json.dumps({"type": "train", "recipe": "lstm", "metrics": {}}))
+    assert [res["recipe"] for _, res in read_results(tmp_path, "train")] == ["cpu-lstm-fitted", "lstm"]
 
 
 def _run(name, kind, per_epoch_s, valid, train=None, nce=False):

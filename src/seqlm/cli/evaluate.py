@@ -15,6 +15,7 @@ SCORE = """
   printf 'there is a\\nihra s eet\\n' | seqlm score runs/char7 --json
   seqlm score runs/kn5 --file sentences.txt --per token --json
   echo "the market rose" | seqlm score runs/kn5 --per corpus
+  SEQLM_THREADS=1 seqlm score runs/kn5 --file big.txt --per corpus   # one thread (default: one per core)
 """
 
 

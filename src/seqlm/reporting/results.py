@@ -48,6 +48,8 @@ def read_results(folder: Path, *types: str) -> list[tuple[Path, dict]]:
         if kind not in TYPES:
             raise SeqlmError(f"{path} has no known \"type\" (got {kind!r}): a result file says one of "
                              f"{', '.join(TYPES)}")
+        if kind == "train" and not res.get("recipe"):
+            res["recipe"] = path.stem  # a run without a recipe (settings fitted to the data) is named by its file
         if not types or kind in types:
             out.append((path, res))
     return out

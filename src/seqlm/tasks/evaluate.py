@@ -31,19 +31,13 @@ def evaluate(model: LanguageModel, lines: Iterable[str] | str, mode: str = "stre
     the text's length.
     """
     check_model(model, "evaluate")
+    check_mode(mode)
     if batch_lines is not None and batch_lines < 1:
         raise SeqlmError(f"batch_lines must be >= 1 (got {batch_lines})")
-    return _evaluate(model, line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"), mode)
-
-
-def _evaluate(model: LanguageModel, chunks, mode: str) -> dict:
-    """:func:`evaluate` over ``chunks``, lists of lines (checked: no newline in a line)."""
-    check_mode(mode)
     totals = Totals()
     state = None
-    for chunk in chunks:
-        logp, oov, state = model.score_text(chunk, mode, state)
-        totals.add(logp, oov, len(chunk), chunk, model)
+    for chunk in line_chunks(lines, batch_lines or CHUNK_LINES, "evaluate"):
+        state = totals.score(model, chunk, mode, state)
     if not totals.lines:
         raise SeqlmError("nothing to evaluate: the text has no non-blank line")
     return totals.result(model, mode)
@@ -129,9 +123,7 @@ def evaluate_file(model: LanguageModel, path, mode: str = "stream") -> dict:
             continue
         lines = block_lines(data, str(path), offset)
         for a in range(0, len(lines), CHUNK_LINES):
-            chunk = lines[a:a + CHUNK_LINES]
-            logp, oov, state = model.score_text(chunk, mode, state)
-            totals.add(logp, oov, len(chunk), chunk, model)
+            state = totals.score(model, lines[a:a + CHUNK_LINES], mode, state)
     if not totals.lines:
         raise SeqlmError(f"{path} is empty (no non-blank line): give a file with text")
     return totals.result(model, mode)
@@ -154,6 +146,12 @@ class Totals:
     lines: int = 0
     bytes: int = 0  # of the text's UTF-8, a newline counted after every line
     words: int = 0  # whitespace-separated words, plus one line end a line
+
+    def score(self, model: LanguageModel, lines: list[str], mode: str, state):
+        """Score ``lines`` (a list; no line holds a newline) from ``state`` and add them; the state after them."""
+        logp, oov, state = model.score_text(lines, mode, state)
+        self.add(logp, oov, len(lines), lines, model)
+        return state
 
     def add(self, logp: np.ndarray, oov: np.ndarray, lines: int, text: list[str] | None = None,
             model: LanguageModel | None = None) -> None:

@@ -384,6 +384,8 @@ cdef class Job:
 
 
 PART = PART_BYTES  # (for tests)
+
+
 def block_job(bytes data, int threads):
     """A :class:`Job` over the lines of ``data``, ASCII text cut at ``\\n`` (a ``\\r`` before it dropped, blank
     lines skipped, as corpora.decode_lines reads a file), in parts of about equal bytes that end at a line's

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 import seqlm.tasks.score as score_module
 from seqlm.cli import main
-from seqlm.errors import explain
+from seqlm.errors import SeqlmError, explain
 
 
 @pytest.fixture()
@@ -62,6 +63,28 @@ def test_a_failure_of_the_machine_names_its_fix(monkeypatch, capsys, kn, error, 
 
 def test_explain_leaves_other_errors_to_the_bug_report():
     assert explain(ValueError("x")) is None and explain(OSError(errno.EACCES, "denied")) is None
+
+
+@pytest.mark.parametrize("error", [TypeError("expected str, bytes or os.PathLike object, not BufferedReader"),
+                                   SeqlmError("a half-written file"), BrokenPipeError()])
+@pytest.mark.parametrize("sig,code,line", [(signal.SIGTERM, 143, "seqlm: terminated (SIGTERM)"),
+                                           (signal.SIGINT, 130, "seqlm: interrupted")])
+def test_what_replaces_a_signals_exception_ends_the_command_as_the_signal(monkeypatch, capsys, kn, error, sig, code,
+                                                                         line):
+    """C code that calls back into Python can replace the handler's exception on its way out (numpy's fromfile
+    makes it a TypeError: what CI caught under SIGTERM); the command still ends as the signal, not as a bug."""
+    def swallowed(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), sig)  # cli.main's handler raises here
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise error from None
+
+    monkeypatch.setattr(score_module, "score", swallowed)
+    before = set(Path(tempfile.gettempdir()).glob("seqlm-bug-*"))
+    assert main(["score", kn, "--file", str(Path(kn).parent / "train.txt")]) == code
+    assert capsys.readouterr().err.strip().splitlines() == [line]
+    assert set(Path(tempfile.gettempdir()).glob("seqlm-bug-*")) == before  # no bug report
 
 
 @pytest.mark.slow

@@ -280,3 +280,28 @@ def test_a_signal_whose_exception_was_lost_still_stops_training(tmp_path, small_
     errors.SIGNALS[:] = [signal.SIGTERM]
     with pytest.raises(errors.Terminated):
         errors.check_signals()
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+def test_what_replaced_a_signals_exception_stops_training_as_the_signal(tmp_path, small_files, monkeypatch, signalled):
+    # C code calling back into Python can turn the handler's KeyboardInterrupt into another exception (numpy's
+    # fromfile makes it a TypeError); once a signal was recorded, the run still saves and evaluates as stopped.
+    # Without a signal the same exception is a failure and propagates.
+    import signal
+
+    from seqlm import errors
+    from seqlm.training.run import Run
+
+    def replaced(self):
+        if signalled:
+            errors.SIGNALS.append(signal.SIGTERM)
+        raise TypeError("expected str, bytes or os.PathLike object, not BufferedReader")
+
+    monkeypatch.setattr(errors, "SIGNALS", [])
+    monkeypatch.setattr(Run, "train_epoch", replaced)
+    if not signalled:
+        with pytest.raises(TypeError):
+            tiny_run(tmp_path, small_files, extra=["train.max_steps=50"])
+        return
+    lm, summary = tiny_run(tmp_path, small_files, extra=["train.max_steps=50"])
+    assert summary["interrupted"] and summary["stop"] == "interrupted"

@@ -63,15 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a command that handled the signal itself (a neural run saves, evaluates and returns) ends as one
         # whose signal escaped
         return _stopped(signal.SIGTERM in SIGNALS) if SIGNALS else code
-    except SeqlmError as e:
-        print(f"seqlm: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as e:
         return _stopped(isinstance(e, Terminated) or signal.SIGTERM in SIGNALS)
-    except BrokenPipeError:
-        return 0
     except Exception as e:  # noqa: BLE001 (the one place any other exception becomes one line)
-        return _unexpected(e, bool(args is not None and args.verbose))
+        verbose = bool(args is not None and args.verbose)
+        if SIGNALS:  # the signal's exception, replaced on its way up by code that lost it (_after_signal)
+            return _after_signal(e, verbose)
+        if isinstance(e, SeqlmError):
+            print(f"seqlm: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, BrokenPipeError):
+            return 0
+        return _unexpected(e, verbose)
     finally:
         finishing.append(True)
         for signum, handler in previous:
@@ -84,6 +87,18 @@ def _quiet_signal(unraisable) -> None:
     printed: SIGNALS holds the signal, and the command stops at its next check (errors.check_signals)."""
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
+
+
+def _after_signal(e: Exception, verbose: bool) -> int:
+    """Any exception once SIGINT or SIGTERM has arrived ends the command as the signal does (143 or 130): a
+    handler's exception raised inside C code that calls back into Python is often replaced on its way out, not
+    passed on (numpy's fromfile turns it into ``TypeError: expected str, bytes or os.PathLike object``), and
+    what failed after the signal is its consequence, not a bug or the user's mistake. -v prints it."""
+    if verbose:
+        import traceback
+
+        sys.stderr.write("".join(traceback.format_exception(e)))
+    return _stopped(signal.SIGTERM in SIGNALS)
 
 
 def _stopped(terminated: bool) -> int:

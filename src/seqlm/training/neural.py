@@ -22,6 +22,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from seqlm import errors
 from seqlm.config import RunConfig
 from seqlm.errors import SeqlmError
 from seqlm.io import distributed
@@ -71,7 +72,10 @@ def _train(run: "Run", resume: bool, results) -> tuple[NeuralLM, dict]:
     try:
         while stop is None and run.progress["epoch"] < run.cfg.train.epochs:
             stop = run.train_epoch() or run.end_epoch()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as e:
+        if not isinstance(e, KeyboardInterrupt) and not errors.SIGNALS:
+            raise
+        # Ctrl-C or SIGTERM, or what replaced its exception on the way up (see cli._after_signal)
         interrupted, stop = True, "interrupted"
         log.warning("interrupted: saving a checkpoint and evaluating the best model")
     if stop in ("max_steps", "max_minutes", "interrupted"):

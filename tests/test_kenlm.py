@@ -242,12 +242,16 @@ def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, t
         for how in "compiled", "python":
             if how == "python":  # the tokenizer in Python
                 monkeypatch.setattr(NGramLM, "_compiled_text", lambda self, lines: None)
+                monkeypatch.setattr(NGramLM, "line_rows", lambda self, lines, mode, keys: None)
             for name, lines in ("plain", plain), ("surrogate", surrogate):
                 logp, oov, _ = model.score_text(lines)
-                got[how, name] = logp, oov, model.line_totals(lines), score(model, lines)
+                ones = [row for line in lines if "\n" not in line and line.strip() for row in score(model, line)]
+                got[how, name] = logp, oov, model.line_totals(lines), score(model, lines), ones
         monkeypatch.undo()
         for name in "plain", "surrogate":
-            (fl, fo, ft, fr), (pl, po, pt, pr) = got["compiled", name], got["python", name]
+            (fl, fo, ft, fr, f1), (pl, po, pt, pr, p1) = got["compiled", name], got["python", name]
+            assert [row["text"] for row in f1] == [row["text"] for row in fr]  # one line per call: the same rows
+            fr, pr = fr + f1, pr + p1
             np.testing.assert_allclose(fl, pl, rtol=0, atol=1e-12)
             assert np.array_equal(fo, po) and fo.dtype == po.dtype == bool
             np.testing.assert_allclose(ft[0], pt[0], rtol=0, atol=1e-12)
@@ -262,8 +266,12 @@ def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, t
     assert lowered.line_totals(["THE CAT"])[0] == lm.line_totals(["the cat"])[0]
     from seqlm.tasks.score import ROW_KEYS
 
-    assert lm.line_rows(texts[:5], "sentence", ROW_KEYS, "word") is not None  # the compiled rows were compared
-    assert lowered.line_rows(["THE CAT"], "sentence", ROW_KEYS, "word") is None  # a row shows the line as given
+    assert lm.line_rows(texts[:5], "sentence", ROW_KEYS) is not None  # the compiled rows were compared
+    assert lm.line_rows(texts[0], "sentence", ROW_KEYS) is not None  # and the one-line rows
+    for model in lowered, like(Tokenizer(lowercase=True)):  # its reader chosen before or by this call
+        assert model.line_rows(["THE CAT"], "sentence", ROW_KEYS) is None  # a row shows the line as given
+        assert model.line_rows("THE CAT", "sentence", ROW_KEYS) is None
+    assert unicode.line_rows("naïve café", "sentence", ROW_KEYS) is None  # non-ASCII: read in Python
     # every Unicode space splits for the unicode rule: non-ASCII text is read by the tokenizer in Python
     assert unicode.line_totals(["the\u3000cat\x1csat"]) == unicode.line_totals(["the cat sat"])
     assert lm.line_totals(["the\u3000cat"]) != lm.line_totals(["the cat"])

@@ -112,9 +112,10 @@ class LanguageModel(ABC):
         line (the compiled n-gram reader); else None."""
         return None
 
-    def line_rows(self, lines: list[str], mode: str, keys: tuple, unit: str) -> list[dict] | None:
+    def line_rows(self, lines: list[str] | str, mode: str, keys: tuple) -> list[dict] | None:
         """``score``'s row per line (``keys``: tasks/score.py's ``ROW_KEYS``), where the model makes them faster
-        than :meth:`line_totals` and a Python loop (the compiled n-gram reader); else None."""
+        than :meth:`line_totals` and a Python loop (the compiled n-gram reader); else None. ``lines`` may be one
+        line (a str without a newline, not blank: the per-sentence call)."""
         return None
 
     def score_lines(

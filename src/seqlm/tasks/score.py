@@ -21,7 +21,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         check_model(model, "score")
     if type(lines) is str and per == "line" and "\n" not in lines and not lines.isspace() and lines:
         # one line, the call a per-sentence user makes: the checks below all hold; the model's own rows
-        rows = model.line_rows([lines], mode, ROW_KEYS, model.vocab.tokenizer.unit)
+        rows = model.line_rows(lines, mode, ROW_KEYS)
         if rows is not None:
             return rows
     lines = as_lines(lines, "score")
@@ -45,7 +45,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         totals, counts = line_sums(logps, oovs, tokens)
         lengths = [len(t) + 1 for t in tokens]
     else:
-        rows = model.line_rows(lines, mode, ROW_KEYS, model.vocab.tokenizer.unit)
+        rows = model.line_rows(lines, mode, ROW_KEYS)
         if rows is not None:  # made by the model's compiled reader: the same rows as below (tested)
             return rows
         totals, counts, lengths = model.line_totals(lines, mode)

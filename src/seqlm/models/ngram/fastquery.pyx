@@ -906,6 +906,16 @@ cdef class Querier:
         return ([job.totals[i] for i in range(job.n)], [job.unknowns[i] for i in range(job.n)],
                 [job.counts[i] for i in range(job.n)])
 
+    def line_row(self, Reader rd, str line, tuple keys, object unit):
+        """One line's row of :meth:`text_rows`: the call a per-sentence user makes, scored here and its row
+        made at once."""
+        k_text, k_logp, k_base, k_tokens, k_ppl, k_oov, k_unit = keys
+        cdef Py_ssize_t size, count = 0, unknown = 0
+        cdef const char* s = utf8(line, &size)
+        cdef double total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
+        return {k_text: line, k_logp: total, k_base: "e", k_tokens: count,
+                k_ppl: exp(-total / count) if isfinite(total) else INFINITY, k_oov: unknown, k_unit: unit}
+
     def text_rows(self, Reader rd, list lines, tuple keys, object unit):
         """:meth:`text_totals` as ``seqlm.score``'s row per line, made here (a Python loop making them cost a
         tenth of scoring them): ``keys`` (tasks/score.py's ``ROW_KEYS``) name the text, its total ln p, the log
@@ -918,13 +928,8 @@ cdef class Querier:
         cdef const char* s
         cdef double total
         cdef Job job
-        if len(texts) == 1:  # the call a per-sentence user makes: scored here, its row made at once
-            line = texts[0]
-            s = utf8(line, &size)
-            count = unknown = 0
-            total = self.line_c(rd, s, size, True, True, NULL, NULL, NULL, &count, &unknown)
-            out[0] = {k_text: line, k_logp: total, k_base: "e", k_tokens: count,
-                      k_ppl: exp(-total / count) if isfinite(total) else INFINITY, k_oov: unknown, k_unit: unit}
+        if len(texts) == 1:  # one line: nothing made for threads
+            out[0] = self.line_row(rd, texts[0], keys, unit)
             return out
         job = self.score_job(rd, texts, False, True)  # in threads where long
         # every row a copy of one made here (a copy of a small dict takes its key table whole: faster than

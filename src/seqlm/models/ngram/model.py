@@ -207,17 +207,24 @@ class NGramLM(LanguageModel):
                 self._readers[key] = None
         return self._readers[key]
 
-    def _compiled_text(self, lines: list[str]):
-        """(compiled loop, reader, ``lines`` as it reads them) where the reader splits them as the model's
-        tokenizer does (word level; KenLM's whitespace, or every Unicode space in ASCII text), else None."""
-        try:
-            fast, reader, ascii_only, lower = self._readers["text"]
-        except KeyError:  # chosen once: a call of one line pays only the lookup
+    def _text_reader(self):
+        """(compiled loop, reader, ASCII text only, lowercased): the reader that splits text as the model's
+        tokenizer does (word level; KenLM's whitespace, or every Unicode space in ASCII text), or None.  Chosen
+        once: a call of one line then pays only the lookup of ``_readers["text"]``."""
+        if "text" not in self._readers:
             tokenizer = self.vocab.tokenizer
             blanks = KENLM_BLANKS + "\n" if tokenizer.whitespace == "kenlm" else PYTHON_ASCII_BLANKS
             reader = self.reader(blanks.encode()) if tokenizer.level == "word" else None
-            fast, ascii_only, lower = self._fast(), tokenizer.whitespace != "kenlm", tokenizer.lowercase
-            self._readers["text"] = fast, reader, ascii_only, lower
+            self._readers["text"] = self._fast(), reader, tokenizer.whitespace != "kenlm", tokenizer.lowercase
+        return self._readers["text"]
+
+    def _compiled_text(self, lines: list[str]):
+        """(compiled loop, reader, ``lines`` as it reads them) where the reader reads them (_text_reader),
+        else None."""
+        try:
+            fast, reader, ascii_only, lower = self._readers["text"]
+        except KeyError:
+            fast, reader, ascii_only, lower = self._text_reader()
         if reader is None:
             return None
         if lower:
@@ -266,14 +273,25 @@ class NGramLM(LanguageModel):
         fast, reader, _ = compiled
         return fast.block_sums(reader, data.lower() if self.vocab.tokenizer.lowercase else data)
 
-    def line_rows(self, lines, mode, keys, unit):
+    def line_rows(self, lines, mode, keys):  # (the compiled reader reads words: the rows' unit is "word")
         if mode not in MODES:  # (a call here is a tenth of a one-line score: no function call for the check)
             check_mode(mode)
+        if type(lines) is str:  # one line, the per-sentence call: no list, no copy, no threads
+            try:
+                fast, reader, ascii_only, lower = self._readers["text"]
+            except KeyError:
+                fast, reader, ascii_only, lower = self._text_reader()
+            if reader is None or lower or (ascii_only and not lines.isascii()):
+                return None
+            try:
+                return [fast.line_row(reader, lines, keys, "word")]
+            except UnicodeEncodeError:
+                return None
         compiled = self._compiled_text(lines)
         # the lines as given (a lowercasing tokenizer reads copies, and a row shows the line itself)
         if compiled is not None and compiled[2] is lines and isinstance(lines, list):
             try:
-                return compiled[0].text_rows(compiled[1], lines, keys, unit)
+                return compiled[0].text_rows(compiled[1], lines, keys, "word")
             except UnicodeEncodeError:
                 pass
         return None

@@ -4,6 +4,7 @@ a worker killed mid-run is replaced and the model is still the same; one that di
 with one line and no model."""
 
 import logging
+import os
 import sys
 
 import pytest
@@ -21,11 +22,15 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A running scheduler with two worker processes, reached as tcp://HOST:PORT (the path of a real cluster)."""
+    """A running scheduler with two worker processes, reached as tcp://HOST:PORT (the path of a real cluster).
+    Its nannies set OMP_NUM_THREADS=1 and the like in this process: put back for the tests after these."""
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=0,
                                        dashboard_address=None, silence_logs=logging.CRITICAL)
     yield cluster.scheduler_address
     cluster.close()
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 CASES = [(1, "mkn", None, {}), (2, "mkn", None, {}), (3, "ikn", None, {}), (4, "mkn", [0, 1, 1], {}),
@@ -86,9 +91,13 @@ def test_a_worker_killed_once_is_replaced(tmp_path, toy_files, monkeypatch):
     ref = train_ngram(read_lines(toy_files["train"]), order=4)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    environ = dict(os.environ)
     lm, config = external(toy_files["train"], tmp_path, order=4, memory="800K", cluster="local:2", temp_dir=scratch)
     assert_same_model(ref, lm)
     assert [p.name for p in scratch.iterdir()] == ["seqlm-fault-merge3-2"]  # it did die, and was replaced
+    # the workers' environment (OMP_NUM_THREADS=1, ...) was set here to start them, and to start the new one:
+    # this process's is as it was
+    assert dict(os.environ) == environ
     assert config["cluster"]["workers"] == 2
 
 

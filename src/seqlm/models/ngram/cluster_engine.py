@@ -45,6 +45,7 @@ class Engine:
             raise SeqlmError(f"--cluster {spec}: give between 1 and 256 local workers")
         self.memory = memory
         self.cluster = self.client = None
+        self.environ: dict | None = None  # this process's environment before local workers started
         self.stages: dict[str, dict] = {}  # per task function: tasks, seconds, bytes (the benchmark's scaling model)
 
     def __enter__(self) -> "Engine":
@@ -65,6 +66,10 @@ class Engine:
             # budget sizes every task, the nanny must not kill a worker on its own
             environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                        if k != "MALLOC_TRIM_THRESHOLD_"}
+            # a nanny sets that environment in this process to start its worker (OMP_NUM_THREADS=1 and the
+            # like, which a PyTorch imported later would obey): put back as it was once they run, and at close
+            # (a nanny restarting a dead worker sets it again)
+            self.environ = dict(os.environ)
             try:
                 with signals_deferred(), warnings.catch_warnings(), \
                         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
@@ -73,6 +78,7 @@ class Engine:
                                                 memory_limit=0, dashboard_address=None,
                                                 silence_logs=logging.CRITICAL)
                     self.client = Client(self.cluster)
+                self.put_back_environ()
             except BaseException:  # a signal while the workers started: they are stopped, then it is raised
                 self.close()
                 raise
@@ -108,6 +114,17 @@ class Engine:
                 except Exception:  # noqa: BLE001 - closing after a failure must not hide it
                     pass
         self.client = self.cluster = None
+        self.put_back_environ()
+
+    def put_back_environ(self) -> None:
+        """This process's environment as it was before the local workers started (nothing for a remote cluster)."""
+        if self.environ is None:
+            return
+        for k in set(os.environ) - set(self.environ):
+            del os.environ[k]
+        for k, v in self.environ.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
 
     def map(self, fn, *iterables, **common) -> list:
         """``[fn(*args, **common) for args in zip(*iterables)]`` on the workers, in order."""

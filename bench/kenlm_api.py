@@ -270,9 +270,10 @@ def main() -> None:
         out["models"].append(measure_model(f"generated {args.generated}-word corpus, modified-KN 5-gram", g_folder,
                                            g_arpa, g_test, g_train, work, args.rounds))
 
-    # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file)
     # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file), on
-    # PTB's test file, PTB's train + valid (1M tokens) and those ten times over (10M)
+    # PTB's test file, PTB's train + valid (1M tokens) and those ten times over (10M): the file's totals
+    # (--per corpus against -v summary), and a line printed for each line (seqlm score's default against
+    # -v sentence)
     big, bigger = work / "ptb-train-valid.txt", work / "ptb-train-valid-x10.txt"
     if not big.exists():
         with atomic_write(big) as f:
@@ -290,9 +291,11 @@ def main() -> None:
     for text, rounds in ((test_file, args.rounds), (big, args.rounds), (bigger, min(args.rounds, 5))):
         n_tokens = sum(len(line.split()) + 1 for line in text.read_text().splitlines() if line.strip())
         ours = [seqlm_bin, "-q", "score", str(folder), "--file", str(text), "--per", "corpus"]
-        cmds = {"seqlm_score_s": (ours, None), "seqlm_score_1t_s": (ours, {"SEQLM_THREADS": "1"})}
+        cmds = {"seqlm_score_s": (ours, None), "seqlm_score_1t_s": (ours, {"SEQLM_THREADS": "1"}),
+                "seqlm_lines_s": (ours[:-2], None)}
         if query.exists() and trie.exists():
             cmds["query_trie_s"] = ([str(query), "-v", "summary", str(trie)], None)
+            cmds["query_sentence_s"] = ([str(query), "-v", "sentence", str(trie)], None)
         row = {"file": text.name, "tokens": n_tokens, **process_seconds(cmds, text, rounds)}
         if query.exists():
             row.update(query_arpa_s=process_seconds({"arpa": ([str(query), "-v", "summary", str(arpa)], None)}, text,

@@ -114,6 +114,10 @@ def kenlm_summary(results_dir: Path) -> str:
     for r in [r for r in res.get("processes", []) if r["tokens"] >= 1_000_000]:  # the goal's files
         rows.append(f"| `seqlm score --per corpus` vs `query` (trie), {r['tokens']:,} tokens, whole processes | "
                     f"{r['seqlm_score_s']:.2f} s | {r['query_trie_s']:.2f} s | {r['query_trie_s'] / r['seqlm_score_s']:.2f}x |")
+        if "seqlm_lines_s" in r:
+            rows.append(f"| `seqlm score` (a line per line) vs `query -v sentence` (trie), {r['tokens']:,} tokens, whole "
+                        f"processes | {r['seqlm_lines_s']:.2f} s | {r['query_sentence_s']:.2f} s | "
+                        f"{r['query_sentence_s'] / r['seqlm_lines_s']:.2f}x |")
     for ours, theirs in (("seqlm folder (float32)", "KenLM trie"), ("seqlm folder, --quantize 8", "KenLM trie, -q 8 -b 8")):
         if ours in formats and theirs in formats:
             a, b = formats[ours], formats[theirs]

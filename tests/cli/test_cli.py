@@ -94,3 +94,28 @@ def test_ptb_acceptance_shape(tmp_path, ptb_dir, capsys, monkeypatch):
     code, o, _ = run(capsys, "evaluate", str(out), "--corpus", "ptb", "--split", "test", "--json")
     r = json.loads(o)
     assert code == 0 and r["tokens"] == 82430 and r["mode"] == "stream"
+
+
+def test_score_prints_every_row_in_order_past_a_chunk(tmp_path, toy_files, capsys, monkeypatch):
+    """seqlm score writes its lines a chunk at a time (common.write_lines): more lines than a chunk, every row
+    the API's, in order, as text, JSON and per token."""
+    import seqlm
+    from seqlm.cli import common
+
+    monkeypatch.setattr(common.write_lines, "__defaults__", (7,))  # a chunk of 7 lines
+    out = tmp_path / "kn3"
+    assert main(["-q", "train", "--train", str(toy_files["train"]), "--order", "3", "--out", str(out)]) == 0
+    lines = [line for line in toy_files["test"].read_text().splitlines() if line.strip()][:40] + ["zzz qqq"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    rows = seqlm.score(seqlm.load(out), lines, per="token")
+    code, o, _ = run(capsys, "score", str(out), "--file", str(tmp_path / "in.txt"))
+    assert code == 0 and o == "".join(f"{r['log_prob']:.4f}\t{r['text']}\n" for r in rows)
+    code, o, _ = run(capsys, "score", str(out), "--file", str(tmp_path / "in.txt"), "--json")
+    assert [json.loads(x) for x in o.splitlines()] == [{k: v for k, v in r.items() if k != "token_log_probs"}
+                                                       for r in rows]
+    code, o, _ = run(capsys, "score", str(out), "--file", str(tmp_path / "in.txt"), "--per", "token")
+    printed = o.splitlines()
+    assert len(printed) == sum(1 + len(r["token_log_probs"]) for r in rows) > 7
+    assert printed[-1] == "\t" + f"{rows[-1]['token_log_probs'][-1]['log_prob']:.4f}\t</s>"
+    assert "(OOV)" in o

@@ -54,6 +54,15 @@ def test_the_lm_changes_the_best_hypothesis(kn, toy_lines, tmp_path, capsys):
     assert main(["rescore", str(d / "kn"), str(f), "--best"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"{u}\t{t}" for u, t in truth.items()]
+    # the default: every hypothesis, each utterance's best first (utterance, rank, id, total, LM log-prob, text)
+    assert main(["rescore", str(d / "kn"), str(f)]) == 0
+    ranked = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(ranked) == len(rows) and [u for u, *_ in ranked if _[0] == "1"] == list(truth)
+    assert [(u, t) for u, r, _, _, _, t in ranked if r == "1"] == list(truth.items())
+    for u in truth:
+        mine = [(int(r), float(total)) for v, r, _, total, _, _ in ranked if v == u]
+        assert [r for r, _ in mine] == list(range(1, len(mine) + 1))
+        assert [t for _, t in mine] == sorted((t for _, t in mine), reverse=True)
     assert main(["rescore", str(d / "kn"), str(f), "--json", "--log-base", "10", "--word-penalty", "0.5"]) == 0
     r = json.loads(capsys.readouterr().out)
     h0 = r["hypotheses"][0]

@@ -63,9 +63,28 @@ def add_json(p: argparse.ArgumentParser, what: str = "print one JSON object") ->
 
 def print_json(obj) -> None:
     """Strict JSON (non-finite numbers as null: JSON.parse rejects Infinity and NaN), one object a line."""
+    print(json_line(obj))
+
+
+def json_line(obj) -> str:
+    """:func:`print_json`'s line."""
     from seqlm.io.files import dumps
 
-    print(dumps(obj, ensure_ascii=False, default=_json_default))
+    return dumps(obj, ensure_ascii=False, default=_json_default)
+
+
+def write_lines(lines, chunk: int = 4096) -> None:
+    """Each string of ``lines`` (any iterable) as a line on stdout, written ``chunk`` lines at a time: for a
+    command printing a line per input line (score, rescore), a print() per line costs about as much as scoring
+    the line."""
+    buf: list[str] = []
+    for line in lines:
+        buf.append(line)
+        if len(buf) >= chunk:
+            sys.stdout.write("\n".join(buf) + "\n")
+            buf.clear()
+    if buf:
+        sys.stdout.write("\n".join(buf) + "\n")
 
 
 def _json_default(x):

@@ -3,7 +3,17 @@ line), over seqlm.evaluate and seqlm.score."""
 
 from __future__ import annotations
 
-from seqlm.cli.common import add_data, add_json, add_model, command, fmt, input_lines, print_json
+from seqlm.cli.common import (
+    add_data,
+    add_json,
+    add_model,
+    command,
+    fmt,
+    input_lines,
+    json_line,
+    print_json,
+    write_lines,
+)
 from seqlm.errors import SeqlmError
 
 EVALUATE = """
@@ -83,13 +93,18 @@ def score(args) -> int:
         rows = [evaluate_file(model, args.file, mode=args.mode)]
     else:
         rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
+    write_lines(score_lines(rows, args))
+    return 0
+
+
+def score_lines(rows, args):
+    """What ``seqlm score`` prints for its rows, line by line."""
     for row in rows:
         if args.json:
-            print_json(row)
+            yield json_line(row)
         elif args.per == "corpus":
-            print(f"log_prob {row['log_prob']:.4f} (ln), {row['tokens']} tokens, perplexity {fmt(row['perplexity'])}")
+            yield f"log_prob {row['log_prob']:.4f} (ln), {row['tokens']} tokens, perplexity {fmt(row['perplexity'])}"
         else:
-            print(f"{row['log_prob']:.4f}\t{row['text']}")
-            for t in row.get("token_log_probs", []):
-                print(f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}")
-    return 0
+            yield f"{row['log_prob']:.4f}\t{row['text']}"
+            for t in row.get("token_log_probs", ()):
+                yield f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}"

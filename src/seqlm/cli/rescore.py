@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seqlm.cli.common import add_json, add_model, command, print_json, stdin_lines
+from seqlm.cli.common import add_json, add_model, command, print_json, stdin_lines, write_lines
 
 EXAMPLES = """
   seqlm rescore runs/lstm nbest.txt                           # ID [SCORE] HYPOTHESIS lines, or Kaldi's UTT-N TEXT
@@ -39,14 +39,17 @@ def run(args) -> int:
     if args.json:
         print_json({"hypotheses": rows, "best": best})
     elif args.best:
-        for row in best:
-            print(f"{row['utterance']}\t{row['text']}")
+        write_lines(f"{row['utterance']}\t{row['text']}" for row in best)
     else:  # each utterance's hypotheses, best first
-        order = {u["utterance"]: k for k, u in enumerate(best)}
-        ranked = sorted(rows, key=lambda r: (order[r["utterance"]], -r["total"], r["line"]))
-        rank: dict = {}
-        for row in ranked:
-            rank[row["utterance"]] = rank.get(row["utterance"], 0) + 1
-            print(f"{row['utterance']}\t{rank[row['utterance']]}\t{row['id']}\t{row['total']:.4f}\t"
-                  f"{row['lm_log_prob']:.4f}\t{row['text']}")
+        write_lines(ranked_lines(rows, best))
     return 0
+
+
+def ranked_lines(rows, best):
+    """Each utterance's hypotheses, best first: utterance, rank, id, total, LM log-prob, text."""
+    order = {u["utterance"]: k for k, u in enumerate(best)}
+    rank: dict = {}
+    for row in sorted(rows, key=lambda r: (order[r["utterance"]], -r["total"], r["line"])):
+        rank[row["utterance"]] = rank.get(row["utterance"], 0) + 1
+        yield (f"{row['utterance']}\t{rank[row['utterance']]}\t{row['id']}\t{row['total']:.4f}\t"
+               f"{row['lm_log_prob']:.4f}\t{row['text']}")

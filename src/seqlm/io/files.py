@@ -206,7 +206,11 @@ def strict(obj):
 
 
 def dumps(obj, **kwargs) -> str:
-    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+    """Strict JSON of ``obj``: a non-finite number is null (:func:`strict`, walked only when there is one)."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:  # Infinity or NaN somewhere
+        return json.dumps(strict(obj), allow_nan=False, **kwargs)
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:

@@ -221,6 +221,10 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
                 if "seqlm_score_1t_s" in r:
                     rows.append(["the same, seqlm in one thread (`SEQLM_THREADS=1`)", f"{r['seqlm_score_1t_s']:.3f} s",
                                  f"{r['query_trie_s']:.3f} s", f"{r['query_trie_s'] / r['seqlm_score_1t_s']:.2f}x", "–"])
+                if "seqlm_lines_s" in r:
+                    rows.append(["a line printed per line: `seqlm score MODEL --file F` vs `query -v sentence`",
+                                 f"{r['seqlm_lines_s']:.3f} s", f"{r['query_sentence_s']:.3f} s",
+                                 f"{r['query_sentence_s'] / r['seqlm_lines_s']:.2f}x", "–"])
         out += md_table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
                       f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}, "
                       f"each run twice in a row: \"speed vs kenlm\" from the first runs, each after the other's (its "

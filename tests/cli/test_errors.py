@@ -30,7 +30,7 @@ def run_failing(monkeypatch, capsys, kn, error, *flags):
         raise error
 
     monkeypatch.setattr(score_module, "score", fail)
-    code = main([*flags, "score", kn, "--file", str(Path(kn).parent / "train.txt")])
+    code = main([*flags, "score", kn, "--file", str(Path(kn).parent / "train.txt"), "--json"])  # (rows: score())
     return code, capsys.readouterr().err
 
 
@@ -82,7 +82,7 @@ def test_what_replaces_a_signals_exception_ends_the_command_as_the_signal(monkey
 
     monkeypatch.setattr(score_module, "score", swallowed)
     before = set(Path(tempfile.gettempdir()).glob("seqlm-bug-*"))
-    assert main(["score", kn, "--file", str(Path(kn).parent / "train.txt")]) == code
+    assert main(["score", kn, "--file", str(Path(kn).parent / "train.txt"), "--json"]) == code
     assert capsys.readouterr().err.strip().splitlines() == [line]
     assert set(Path(tempfile.gettempdir()).glob("seqlm-bug-*")) == before  # no bug report
 

@@ -91,6 +91,13 @@ def score(args) -> int:
         from seqlm.tasks.evaluate import evaluate_file
 
         rows = [evaluate_file(model, args.file, mode=args.mode)]
+    elif args.per == "line" and not args.json:  # a total and the line: score's rows less the dict per line
+        from seqlm.tasks.score import checked_lines
+
+        lines = checked_lines(input_lines(args.file), "line", args.mode)
+        totals = model.line_totals(lines, args.mode)[0]
+        write_lines(f"{total:.4f}\t{line}" for total, line in zip(totals, lines))
+        return 0
     else:
         rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
     write_lines(score_lines(rows, args))

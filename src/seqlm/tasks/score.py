@@ -24,15 +24,7 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
         rows = model.line_rows(lines, mode, ROW_KEYS)
         if rows is not None:
             return rows
-    lines = as_lines(lines, "score")
-    check_mode(mode)
-    if per not in LEVELS:
-        raise SeqlmError(f"unknown --per {per!r}: use line, token or corpus")
-    if not lines:
-        raise SeqlmError("nothing to score: give one or more lines of text")
-    if not all(map(str.strip, lines)):
-        i = next(i for i, line in enumerate(lines, 1) if not line.strip())
-        raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
+    lines = checked_lines(lines, per, mode)
     if per == "corpus":
         from seqlm.tasks.evaluate import summarize
 
@@ -63,3 +55,17 @@ def score(model: LanguageModel, lines: Sequence[str] | str, per: str = "line", m
             a += n
         out.append(row)
     return out
+
+
+def checked_lines(lines: Sequence[str] | str, per: str = "line", mode: str = "sentence") -> list[str]:
+    """``lines`` as :func:`score` scores them (a list of non-blank lines), or one clear error."""
+    lines = as_lines(lines, "score")
+    check_mode(mode)
+    if per not in LEVELS:
+        raise SeqlmError(f"unknown --per {per!r}: use line, token or corpus")
+    if not lines:
+        raise SeqlmError("nothing to score: give one or more lines of text")
+    if not all(map(str.strip, lines)):
+        i = next(i for i, line in enumerate(lines, 1) if not line.strip())
+        raise SeqlmError(f"line {i} is empty: there is nothing to score on it; remove blank lines")
+    return lines

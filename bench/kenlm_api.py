@@ -272,8 +272,8 @@ def main() -> None:
 
     # whole processes over a file: seqlm score against KenLM's query (its trie binary, and the ARPA file), on
     # PTB's test file, PTB's train + valid (1M tokens) and those ten times over (10M): the file's totals
-    # (--per corpus against -v summary), and a line printed for each line (seqlm score's default against
-    # -v sentence)
+    # (--per corpus against -v summary), a line printed for each line (seqlm score's default against
+    # -v sentence), and one for each word (--per token against query's default)
     big, bigger = work / "ptb-train-valid.txt", work / "ptb-train-valid-x10.txt"
     if not big.exists():
         with atomic_write(big) as f:
@@ -292,10 +292,11 @@ def main() -> None:
         n_tokens = sum(len(line.split()) + 1 for line in text.read_text().splitlines() if line.strip())
         ours = [seqlm_bin, "-q", "score", str(folder), "--file", str(text), "--per", "corpus"]
         cmds = {"seqlm_score_s": (ours, None), "seqlm_score_1t_s": (ours, {"SEQLM_THREADS": "1"}),
-                "seqlm_lines_s": (ours[:-2], None)}
+                "seqlm_lines_s": (ours[:-2], None), "seqlm_tokens_s": (ours[:-1] + ["token"], None)}
         if query.exists() and trie.exists():
             cmds["query_trie_s"] = ([str(query), "-v", "summary", str(trie)], None)
             cmds["query_sentence_s"] = ([str(query), "-v", "sentence", str(trie)], None)
+            cmds["query_words_s"] = ([str(query), str(trie)], None)
         row = {"file": text.name, "tokens": n_tokens, **process_seconds(cmds, text, rounds)}
         if query.exists():
             row.update(query_arpa_s=process_seconds({"arpa": ([str(query), "-v", "summary", str(arpa)], None)}, text,

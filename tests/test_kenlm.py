@@ -226,6 +226,25 @@ def test_the_compiled_reader_splits_and_looks_up_as_python_does(toy_lines):
     assert reader.ids("w200000 w-1 W5") == [0, 0, 0]
 
 
+def token_text(model, lines):
+    """seqlm score --per token's text made in Python, from seqlm.score's rows."""
+    from types import SimpleNamespace
+
+    from seqlm.cli.evaluate import score_lines
+
+    return "".join(line + "\n" for line in score_lines(score(model, lines, per="token"),
+                                                        SimpleNamespace(json=False, per="token")))
+
+
+def test_the_compiled_token_listing_spells_numbers_as_python():
+    """-inf (a maximum-likelihood model's unseen word) and the other numbers as f"{x:.4f}" writes them."""
+    lm = train_ngram(["the cat sat", "the dog ran", "a cat ran"] * 5, order=2, smoothing="mle")
+    if lm.querier() is None:
+        pytest.skip("the compiled query loop is not built here")
+    lines = ["the sat dog zebra", "cat the", "the cat ran"]
+    assert lm.token_listing(lines) == token_text(lm, lines) and "-inf\t" in token_text(lm, lines)
+
+
 def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, texts, monkeypatch):
     lm = train_ngram(toy_lines[0][:1500], order=4)
     if lm.querier() is None:
@@ -246,10 +265,12 @@ def test_text_through_the_compiled_reader_equals_the_tokenizer_path(toy_lines, t
             for name, lines in ("plain", plain), ("surrogate", surrogate):
                 logp, oov, _ = model.score_text(lines)
                 ones = [row for line in lines if "\n" not in line and line.strip() for row in score(model, line)]
-                got[how, name] = logp, oov, model.line_totals(lines), score(model, lines), ones
+                listing = model.token_listing(lines) if how == "compiled" else token_text(model, lines)
+                got[how, name] = logp, oov, model.line_totals(lines), score(model, lines), ones, listing
         monkeypatch.undo()
         for name in "plain", "surrogate":
-            (fl, fo, ft, fr, f1), (pl, po, pt, pr, p1) = got["compiled", name], got["python", name]
+            (fl, fo, ft, fr, f1, fs), (pl, po, pt, pr, p1, ps) = got["compiled", name], got["python", name]
+            assert fs == ps or (fs is None and name == "surrogate")  # seqlm score --per token's text
             assert [row["text"] for row in f1] == [row["text"] for row in fr]  # one line per call: the same rows
             fr, pr = fr + f1, pr + p1
             np.testing.assert_allclose(fl, pl, rtol=0, atol=1e-12)

@@ -118,6 +118,10 @@ def kenlm_summary(results_dir: Path) -> str:
             rows.append(f"| `seqlm score` (a line per line) vs `query -v sentence` (trie), {r['tokens']:,} tokens, whole "
                         f"processes | {r['seqlm_lines_s']:.2f} s | {r['query_sentence_s']:.2f} s | "
                         f"{r['query_sentence_s'] / r['seqlm_lines_s']:.2f}x |")
+        if "seqlm_tokens_s" in r:
+            rows.append(f"| `seqlm score --per token` vs `query` (trie; a line per word), {r['tokens']:,} tokens, whole "
+                        f"processes | {r['seqlm_tokens_s']:.2f} s | {r['query_words_s']:.2f} s | "
+                        f"{r['query_words_s'] / r['seqlm_tokens_s']:.2f}x |")
     for ours, theirs in (("seqlm folder (float32)", "KenLM trie"), ("seqlm folder, --quantize 8", "KenLM trie, -q 8 -b 8")):
         if ours in formats and theirs in formats:
             a, b = formats[ours], formats[theirs]

@@ -3,6 +3,8 @@ line), over seqlm.evaluate and seqlm.score."""
 
 from __future__ import annotations
 
+import sys
+
 from seqlm.cli.common import (
     add_data,
     add_json,
@@ -91,13 +93,19 @@ def score(args) -> int:
         from seqlm.tasks.evaluate import evaluate_file
 
         rows = [evaluate_file(model, args.file, mode=args.mode)]
-    elif args.per == "line" and not args.json:  # a total and the line: score's rows less the dict per line
+    elif args.per != "corpus" and not args.json:  # as text: score's numbers without a dict per line or token
         from seqlm.tasks.score import checked_lines
 
-        lines = checked_lines(input_lines(args.file), "line", args.mode)
-        totals = model.line_totals(lines, args.mode)[0]
-        write_lines(f"{total:.4f}\t{line}" for total, line in zip(totals, lines))
-        return 0
+        lines = checked_lines(input_lines(args.file), args.per, args.mode)
+        if args.per == "line":
+            totals = model.line_totals(lines, args.mode)[0]
+            write_lines(f"{total:.4f}\t{line}" for total, line in zip(totals, lines))
+            return 0
+        listing = model.token_listing(lines, args.mode)  # written by the model, where it can
+        if listing is not None:
+            sys.stdout.write(listing)
+            return 0
+        rows = score(model, lines, per=args.per, mode=args.mode)
     else:
         rows = score(model, input_lines(args.file), per=args.per, mode=args.mode)
     write_lines(score_lines(rows, args))

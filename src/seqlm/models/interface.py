@@ -118,6 +118,11 @@ class LanguageModel(ABC):
         line (a str without a newline, not blank: the per-sentence call)."""
         return None
 
+    def token_listing(self, lines: list[str], mode: str = "sentence") -> str | None:
+        """``seqlm score --per token``'s text for ``lines`` (cli/evaluate.score_lines' format), where the model
+        writes it faster than a Python line per token (the compiled n-gram reader); else None."""
+        return None
+
     def score_lines(
         self, lines: Sequence[np.ndarray], mode: str = "sentence", state: State = None
     ) -> tuple[np.ndarray, State]:

@@ -225,6 +225,10 @@ def kenlm_api_table(res: dict, source: str) -> list[str]:
                     rows.append(["a line printed per line: `seqlm score MODEL --file F` vs `query -v sentence`",
                                  f"{r['seqlm_lines_s']:.3f} s", f"{r['query_sentence_s']:.3f} s",
                                  f"{r['query_sentence_s'] / r['seqlm_lines_s']:.2f}x", "–"])
+                if "seqlm_tokens_s" in r:
+                    rows.append(["a line printed per word: `seqlm score MODEL --file F --per token` vs `query`",
+                                 f"{r['seqlm_tokens_s']:.3f} s", f"{r['query_words_s']:.3f} s",
+                                 f"{r['query_words_s'] / r['seqlm_tokens_s']:.2f}x", "–"])
         out += md_table(f"**The kenlm module's API, {m['model']}** (`python bench/kenlm_api.py`: {m['sentences']:,} "
                       f"test sentences, {m['tokens']:,} tokens; each pair timed alternately, best of {res['rounds']}, "
                       f"each run twice in a row: \"speed vs kenlm\" from the first runs, each after the other's (its "

@@ -12,6 +12,7 @@ context are added, and the context is kept only as far as it can extend.  Built 
 from libc.math cimport INFINITY, exp, isfinite
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdio cimport snprintf
 from libc.string cimport memchr, memcpy
 
 import os
@@ -78,6 +79,7 @@ cdef inline double value(uint64_t code, int mode, const float* table) noexcept n
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
     char* PyBytes_AS_STRING(object data)
     Py_ssize_t PyBytes_GET_SIZE(object data)
 
@@ -424,6 +426,43 @@ def _workers(int n):
 
         _pool, _pool_pid = ThreadPoolExecutor(n, thread_name_prefix="seqlm-score"), os.getpid()
     return _pool
+
+
+cdef class Writer:
+    """Text made in C, in a buffer grown as it fills (its owner frees ``buf``)."""
+    cdef char* buf
+    cdef Py_ssize_t pos, cap
+
+    cdef int room(self, Py_ssize_t n) except -1:
+        cdef char* grown
+        if self.pos + n > self.cap:
+            self.cap = max(2 * self.cap, self.pos + n, 1 << 16)
+            grown = <char*>realloc(self.buf, self.cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.buf = grown
+        return 0
+
+    cdef int put(self, const char* s, Py_ssize_t n, bytes end) except -1:
+        """``s[:n]``, then ``end``."""
+        self.room(n + len(end))
+        memcpy(self.buf + self.pos, s, n)
+        memcpy(self.buf + self.pos + n, <const char*>end, len(end))
+        self.pos += n + len(end)
+        return 0
+
+    cdef int number(self, double x, bytes before, bytes after) except -1:
+        """``before``, ``x`` as Python's ``f"{x:.4f}"`` writes it (C's correctly rounded ``%.4f``; ``-inf``,
+        ``inf``, ``nan`` as Python spells them), ``after``."""
+        cdef char num[400]  # the longest double to four decimals is 309 digits, a sign, a point and four
+        cdef int n
+        if x != x:
+            n = snprintf(num, 400, "nan")
+        else:
+            n = snprintf(num, 400, "%.4f", x)
+        self.put(<const char*>before, len(before), b"")
+        self.put(num, n, after)
+        return 0
 
 
 cdef class Querier:
@@ -892,6 +931,44 @@ cdef class Querier:
             out["words"] += p.words
             out["bytes"] += p.nbytes
         return out
+
+    def token_listing(self, Reader rd, list texts, list lines):
+        """``seqlm score --per token``'s text (cli/evaluate.score_lines, made here: a Python line per token costs
+        several times the scoring): for each of ``lines`` its total ln p and the line, then for each word its
+        ln p, the word and ``  (OOV)`` where unknown, and ``</s>``'s, numbers to four decimals.  ``texts``: the
+        lines as the reader reads them (lowercased copies, or ``lines`` itself)."""
+        cdef Job job = self.score_job(rd, list(texts), True, True)
+        cdef Writer w = Writer()
+        cdef Py_ssize_t line, i, j, at, size, hsize, t
+        cdef int k
+        cdef Part* p
+        cdef const double* out
+        cdef const uint8_t* oov
+        cdef const char* s
+        cdef const char* h
+        try:
+            for k in range(job.nparts):
+                p = &job.parts[k]
+                out = <const double*><char*>job.values[k]
+                oov = <const uint8_t*><char*>job.flags[k]
+                at = 0
+                for line in range(p.first, p.last):
+                    s, size = job.s[line], job.size[line]
+                    h = utf8(lines[line], &hsize)
+                    w.number(job.totals[line], b"", b"\t")
+                    w.put(h, hsize, b"\n")
+                    i = 0
+                    while rd.next_word(s, size, &i, &j):
+                        w.number(out[at], b"\t", b"\t")
+                        w.put(s + i, j - i, b"  (OOV)\n" if oov[at] else b"\n")
+                        at += 1
+                        i = j
+                    w.number(out[at], b"\t", b"\t")
+                    w.put(b"</s>", 4, b"\n")
+                    at += 1
+            return PyUnicode_DecodeUTF8(w.buf, w.pos, NULL)
+        finally:
+            free(w.buf)
 
     def text_logp(self, Reader rd, lines):
         """(ln p, oov) of the words of each line of text and its ``</s>``, every line from ``<s>``, all lines

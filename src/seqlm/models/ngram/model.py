@@ -296,6 +296,16 @@ class NGramLM(LanguageModel):
                 pass
         return None
 
+    def token_listing(self, lines, mode="sentence"):
+        check_mode(mode)
+        compiled = self._compiled_text(lines)
+        if compiled is not None:
+            try:
+                return compiled[0].token_listing(compiled[1], compiled[2], lines)
+            except UnicodeEncodeError:
+                pass
+        return None
+
     def score_flat(self, ids, lengths, mode="sentence", state=None):
         check_mode(mode)
         fast = self._fast()

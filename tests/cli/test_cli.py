@@ -114,8 +114,17 @@ def test_score_prints_every_row_in_order_past_a_chunk(tmp_path, toy_files, capsy
     code, o, _ = run(capsys, "score", str(out), "--file", str(tmp_path / "in.txt"), "--json")
     assert [json.loads(x) for x in o.splitlines()] == [{k: v for k, v in r.items() if k != "token_log_probs"}
                                                        for r in rows]
+    # per token: written by the compiled reader 5 lines at a time, a chunk it declines (as for text it does not
+    # read) made from the rows: the same text
+    from seqlm.cli import evaluate as cli_evaluate
+    from seqlm.models.ngram.model import NGramLM
+
+    monkeypatch.setattr(cli_evaluate, "LISTING_LINES", 5)
+    listing = NGramLM.token_listing
+    monkeypatch.setattr(NGramLM, "token_listing", lambda self, chunk, mode="sentence":
+                        None if lines[12] in chunk else listing(self, chunk, mode))
     code, o, _ = run(capsys, "score", str(out), "--file", str(tmp_path / "in.txt"), "--per", "token")
-    printed = o.splitlines()
-    assert len(printed) == sum(1 + len(r["token_log_probs"]) for r in rows) > 7
-    assert printed[-1] == "\t" + f"{rows[-1]['token_log_probs'][-1]['log_prob']:.4f}\t</s>"
-    assert "(OOV)" in o
+    expected = "".join(f"{r['log_prob']:.4f}\t{r['text']}\n" + "".join(
+        f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}\n" for t in r["token_log_probs"])
+        for r in rows)
+    assert code == 0 and o == expected and "(OOV)" in o and o.count("</s>") == len(lines)

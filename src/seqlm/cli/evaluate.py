@@ -31,6 +31,9 @@ SCORE = """
 """
 
 
+LISTING_LINES = 1 << 15  # seqlm score --per token: lines listed at once (their text is held whole)
+
+
 def register(sub) -> None:
     e = command(sub, "evaluate", "perplexity of a model on a corpus split or a file", EVALUATE, evaluate)
     add_model(e)
@@ -101,9 +104,15 @@ def score(args) -> int:
             totals = model.line_totals(lines, args.mode)[0]
             write_lines(f"{total:.4f}\t{line}" for total, line in zip(totals, lines))
             return 0
-        listing = model.token_listing(lines, args.mode)  # written by the model, where it can
-        if listing is not None:
-            sys.stdout.write(listing)
+        # written by the model where it can (its lines scored independently), a chunk of lines at a time
+        chunks = [lines[a:a + LISTING_LINES] for a in range(0, len(lines), LISTING_LINES)]
+        if model.token_listing(chunks[0][:1], args.mode) is not None:
+            for chunk in chunks:
+                listing = model.token_listing(chunk, args.mode)
+                if listing is None:  # text its reader does not read (a lone surrogate): the rows
+                    write_lines(score_lines(score(model, chunk, per="token", mode=args.mode), args))
+                else:
+                    sys.stdout.write(listing)
             return 0
         rows = score(model, lines, per=args.per, mode=args.mode)
     else:

@@ -296,9 +296,69 @@ cdef struct Part:
     Py_ssize_t lines, words, nbytes  # non-blank lines; words as str.split() makes them, plus one a line; bytes
 
 
+cdef struct Text:  # text written in C (seqlm score --per token), in a buffer grown as it fills
+    char* buf
+    Py_ssize_t pos, cap
+    bint failed  # no memory to grow it
+
+
+cdef inline bint text_room(Text* t, Py_ssize_t n) noexcept nogil:
+    """Whether ``t`` has (now) room for ``n`` more bytes."""
+    cdef char* grown
+    cdef Py_ssize_t cap
+    if t.pos + n <= t.cap:
+        return True
+    cap = max(2 * t.cap, t.pos + n, <Py_ssize_t>1 << 16)
+    grown = <char*>realloc(t.buf, cap)
+    if grown == NULL:
+        t.failed = True
+        return False
+    t.buf, t.cap = grown, cap
+    return True
+
+
+cdef inline void text_put(Text* t, const char* s, Py_ssize_t n) noexcept nogil:
+    if text_room(t, n):
+        memcpy(t.buf + t.pos, s, n)
+        t.pos += n
+
+
+cdef inline void text_number(Text* t, double x) noexcept nogil:
+    """``x`` as Python's ``f"{x:.4f}"`` writes it: C's correctly rounded ``%.4f`` (``inf``, ``-inf`` alike), and
+    ``nan`` without a sign."""
+    if text_room(t, 400):  # the longest double to four decimals: 309 digits, a sign, a point and four
+        t.pos += snprintf(t.buf + t.pos, 400, "%.4f", x) if x == x else snprintf(t.buf + t.pos, 400, "nan")
+
+
 cdef uint8_t PY_SPACE[256]  # the ASCII bytes str.split() and str.strip() take for whitespace
 for _b in (0x20, 0x09, 0x0a, 0x0d, 0x0b, 0x0c, 0x1c, 0x1d, 0x1e, 0x1f):  # " \t\n\r\v\f" and \x1c-\x1f
     PY_SPACE[_b] = 1
+
+
+cdef void list_line(Reader rd, Text* t, double total, const char* head, Py_ssize_t hsize, const char* s,
+                    Py_ssize_t size, const double* out, const uint8_t* oov) noexcept nogil:
+    """One line of ``seqlm score --per token`` (cli/evaluate.score_lines' format): its total ln p and the line
+    as shown (``head``), then each word of ``s`` (the line as read) with its ln p and ``  (OOV)`` where
+    unknown, and ``</s>``; ``out``/``oov``: its tokens' values."""
+    cdef Py_ssize_t i = 0, j, at = 0
+    text_number(t, total)
+    text_put(t, "\t", 1)
+    text_put(t, head, hsize)
+    text_put(t, "\n", 1)
+    while rd.next_word(s, size, &i, &j):
+        text_put(t, "\t", 1)
+        text_number(t, out[at])
+        text_put(t, "\t", 1)
+        text_put(t, s + i, j - i)
+        if oov[at]:
+            text_put(t, "  (OOV)\n", 8)
+        else:
+            text_put(t, "\n", 1)
+        at += 1
+        i = j
+    text_put(t, "\t", 1)
+    text_number(t, out[at])
+    text_put(t, "\t</s>\n", 6)
 
 
 cdef class Job:
@@ -317,6 +377,11 @@ cdef class Job:
     cdef readonly int nparts
     cdef list values, flags  # the parts' token buffers (bytearrays: returned without a copy)
     cdef bint block  # a block of text (block_sums), not a list of lines
+    # a listing (Querier.token_listing): each line as shown (held, their UTF-8) and each part's text
+    cdef list shown
+    cdef const char** heads
+    cdef Py_ssize_t* hsizes
+    cdef Text* text
 
     def __dealloc__(self):
         cdef int k
@@ -326,6 +391,12 @@ cdef class Job:
                 if self.block:  # the room it grew itself
                     free(self.parts[k].out)
                     free(self.parts[k].oov)
+        if self.text != NULL:
+            for k in range(self.nparts):
+                free(self.text[k].buf)
+        free(self.text)
+        free(self.heads)
+        free(self.hsizes)
         free(self.parts)
         free(self.s)
         free(self.size)
@@ -426,43 +497,6 @@ def _workers(int n):
 
         _pool, _pool_pid = ThreadPoolExecutor(n, thread_name_prefix="seqlm-score"), os.getpid()
     return _pool
-
-
-cdef class Writer:
-    """Text made in C, in a buffer grown as it fills (its owner frees ``buf``)."""
-    cdef char* buf
-    cdef Py_ssize_t pos, cap
-
-    cdef int room(self, Py_ssize_t n) except -1:
-        cdef char* grown
-        if self.pos + n > self.cap:
-            self.cap = max(2 * self.cap, self.pos + n, 1 << 16)
-            grown = <char*>realloc(self.buf, self.cap)
-            if grown == NULL:
-                raise MemoryError()
-            self.buf = grown
-        return 0
-
-    cdef int put(self, const char* s, Py_ssize_t n, bytes end) except -1:
-        """``s[:n]``, then ``end``."""
-        self.room(n + len(end))
-        memcpy(self.buf + self.pos, s, n)
-        memcpy(self.buf + self.pos + n, <const char*>end, len(end))
-        self.pos += n + len(end)
-        return 0
-
-    cdef int number(self, double x, bytes before, bytes after) except -1:
-        """``before``, ``x`` as Python's ``f"{x:.4f}"`` writes it (C's correctly rounded ``%.4f``; ``-inf``,
-        ``inf``, ``nan`` as Python spells them), ``after``."""
-        cdef char num[400]  # the longest double to four decimals is 309 digits, a sign, a point and four
-        cdef int n
-        if x != x:
-            n = snprintf(num, 400, "nan")
-        else:
-            n = snprintf(num, 400, "%.4f", x)
-        self.put(<const char*>before, len(before), b"")
-        self.put(num, n, after)
-        return 0
 
 
 cdef class Querier:
@@ -835,6 +869,9 @@ cdef class Querier:
                 job.totals[line] = total
                 job.counts[line] = p.count - count
                 job.unknowns[line] = p.unknown - unknown
+            if job.text != NULL:
+                list_line(rd, &job.text[k], total, job.heads[line], job.hsizes[line], job.s[line], job.size[line],
+                          p.out + count, p.oov + count)
 
     cdef void run_block(self, Reader rd, Job job, int k) noexcept nogil:
         """Score part ``k`` of a :func:`block_job`: each non-blank line from ``<s>`` with its ``</s>``, into
@@ -933,42 +970,29 @@ cdef class Querier:
         return out
 
     def token_listing(self, Reader rd, list texts, list lines):
-        """``seqlm score --per token``'s text (cli/evaluate.score_lines, made here: a Python line per token costs
-        several times the scoring): for each of ``lines`` its total ln p and the line, then for each word its
-        ln p, the word and ``  (OOV)`` where unknown, and ``</s>``'s, numbers to four decimals.  ``texts``: the
-        lines as the reader reads them (lowercased copies, or ``lines`` itself)."""
-        cdef Job job = self.score_job(rd, list(texts), True, True)
-        cdef Writer w = Writer()
-        cdef Py_ssize_t line, i, j, at, size, hsize, t
+        """``seqlm score --per token``'s text (cli/evaluate.score_lines' format, made here: a Python line per
+        token costs several times the scoring): for each of ``lines`` its total ln p and the line, then for each
+        word its ln p, the word and ``  (OOV)`` where unknown, and ``</s>``'s, numbers to four decimals; each
+        part written by the thread that scores it.  ``texts``: the lines as the reader reads them (lowercased
+        copies, or ``lines`` itself)."""
+        cdef Job job = Job(list(texts), self.threads, True, True)
+        cdef Py_ssize_t i
         cdef int k
-        cdef Part* p
-        cdef const double* out
-        cdef const uint8_t* oov
-        cdef const char* s
-        cdef const char* h
-        try:
-            for k in range(job.nparts):
-                p = &job.parts[k]
-                out = <const double*><char*>job.values[k]
-                oov = <const uint8_t*><char*>job.flags[k]
-                at = 0
-                for line in range(p.first, p.last):
-                    s, size = job.s[line], job.size[line]
-                    h = utf8(lines[line], &hsize)
-                    w.number(job.totals[line], b"", b"\t")
-                    w.put(h, hsize, b"\n")
-                    i = 0
-                    while rd.next_word(s, size, &i, &j):
-                        w.number(out[at], b"\t", b"\t")
-                        w.put(s + i, j - i, b"  (OOV)\n" if oov[at] else b"\n")
-                        at += 1
-                        i = j
-                    w.number(out[at], b"\t", b"\t")
-                    w.put(b"</s>", 4, b"\n")
-                    at += 1
-            return PyUnicode_DecodeUTF8(w.buf, w.pos, NULL)
-        finally:
-            free(w.buf)
+        job.shown = list(lines)
+        if len(job.shown) != job.n:
+            raise ValueError("as many lines shown as read")
+        job.heads = <const char**>malloc(max(job.n, 1) * sizeof(char*))
+        job.hsizes = <Py_ssize_t*>malloc(max(job.n, 1) * sizeof(Py_ssize_t))
+        job.text = <Text*>calloc(job.nparts, sizeof(Text))
+        if job.heads == NULL or job.hsizes == NULL or job.text == NULL:
+            raise MemoryError()
+        for i in range(job.n):
+            job.heads[i] = utf8(job.shown[i], &job.hsizes[i])
+        self.run_job(rd, job)
+        for k in range(job.nparts):
+            if job.text[k].failed:
+                raise MemoryError()
+        return "".join([PyUnicode_DecodeUTF8(job.text[k].buf, job.text[k].pos, NULL) for k in range(job.nparts)])
 
     def text_logp(self, Reader rd, lines):
         """(ln p, oov) of the words of each line of text and its ``</s>``, every line from ``<s>``, all lines

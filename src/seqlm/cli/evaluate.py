@@ -109,7 +109,7 @@ def score(args) -> int:
         if model.token_listing(chunks[0][:1], args.mode) is not None:
             for chunk in chunks:
                 listing = model.token_listing(chunk, args.mode)
-                if listing is None:  # text its reader does not read (a lone surrogate): the rows
+                if listing is None:  # a chunk the model declines: made from the rows
                     write_lines(score_lines(score(model, chunk, per="token", mode=args.mode), args))
                 else:
                     sys.stdout.write(listing)

@@ -367,6 +367,12 @@ def test_scoring_in_threads_changes_no_number(toy_lines, texts):
     assert one.text_totals(reader, lines) == three.text_totals(reader, lines)
     assert one.text_rows(reader, lines, ROW_KEYS, "word") == three.text_rows(reader, lines, ROW_KEYS, "word")
     assert len(one.text_rows(reader, lines, ROW_KEYS, "word")) == len(lines)
+    # --per token's listing, each part written by its own thread: the parts joined in order
+    listing = three.token_listing(reader, lines, lines)
+    assert listing == one.token_listing(reader, lines, lines) and listing.count("\t</s>\n") == len(lines)
+    shown = [f"line {i}" for i in range(len(lines))]  # what each line's header shows is the caller's
+    assert [h.split("\t")[1] for h in three.token_listing(reader, lines, shown).splitlines()
+            if not h.startswith("\t")] == shown
     assert fastquery._pool._max_workers >= 2
     # a process forked after the pool was made scores in threads of its own (the parent's are not in it)
     pid = os.fork()

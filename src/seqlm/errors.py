@@ -36,26 +36,32 @@ def check_signals() -> None:
 
 
 @contextlib.contextmanager
-def signals_deferred():
-    """SIGINT and SIGTERM recorded (``SIGNALS``) but not raised for the block, then raised as it ends: for a
-    block that starts processes, which an exception inside it would leave half started, each printing its
-    traceback.  (Held signals, as io.files.signals_held holds them, would be inherited held by the processes.)"""
+def signals_held():
+    """SIGINT and SIGTERM held back for the block and delivered as it ends: for the instant between making a
+    temporary file and knowing its name, and for a block that starts processes, where an exception would
+    leave a file behind or processes half started.  Held where Python runs its handlers: a signal the kernel
+    gives to any thread (a scoring thread, a library's) has its handler run by the main thread, so a thread's
+    signal mask would not hold it; here each handler is replaced by one that records, and each signal recorded
+    is raised again once the handlers are back.  Processes started in the block inherit no mask.  In another
+    thread nothing is raised, so nothing needs holding."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    seen = len(SIGNALS)
-    previous = {s: signal.signal(s, lambda signum, frame: SIGNALS.append(signum)) for s in (signal.SIGTERM,
-                                                                                            signal.SIGINT)}
+    seen: list[int] = []
+    previous = {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is not None:  # (None: a handler set from C, which could not be put back)
+            previous[s] = signal.signal(s, lambda signum, frame: seen.append(signum))
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if len(SIGNALS) > seen:
-        check_signals()
+        for s in dict.fromkeys(seen):
+            signal.raise_signal(s)
 
 
 def explain(e: BaseException) -> str | None:

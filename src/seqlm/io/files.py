@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from seqlm.errors import SeqlmError, explain
+from seqlm.errors import SeqlmError, explain, signals_held
 
 
 def _umask() -> int:
@@ -135,24 +135,6 @@ def _umask_modes(folder: Path) -> None:
             p = os.path.join(root, name)
             if not os.path.islink(p):
                 os.chmod(p, 0o666 & ~mask)
-
-
-@contextlib.contextmanager
-def signals_held():
-    """SIGINT and SIGTERM held back for the block (delivered as it ends): for the instant between making a
-    temporary file and knowing its name, where an exception would leave it behind."""
-    import signal
-
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # no POSIX signal masks here: nothing held
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlm.errors import SeqlmError, check_signals, signals_deferred
+from seqlm.errors import SeqlmError, check_signals, signals_held
 from seqlm.io.memory import parse_memory
 from seqlm.text.bulk import read_raw
 
@@ -71,7 +71,7 @@ class Engine:
             # (a nanny restarting a dead worker sets it again)
             self.environ = dict(os.environ)
             try:
-                with signals_deferred(), warnings.catch_warnings(), \
+                with signals_held(), warnings.catch_warnings(), \
                         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
                     warnings.simplefilter("ignore", UserWarning)
                     self.cluster = LocalCluster(n_workers=self.local, threads_per_worker=1, processes=True,

@@ -102,12 +102,14 @@ def score(args) -> int:
         lines = checked_lines(input_lines(args.file), args.per, args.mode)
         if args.per == "line":
             totals = model.line_totals(lines, args.mode)[0]
-            write_lines(f"{total:.4f}\t{line}" for total, line in zip(totals, lines))
+            write_lines(map(line_text, totals, lines))
             return 0
         # written by the model where it can (its lines scored independently), a chunk of lines at a time
         chunks = [lines[a:a + LISTING_LINES] for a in range(0, len(lines), LISTING_LINES)]
-        if model.token_listing(chunks[0][:1], args.mode) is not None:
-            for chunk in chunks:
+        listing = model.token_listing(chunks[0], args.mode)
+        if listing is not None:
+            sys.stdout.write(listing)
+            for chunk in chunks[1:]:
                 listing = model.token_listing(chunk, args.mode)
                 if listing is None:  # a chunk the model declines: made from the rows
                     write_lines(score_lines(score(model, chunk, per="token", mode=args.mode), args))
@@ -129,6 +131,11 @@ def score_lines(rows, args):
         elif args.per == "corpus":
             yield f"log_prob {row['log_prob']:.4f} (ln), {row['tokens']} tokens, perplexity {fmt(row['perplexity'])}"
         else:
-            yield f"{row['log_prob']:.4f}\t{row['text']}"
+            yield line_text(row["log_prob"], row["text"])
             for t in row.get("token_log_probs", ()):
                 yield f"\t{t['log_prob']:.4f}\t{t['token']}{'  (OOV)' if t['oov'] else ''}"
+
+
+def line_text(total: float, text: str) -> str:
+    """A scored line as ``seqlm score`` prints it: its total ln p to four decimals, a tab, the line."""
+    return f"{total:.4f}\t{text}"
